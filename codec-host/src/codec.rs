@@ -1,0 +1,236 @@
+//! The one seam between the sidecar and protocols (DESIGN.md, "The one seam"): a
+//! protocol-neutral codec API implemented by the Wasm plugin host and by native codecs.
+//!
+//! A codec instance belongs to one worker thread. [`Frame`]s it produces hold their plugin
+//! context and must be encoded by (or dropped on) that same worker; dropping a frame releases
+//! its context exactly once (ABI §6.7).
+
+use std::any::Any;
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+pub use codec_abi::{FrameKind, HeaderMap};
+
+use crate::error::CodecError;
+
+/// The protocol-neutral codec operations (ABI §6.2–§6.6).
+pub trait Codec {
+    /// The protocol name this codec serves (e.g. `x-bolt`).
+    fn protocol(&self) -> &str;
+
+    /// Decodes one frame from the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when `buf` holds only part of a frame (nothing is consumed), or
+    /// `Ok(Some(frame))` after splitting the frame's bytes off the front of `buf`.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the bytes are not this protocol or the plugin failed; the
+    /// connection they came from cannot be trusted any more.
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError>;
+
+    /// Encodes `frame` with `id` as its protocol id and appends the wire bytes to `out`.
+    /// This is how ids are rewritten toward upstream and restored toward downstream. The
+    /// frame stays usable: it may be encoded again (a retry) with another id.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the plugin refuses or fails; nothing is appended.
+    fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError>;
+
+    /// Builds a heartbeat request with `id`; `Ok(None)` when the protocol has no keepalive.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the plugin fails.
+    fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError>;
+
+    /// Builds the ack of a decoded heartbeat request (same id) and appends it to `out`.
+    ///
+    /// # Errors
+    /// [`CodecError`] when `request` is not a heartbeat request or the plugin fails.
+    fn reply_keepalive(&mut self, request: &mut Frame, out: &mut BytesMut)
+        -> Result<(), CodecError>;
+
+    /// Answers `request` on the server's behalf: builds a protocol response for the proxy's
+    /// HTTP-like `status` (404, 502, 504, …; the plugin maps it to a protocol status), with
+    /// `id` as its protocol id, and appends it to `out`.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the plugin cannot build the response.
+    fn hijack(
+        &mut self,
+        request: &Frame,
+        status: u32,
+        id: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError>;
+}
+
+/// A decoded frame: what the proxy needs to route, rewrite and answer it.
+pub struct Frame {
+    kind: FrameKind,
+    id: u64,
+    timeout_or_status: u32,
+    headers: HeaderMap,
+    headers_changed: bool,
+    /// The §5.1 encoding of `headers` as decoded; reused by encode while unchanged.
+    header_section: Bytes,
+    raw: Bytes,
+    payload: Bytes,
+    state: FrameState,
+}
+
+/// Codec-private state that travels with a frame (a plugin context, a native command).
+/// Dropping it releases what it holds.
+pub type FrameState = Box<dyn Any>;
+
+/// What a codec reports for one decoded frame; turned into a [`Frame`] by [`Frame::new`].
+pub struct FrameParts {
+    /// What the frame is.
+    pub kind: FrameKind,
+    /// The protocol id as it is in `raw`.
+    pub id: u64,
+    /// Request: timeout in ms (`u32::MAX` = none, 0 = unset); response: protocol status.
+    pub timeout_or_status: u32,
+    /// The header map (what routing sees).
+    pub headers: HeaderMap,
+    /// The §5.1 encoding of `headers`.
+    pub header_section: Bytes,
+    /// The whole wire frame.
+    pub raw: Bytes,
+    /// The protocol body.
+    pub payload: Bytes,
+    /// Codec-private state (plugin context); dropped with the frame.
+    pub state: FrameState,
+}
+
+impl Frame {
+    /// Assembles a frame from what a codec decoded.
+    pub fn new(parts: FrameParts) -> Frame {
+        Frame {
+            kind: parts.kind,
+            id: parts.id,
+            timeout_or_status: parts.timeout_or_status,
+            headers: parts.headers,
+            headers_changed: false,
+            header_section: parts.header_section,
+            raw: parts.raw,
+            payload: parts.payload,
+            state: parts.state,
+        }
+    }
+
+    /// What the frame is.
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    /// The protocol id in the frame's original bytes.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// For requests: the frame's own timeout in milliseconds, `None` when the frame sets
+    /// none (0, or a negative value such as Bolt's -1).
+    pub fn timeout_ms(&self) -> Option<u32> {
+        match self.timeout_or_status {
+            0 => None,
+            t if t > i32::MAX as u32 => None,
+            t => Some(t),
+        }
+    }
+
+    /// For responses: the protocol status; for requests: the raw timeout field.
+    pub fn timeout_or_status(&self) -> u32 {
+        self.timeout_or_status
+    }
+
+    /// The header map (read-only).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The header map for editing; marks the headers changed so encode sends them.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_changed = true;
+        &mut self.headers
+    }
+
+    /// True once [`Frame::headers_mut`] was called.
+    pub fn headers_changed(&self) -> bool {
+        self.headers_changed
+    }
+
+    /// The §5.1 encoding of the headers as decoded (stale once headers changed).
+    pub fn header_section(&self) -> &Bytes {
+        &self.header_section
+    }
+
+    /// The frame exactly as it was read from the wire.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The protocol body.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Length of the frame on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Codec-private state, for the codec that made the frame.
+    pub fn state(&self) -> &dyn Any {
+        self.state.as_ref()
+    }
+
+    /// Codec-private state, mutable.
+    pub fn state_mut(&mut self) -> &mut dyn Any {
+        self.state.as_mut()
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("timeout_or_status", &self.timeout_or_status)
+            .field("headers", &self.headers.len())
+            .field("wire_len", &self.raw.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(timeout: u32) -> Frame {
+        Frame::new(FrameParts {
+            kind: FrameKind::Request,
+            id: 7,
+            timeout_or_status: timeout,
+            headers: HeaderMap::new(),
+            header_section: Bytes::new(),
+            raw: Bytes::from_static(b"raw"),
+            payload: Bytes::new(),
+            state: Box::new(()),
+        })
+    }
+
+    #[test]
+    fn bolt_minus_one_and_zero_mean_no_timeout() {
+        assert_eq!(frame(u32::MAX).timeout_ms(), None);
+        assert_eq!(frame(0).timeout_ms(), None);
+        assert_eq!(frame(3000).timeout_ms(), Some(3000));
+    }
+
+    #[test]
+    fn editing_headers_marks_them_changed() {
+        let mut f = frame(0);
+        assert!(!f.headers_changed());
+        f.headers_mut().insert("k", "v");
+        assert!(f.headers_changed());
+    }
+}

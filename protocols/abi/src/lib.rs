@@ -1,0 +1,62 @@
+//! Constants and byte layouts of the MOSN wasm codec ABI `proxy_abi_mosn_version_0_2_0`.
+//!
+//! This crate is shared by the host (`codec-host`) and the guest SDK (`codec-sdk`), so both
+//! sides read and write exactly the same bytes. It has no dependencies, no `unsafe`, and never
+//! panics on malformed input: every parser returns a [`LayoutError`].
+//!
+//! Section numbers (§) refer to `shared/spec/mosn-wasm-codec-abi.md`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod flag;
+mod header_map;
+mod layout;
+mod pairs;
+mod status;
+
+pub use error::LayoutError;
+pub use flag::FrameKind;
+pub use header_map::HeaderMap;
+pub use layout::{
+    write_decode_result, write_encode_result, write_host_command, DecodeResultView,
+    EncodeResultView, HeaderSection, HostCommandView, DECODE_RESULT_FIXED_LEN,
+    ENCODE_RESULT_FIXED_LEN, HOST_COMMAND_FIXED_LEN,
+};
+pub use pairs::{decode_pairs, encode_pairs, pairs_len, Pair};
+pub use status::{BufferType, LogLevel, MapType, Status};
+
+/// Name of the function export that marks a module as a MOSN codec plugin (§1).
+pub const ABI_MARKER: &str = "proxy_abi_mosn_version_0_2_0";
+
+/// Names of the exports a codec plugin must provide (§3), besides the [`ABI_MARKER`].
+pub mod exports {
+    /// The guest's linear memory.
+    pub const MEMORY: &str = "memory";
+    /// Runtime initialisation; called once before anything else (§2).
+    pub const START: &str = "_start";
+    /// Guest allocator: `(size) -> ptr`.
+    pub const MALLOC: &str = "malloc";
+    /// Alias of [`MALLOC`] in proxy-wasm naming.
+    pub const MEMORY_ALLOCATE: &str = "proxy_on_memory_allocate";
+    /// `(ctx, parent) -> ()`.
+    pub const CONTEXT_CREATE: &str = "proxy_on_context_create";
+    /// `(root, vm_cfg_size) -> bool`.
+    pub const VM_START: &str = "proxy_on_vm_start";
+    /// `(root, plugin_cfg_size) -> bool`.
+    pub const CONFIGURE: &str = "proxy_on_configure";
+    /// `(ctx) -> ()`.
+    pub const DELETE: &str = "proxy_on_delete";
+    /// `(ctx) -> bool`.
+    pub const DONE: &str = "proxy_on_done";
+    /// `(ctx, ptr, len) -> status`.
+    pub const DECODE: &str = "proxy_decode_buffer_bytes";
+    /// `(ctx, ptr, len) -> status`.
+    pub const ENCODE: &str = "proxy_encode_buffer_bytes";
+    /// `(ctx, id: i64) -> status`.
+    pub const KEEPALIVE: &str = "proxy_keepalive_buffer_bytes";
+    /// `(ctx, ptr, len) -> status`.
+    pub const REPLY_KEEPALIVE: &str = "proxy_reply_keepalive_buffer_bytes";
+    /// `(ctx, status_code, ptr, len) -> status`.
+    pub const HIJACK: &str = "proxy_hijack_buffer_bytes";
+}
