@@ -60,3 +60,9 @@ pub mod exports {
     /// `(ctx, status_code, ptr, len) -> status`.
     pub const HIJACK: &str = "proxy_hijack_buffer_bytes";
 }
+
+/// Header a plugin adds to a decoded request whose frame is complete but whose header section
+/// does not parse (value: the reason). The frame is still reported so the proxy can answer it
+/// with a hijack (code 2, MOSN's "request header decode error") instead of closing the
+/// connection. Plugins that never set it are unaffected.
+pub const HEADER_DECODE_ERROR: &str = "x-codec-header-error";
