@@ -9,6 +9,8 @@
 //   types         echo of values whose encodings differ between Hessian dialects
 //   throw         throwError() must reject with an error mentioning RpcServerException
 //   heartbeat N   send N bolt heartbeats on the connection right away; count the acks
+//   hold S        one echo call, then keep the connection idle for up to S seconds; report
+//                 whether the server closed it meanwhile (closed_by_peer)
 //   load S        C workers call echo back to back for S seconds; report successes, errors
 //                 and the longest call; prints {"progress":...} lines every 200 ms meanwhile
 // stdout: one JSON result line {"scenario":...,"ok":bool,...}; exit status 0 iff ok.
@@ -216,6 +218,16 @@ async function heartbeat(peer, n) {
   };
 }
 
+async function hold(peer, seconds) {
+  const got = await peer.invoke('echo', [ 'hold' ]);
+  const conn = peer.connections()[0];
+  if (!conn) return { ok: false, error: 'no connection to the server' };
+  const start = Date.now();
+  const closed = new Promise(resolve => conn.once('close', () => resolve(true)));
+  const closedByPeer = await Promise.race([ closed, sleep(seconds * 1000).then(() => false) ]);
+  return { ok: got === 'hold', closed_by_peer: closedByPeer, held_ms: Date.now() - start };
+}
+
 async function load(peer, seconds, concurrency) {
   const start = Date.now();
   const end = start + seconds * 1000;
@@ -277,7 +289,7 @@ function positiveInt(text, what) {
 
 async function main() {
   // Never outlive a test: whatever the scenario, give up well after it should have ended.
-  const budgetMs = 30000 + (scenario === 'load' ? Number(scenarioArg) * 1000 : 0);
+  const budgetMs = 30000 + ([ 'load', 'hold' ].includes(scenario) ? Number(scenarioArg) * 1000 : 0);
   setTimeout(() => fail(`scenario did not finish within ${budgetMs} ms`), budgetMs).unref();
   const peer = new Peer();
   await peer.ready();
@@ -288,8 +300,9 @@ async function main() {
     case 'types': result = await types(peer); break;
     case 'throw': result = await throwScenario(peer); break;
     case 'heartbeat': result = await heartbeat(peer, scenarioArg ? positiveInt(scenarioArg, 'heartbeat N') : 3); break;
+    case 'hold': result = await hold(peer, positiveInt(scenarioArg, 'hold S')); break;
     case 'load': result = await load(peer, positiveInt(scenarioArg, 'load S'), positiveInt(opts.concurrency, '--concurrency')); break;
-    default: fail(`unknown scenario ${JSON.stringify(scenario)} (seq N | concurrent N | types | throw | heartbeat N | load S)`);
+    default: fail(`unknown scenario ${JSON.stringify(scenario)} (seq N | concurrent N | types | throw | heartbeat N | hold S | load S)`);
   }
   emit(Object.assign({ scenario, hessian: opts.hessian, server: opts.server }, result));
   await peer.client.close();
