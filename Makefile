@@ -1,0 +1,55 @@
+# Every step a newcomer needs. `make run` starts the sidecar on the default config with a
+# demo backend; `make test` runs every gate and test CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip1
+PLUGIN_DIR := target/$(WASM_TARGET)/plugin
+PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/misbehave.wasm
+CONFIG ?= configs/mosn_rpc_config_wasm.json
+
+.PHONY: all run test plugins wasm-target build build-release peers lint unit bench clean-bench help
+
+all: build
+
+help:
+	@echo "make run     build plugin + sidecar, start the sidecar on $(CONFIG) with a demo echo backend"
+	@echo "make test    lint + all tests (unit, plugin, integration, real SOFA peers)"
+	@echo "make bench   codec micro-benchmark + end-to-end benchmark (writes bench-results/)"
+	@echo "make plugins build the Wasm codec plugins into $(PLUGIN_DIR)"
+
+wasm-target:
+	rustup target add $(WASM_TARGET)
+
+plugins: wasm-target
+	$(CARGO) build --target $(WASM_TARGET) --profile plugin -p bolt -p misbehave
+
+build: plugins
+	$(CARGO) build --workspace --bins
+
+build-release: plugins
+	$(CARGO) build --release -p sidecar -p integration --bins
+
+peers:
+	cd integration/peers && if [ -n "$$CI" ] || [ ! -d node_modules ]; then npm ci --no-audit --no-fund; fi
+
+# The demo backend is the fast Rust Bolt echo server on the app port of the default config.
+run: build
+	@set -e; \
+	target/debug/bolt-echo --listen 127.0.0.1:12199 & echo_pid=$$!; \
+	trap 'kill $$echo_pid 2>/dev/null' EXIT INT TERM; \
+	echo "demo backend (bolt-echo) on 127.0.0.1:12199; sidecar on :2045 (client side) and :2046 (server side)"; \
+	target/debug/sidecar start -c $(CONFIG)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p misbehave -- -D warnings
+
+unit: build peers
+	$(CARGO) test --workspace
+
+test: lint unit
+
+bench: build-release
+	$(CARGO) bench -p codec-host --bench codec
+	target/release/benchrun --out bench-results
