@@ -1,0 +1,158 @@
+//! [`BoltCommand`]: one Bolt frame as the SDK sees it, keeping its original bytes so an
+//! unchanged frame re-encodes by copying them and patching the id (xprotocol §1.8).
+
+use codec_abi::{FrameKind, HeaderMap};
+use codec_sdk::Command;
+
+use crate::error::BoltError;
+use crate::frame::{self, Head, TYPE_ONEWAY, TYPE_RESPONSE};
+
+/// A decoded or built Bolt frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoltCommand {
+    /// The fixed part as in `raw`.
+    head: Head,
+    /// The current id (may differ from the one in `raw`).
+    id: u32,
+    headers: HeaderMap,
+    /// The whole frame as decoded or built.
+    raw: Vec<u8>,
+    /// A body set after decoding; `None` = the content section of `raw`.
+    body: Option<Vec<u8>>,
+    /// Headers or body changed: encode rebuilds the frame from the fields.
+    changed: bool,
+}
+
+impl BoltCommand {
+    /// A command for the whole frame `raw` whose fixed part is `head`.
+    pub(crate) fn decoded(head: Head, raw: Vec<u8>, headers: HeaderMap) -> Self {
+        BoltCommand {
+            id: head.id,
+            head,
+            headers,
+            raw,
+            body: None,
+            changed: false,
+        }
+    }
+
+    /// A command with no class, header or content (heartbeats, hijack responses).
+    pub(crate) fn bare(head: Head) -> Self {
+        let head = Head {
+            class_len: 0,
+            header_len: 0,
+            content_len: 0,
+            ..head
+        };
+        let mut raw = Vec::with_capacity(head.frame_len());
+        frame::write_bare_frame(&mut raw, &head, head.id);
+        BoltCommand::decoded(head, raw, HeaderMap::new())
+    }
+
+    /// The protocol byte: 1 (v1) or 2 (v2).
+    pub fn protocol_version(&self) -> u8 {
+        self.head.proto
+    }
+
+    /// The command code (0 heartbeat, 1 request, 2 response, 100 GoAway).
+    pub fn cmd_code(&self) -> u16 {
+        self.head.cmd_code
+    }
+
+    /// The serialization codec byte (1 Hessian2, 11 protobuf, ...).
+    pub fn codec(&self) -> u8 {
+        self.head.codec
+    }
+
+    /// True for a v2 frame that carries a CRC32.
+    pub fn has_crc(&self) -> bool {
+        self.head.has_crc()
+    }
+
+    /// The class name section (e.g. `com.alipay.sofa.rpc.core.request.SofaRequest`).
+    pub fn class(&self) -> &[u8] {
+        self.raw.get(self.head.class_range()).unwrap_or_default()
+    }
+
+    /// The frame's bytes as decoded or built (with the original id).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// True when headers or body were changed since decoding: encode rebuilds the frame.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    pub(crate) fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Appends the wire bytes with the current id: the original bytes with the id (and CRC)
+    /// patched when nothing else changed, else a frame rebuilt from the fields.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), BoltError> {
+        if !self.changed {
+            let start = out.len();
+            out.extend_from_slice(&self.raw);
+            frame::patch_id(&mut out[start..], &self.head, self.id);
+            return Ok(());
+        }
+        frame::write_frame(
+            out,
+            &self.head,
+            self.id,
+            self.class(),
+            &self.headers,
+            self.body(),
+        )
+    }
+}
+
+impl Command for BoltCommand {
+    /// GoAway (cmdCode 100) is a [`FrameKind::Request`]; a oneway heartbeat is a heartbeat
+    /// request.
+    fn kind(&self) -> FrameKind {
+        match (self.head.cmd_type, self.head.cmd_code) {
+            (TYPE_RESPONSE, frame::CMD_HEARTBEAT) => FrameKind::HeartbeatResponse,
+            (TYPE_RESPONSE, _) => FrameKind::Response,
+            (_, frame::CMD_HEARTBEAT) => FrameKind::HeartbeatRequest,
+            (TYPE_ONEWAY, _) => FrameKind::Oneway,
+            _ => FrameKind::Request,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        u64::from(self.id)
+    }
+
+    /// Bolt ids are 32-bit: the id is truncated.
+    fn set_id(&mut self, id: u64) {
+        self.id = id as u32;
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.changed = true;
+        &mut self.headers
+    }
+
+    fn body(&self) -> &[u8] {
+        match &self.body {
+            Some(body) => body,
+            None => self.raw.get(self.head.content_range()).unwrap_or_default(),
+        }
+    }
+
+    fn set_body(&mut self, body: Vec<u8>) {
+        self.changed = true;
+        self.body = Some(body);
+    }
+
+    /// Request: the timeout's bits (-1 is `u32::MAX`); response: the status.
+    fn timeout_or_status(&self) -> u32 {
+        self.head.timeout_or_status
+    }
+}

@@ -1,0 +1,61 @@
+//! Bolt response statuses (sofa-bolt `ResponseStatus`, xprotocol §1.5) and the mapping of
+//! the proxy's HTTP-like codes onto them (xprotocol §2.6, as the Go SDK's bolt plugin).
+
+/// SUCCESS.
+pub const SUCCESS: u32 = 0x00;
+/// SERVER_THREADPOOL_BUSY.
+pub const SERVER_THREADPOOL_BUSY: u32 = 0x04;
+/// UNKNOWN.
+pub const UNKNOWN: u32 = 0x03;
+/// NO_PROCESSOR.
+pub const NO_PROCESSOR: u32 = 0x06;
+/// TIMEOUT.
+pub const TIMEOUT: u32 = 0x07;
+/// CODEC_EXCEPTION.
+pub const CODEC_EXCEPTION: u32 = 0x09;
+/// CONNECTION_CLOSED.
+pub const CONNECTION_CLOSED: u32 = 0x10;
+/// SERVER_DESERIAL_EXCEPTION.
+pub const SERVER_DESERIAL_EXCEPTION: u32 = 0x12;
+
+/// Maps a proxy code to a Bolt status: 200→0, 404→6, 502→16, 503→4, 504→7, 0→9, 3→18,
+/// anything else → 3 (UNKNOWN). 502 is CONNECTION_CLOSED as in the Go SDK's plugin (MOSN's
+/// native codec says NO_PROCESSOR).
+pub fn map_status(proxy_code: u32) -> u32 {
+    match proxy_code {
+        200 => SUCCESS,
+        404 => NO_PROCESSOR,
+        502 => CONNECTION_CLOSED,
+        503 => SERVER_THREADPOOL_BUSY,
+        504 => TIMEOUT,
+        0 => CODEC_EXCEPTION,
+        3 => SERVER_DESERIAL_EXCEPTION,
+        _ => UNKNOWN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_like_the_go_sdk() {
+        let table = [
+            (200, 0),
+            (404, 6),
+            (502, 16),
+            (503, 4),
+            (504, 7),
+            (0, 9),
+            (3, 18),
+            (2, 3),
+            (403, 3),
+            (500, 3),
+            (509, 3),
+            (u32::MAX, 3),
+        ];
+        for (code, status) in table {
+            assert_eq!(map_status(code), status, "code {code}");
+        }
+    }
+}

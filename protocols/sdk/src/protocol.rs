@@ -1,0 +1,118 @@
+//! What a plugin author implements: a [`Protocol`] that decodes bytes into [`Command`]s and
+//! encodes them back, plus keepalive, reply and hijack.
+
+use codec_abi::{FrameKind, HeaderMap};
+
+use crate::error::ProtocolError;
+
+/// One decoded (or built) protocol frame, cached by the dispatcher per context (ABI §6.1).
+pub trait Command: Sized + 'static {
+    /// What the frame is (request, oneway, response, heartbeat request or ack).
+    fn kind(&self) -> FrameKind;
+
+    /// The protocol id, widened to `u64`.
+    fn id(&self) -> u64;
+
+    /// Sets the protocol id (truncated to the protocol's width). Changing only the id keeps
+    /// an encoder's fast path (copy the original bytes, patch the id).
+    fn set_id(&mut self, id: u64);
+
+    /// The header map: what routing and filters see.
+    fn headers(&self) -> &HeaderMap;
+
+    /// The header map, for editing. Implementations mark the command changed, so the next
+    /// encode rebuilds the frame from its fields.
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+
+    /// The protocol body (no protocol header, class or header map).
+    fn body(&self) -> &[u8];
+
+    /// Replaces the body; marks the command changed.
+    fn set_body(&mut self, body: Vec<u8>);
+
+    /// Request: the timeout in ms as on the wire (Bolt's -1 is `u32::MAX`); response: the
+    /// protocol status.
+    fn timeout_or_status(&self) -> u32;
+}
+
+/// A command decoded from the front of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<C> {
+    /// The command.
+    pub command: C,
+    /// Bytes it took from the front of the buffer: the whole frame (> 0).
+    pub consumed: usize,
+}
+
+/// A protocol codec. One instance serves one root context (one plugin configuration) and all
+/// its stream contexts; natively, one instance per connection or worker.
+pub trait Protocol: 'static {
+    /// The protocol's command type.
+    type Command: Command;
+
+    /// The protocol name (e.g. `x-bolt`).
+    fn name(&self) -> &str;
+
+    /// Decodes one frame from the front of `data`.
+    ///
+    /// Returns `Ok(None)` when `data` holds only part of a frame (nothing is consumed; call
+    /// again with more bytes), `Ok(Some(decoded))` with the frame and its length. Must not
+    /// allocate for a frame before all of it is present.
+    ///
+    /// # Errors
+    /// When `data` is not this protocol or the stream is corrupt; the connection cannot be
+    /// trusted any more.
+    fn decode(&mut self, data: &[u8]) -> Result<Option<Decoded<Self::Command>>, ProtocolError>;
+
+    /// Appends the wire bytes of `command` to `out`.
+    ///
+    /// # Errors
+    /// When the command cannot be represented on the wire (e.g. a field too long); `out` may
+    /// hold a partial frame then and must be discarded by the caller.
+    fn encode(&mut self, command: &Self::Command, out: &mut Vec<u8>) -> Result<(), ProtocolError>;
+
+    /// Builds a heartbeat request with `id`. `None` (the default) = the protocol has no
+    /// heartbeat (ABI §6.4 status 2).
+    fn keepalive(&mut self, id: u64) -> Option<Self::Command> {
+        let _ = id;
+        None
+    }
+
+    /// Builds the answer to a heartbeat request. `None` (the default) = no answer: the
+    /// protocol has no heartbeat, or `request` is not a heartbeat request.
+    fn reply_keepalive(&mut self, request: &Self::Command) -> Option<Self::Command> {
+        let _ = request;
+        None
+    }
+
+    /// Maps the proxy's HTTP-like code (404, 502, 504, ...) to a protocol status; the default
+    /// passes it through.
+    fn map_status(&self, proxy_code: u32) -> u32 {
+        proxy_code
+    }
+
+    /// Builds a response to `request` carrying protocol status `status` (already mapped by
+    /// [`Protocol::map_status`]), with the request's id.
+    ///
+    /// # Errors
+    /// When no response can be built for `request`.
+    fn hijack(
+        &mut self,
+        request: &Self::Command,
+        status: u32,
+    ) -> Result<Self::Command, ProtocolError>;
+
+    /// Called once from `proxy_on_configure` with the VM and plugin configuration pairs
+    /// (ABI §7). The default accepts anything.
+    ///
+    /// # Errors
+    /// When the configuration is invalid; `proxy_on_configure` then returns false.
+    fn configure(
+        &mut self,
+        vm_config: &[(String, String)],
+        plugin_config: &[(String, String)],
+    ) -> Result<(), ProtocolError> {
+        let _ = (vm_config, plugin_config);
+        Ok(())
+    }
+}
