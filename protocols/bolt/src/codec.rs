@@ -180,3 +180,36 @@ impl Protocol for Bolt {
         Ok(self.apply_config(plugin_config)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(value: &str) -> Vec<(String, String)> {
+        vec![
+            ("protocol".to_owned(), "x-bolt".to_owned()),
+            (MAX_FRAME_BYTES_KEY.to_owned(), value.to_owned()),
+        ]
+    }
+
+    #[test]
+    fn max_frame_bytes_is_configurable() {
+        let mut bolt = Bolt::default();
+        assert_eq!(bolt.max_frame_bytes(), 64 << 20);
+        bolt.configure(&[], &config(" 1048576 ")).unwrap();
+        assert_eq!(bolt.max_frame_bytes(), 1 << 20);
+        for bad in ["", "x", "27", "-5", "99999999999999999999999"] {
+            let err = bolt.configure(&[], &config(bad)).unwrap_err();
+            assert!(err.message().contains("max_frame_bytes"), "{bad}: {err}");
+        }
+        assert_eq!(
+            bolt.max_frame_bytes(),
+            1 << 20,
+            "a refused value changes nothing"
+        );
+        assert_eq!(
+            Bolt::with_max_frame_bytes(3).max_frame_bytes(),
+            MIN_MAX_FRAME_BYTES
+        );
+    }
+}

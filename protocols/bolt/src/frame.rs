@@ -358,3 +358,70 @@ fn be16(b: &[u8], at: usize) -> u16 {
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(proto: u8, ver1: u8, switch: u8, cmd_type: u8) -> Head {
+        Head {
+            proto,
+            ver1,
+            switch,
+            cmd_type,
+            cmd_code: if cmd_type == TYPE_RESPONSE { 2 } else { 1 },
+            ver2: 1,
+            id: 0x0A0B_0C0D,
+            codec: 1,
+            timeout_or_status: 7,
+            class_len: 0,
+            header_len: 0,
+            content_len: 0,
+        }
+    }
+
+    #[test]
+    fn fixed_parts_have_the_spec_lengths_and_id_offsets() {
+        for (h, fixed, id_at) in [
+            (head(PROTO_V1, 0, 0, TYPE_REQUEST), 22, 5),
+            (head(PROTO_V1, 0, 0, TYPE_RESPONSE), 20, 5),
+            (head(PROTO_V2, 1, 0, TYPE_REQUEST), 24, 6),
+            (head(PROTO_V2, 1, 0, TYPE_RESPONSE), 22, 6),
+        ] {
+            let mut out = Vec::new();
+            write_bare_frame(&mut out, &h, h.id);
+            assert_eq!(out.len(), fixed);
+            assert_eq!(h.layout().fixed_len, fixed);
+            assert_eq!(&out[id_at..id_at + 4], &[0x0A, 0x0B, 0x0C, 0x0D]);
+            assert_eq!(frame_head(&out, 1 << 20), Ok(Some(h)));
+            for cut in 0..out.len() {
+                assert_eq!(frame_head(&out[..cut], 1 << 20), Ok(None), "cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn crc_frames_carry_a_trailer_over_everything_before_it() {
+        let h = head(PROTO_V2, 2, SWITCH_CRC, TYPE_REQUEST);
+        let mut out = Vec::new();
+        write_bare_frame(&mut out, &h, h.id);
+        assert_eq!(out.len(), 24 + CRC_LEN);
+        assert_eq!(h.frame_len(), out.len());
+        assert_eq!(verify_crc(&out), Ok(()));
+        patch_id(&mut out, &h, 99);
+        assert_eq!(verify_crc(&out), Ok(()));
+        assert_eq!(&out[24..], &crc32fast::hash(&out[..24]).to_be_bytes());
+    }
+
+    #[test]
+    fn limits_are_checked_on_the_announced_length() {
+        let mut out = Vec::new();
+        write_bare_frame(&mut out, &head(PROTO_V1, 0, 0, TYPE_REQUEST), 1);
+        out[18..22].copy_from_slice(&100u32.to_be_bytes());
+        assert_eq!(frame_head(&out, 122), Ok(None));
+        assert_eq!(
+            frame_head(&out, 121),
+            Err(BoltError::FrameTooLarge { len: 122, max: 121 })
+        );
+    }
+}

@@ -56,7 +56,8 @@ impl Misbehaviour {
 
 fn misbehave(what: Misbehaviour) -> ! {
     match what {
-        Misbehaviour::Trap => panic!("misbehave: trap requested"),
+        // `panic_any` with a `&'static str`: the hook shows it without formatting (allocating).
+        Misbehaviour::Trap => std::panic::panic_any(TRAP_MESSAGE),
         Misbehaviour::Loop => spin(),
         Misbehaviour::Oom => exhaust_memory(),
     }
@@ -83,7 +84,7 @@ fn exhaust_memory() -> ! {
         blocks.push(black_box(block));
     }
     black_box(&blocks);
-    panic!("misbehave: out of memory");
+    std::panic::panic_any(OOM_MESSAGE)
 }
 
 impl Protocol for Misbehave {
@@ -134,3 +135,71 @@ impl Protocol for Misbehave {
 }
 
 codec_sdk::entry!(Misbehave::default);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codec_sdk::HeaderMap;
+
+    /// A v1 request with `headers`, written by hand.
+    fn request(headers: &[(&str, &str)]) -> Vec<u8> {
+        let map: HeaderMap = headers.iter().copied().collect();
+        let mut section = Vec::new();
+        map.encode_into(&mut section);
+        let mut frame = vec![1, 1, 0, 1, 1, 0, 0, 0, 9, 1, 0, 0, 0x0b, 0xb8, 0, 0];
+        frame.extend_from_slice(&(section.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&2u32.to_be_bytes());
+        frame.extend_from_slice(&section);
+        frame.extend_from_slice(b"hi");
+        frame
+    }
+
+    #[test]
+    fn behaves_like_bolt_without_the_header() {
+        for headers in [&[("service", "s")][..], &[("misbehave", "politely")]] {
+            let frame = request(headers);
+            let ours = Misbehave::default().decode(&frame).unwrap().unwrap();
+            let bolts = Bolt::default().decode(&frame).unwrap().unwrap();
+            assert_eq!(ours, bolts);
+            let mut out = Vec::new();
+            Misbehave::default()
+                .encode(&ours.command, &mut out)
+                .unwrap();
+            assert_eq!(out, frame);
+        }
+        let mut m = Misbehave::default();
+        let hb = m.keepalive(3).unwrap();
+        assert_eq!(Some(hb.clone()), Bolt::default().keepalive(3));
+        assert_eq!(m.map_status(504), 7);
+        assert_eq!(m.name(), "x-bolt");
+    }
+
+    #[test]
+    fn recognises_each_request() {
+        for (value, want) in [
+            ("trap", Some(Misbehaviour::Trap)),
+            ("loop", Some(Misbehaviour::Loop)),
+            ("oom", Some(Misbehaviour::Oom)),
+            ("other", None),
+        ] {
+            let frame = request(&[("misbehave", value)]);
+            let command = Bolt::default().decode(&frame).unwrap().unwrap().command;
+            assert_eq!(Misbehaviour::requested_by(&command), want, "{value}");
+        }
+        // Only requests misbehave: a response with the same header does not.
+        let mut frame = request(&[("misbehave", "trap")]);
+        frame[1] = 0; // type: response
+        frame[3] = 2; // cmdCode: RPC response
+        frame.drain(10..12); // responses have a 2-byte status instead of a 4-byte timeout
+        let command = Bolt::default().decode(&frame).unwrap().unwrap().command;
+        assert_eq!(Misbehaviour::requested_by(&command), None);
+    }
+
+    #[test]
+    fn trap_panics_with_its_message() {
+        let frame = request(&[("misbehave", "trap")]);
+        let payload = std::panic::catch_unwind(|| Misbehave::default().decode(&frame))
+            .expect_err("trap panics");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&TRAP_MESSAGE));
+    }
+}
