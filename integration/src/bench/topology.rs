@@ -1,0 +1,97 @@
+//! The processes behind one benchmark variant: zero, one or two sidecars chained in front of
+//! the echo server, each started from a [`MosnConfig`] with one listener and one cluster.
+
+use std::net::SocketAddr;
+
+use super::suite::{CodecKind, Variant};
+use crate::error::HarnessError;
+use crate::harness::{free_addr, MosnConfig, Sidecar, SidecarOptions};
+
+/// How sidecars are started for a suite.
+#[derive(Debug, Clone)]
+pub struct TopologySetup {
+    /// Binary, readiness timeout, environment.
+    pub sidecar: SidecarOptions,
+    /// `vm_config.path` of the Wasm plugin.
+    pub plugin_path: String,
+    /// `default_log_level` (keep it quiet for benchmarks).
+    pub log_level: String,
+}
+
+/// A running variant: where the load generator connects, and the sidecars on the path.
+#[derive(Debug)]
+pub struct Topology {
+    /// The variant.
+    pub variant: Variant,
+    /// The first hop's address (the echo server's when direct).
+    pub entry: SocketAddr,
+    /// Sidecars in path order: `A` (entered first), then `B`.
+    pub sidecars: Vec<Sidecar>,
+}
+
+impl Topology {
+    /// Starts the sidecars of `variant` in front of `echo`, last hop first.
+    ///
+    /// # Errors
+    /// The first sidecar that fails to start (earlier ones are stopped on drop).
+    pub fn start(
+        variant: Variant,
+        echo: SocketAddr,
+        setup: &TopologySetup,
+    ) -> Result<Topology, HarnessError> {
+        let Some(codec) = variant.codec else {
+            return Ok(Topology {
+                variant,
+                entry: echo,
+                sidecars: Vec::new(),
+            });
+        };
+        let mut upstream = echo;
+        let mut sidecars = Vec::new();
+        for _ in 0..variant.hops {
+            let listen = free_addr().map_err(|source| HarnessError::Io {
+                action: "finding a free port for",
+                path: "sidecar listener".into(),
+                source,
+            })?;
+            let config = MosnConfig::single_hop(listen, vec![upstream]).log_level(&setup.log_level);
+            let config = match codec {
+                CodecKind::Wasm => config.wasm_plugin(&setup.plugin_path),
+                CodecKind::Native => config.native(),
+            };
+            sidecars.push(Sidecar::spawn_with(config.build(), &setup.sidecar)?);
+            upstream = listen;
+        }
+        sidecars.reverse();
+        Ok(Topology {
+            variant,
+            entry: upstream,
+            sidecars,
+        })
+    }
+
+    /// Process ids of the sidecars, in path order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.sidecars.iter().map(Sidecar::pid).collect()
+    }
+
+    /// `A`, `B`, ... for the sidecar at `index` in path order.
+    pub fn role(index: usize) -> String {
+        char::from(b'A' + (index % 26) as u8).to_string()
+    }
+
+    /// An error for the first sidecar that has exited.
+    pub fn check_alive(&mut self) -> Result<(), HarnessError> {
+        for (i, s) in self.sidecars.iter_mut().enumerate() {
+            if let Some(status) = s.try_status() {
+                return Err(HarnessError::ExitedEarly {
+                    name: if i == 0 { "sidecar A" } else { "sidecar B" },
+                    status,
+                    log: s.log_path().to_path_buf(),
+                    tail: crate::harness::log_tail(s.log_path()),
+                });
+            }
+        }
+        Ok(())
+    }
+}

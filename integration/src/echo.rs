@@ -1,0 +1,604 @@
+//! A fast Bolt v1 echo server for tests and benchmarks: answers every request with its own
+//! content, pipelined, one reader and one batching writer per connection.
+//!
+//! Behaviour per request frame:
+//! * RPC request (cmdCode 1) → response cmdCode 2, same id, status 0, class `SofaResponse`,
+//!   content = request content (codec and ver2 copied from the request);
+//! * heartbeat (cmdCode 0) → 20-byte ack with the same id;
+//! * oneway → nothing;
+//! * other command codes (e.g. GoAway) and stray responses are counted and ignored.
+//!
+//! Control headers on a request: `echo-delay-ms: N` answers after N ms without holding up other
+//! requests (so answers can go out of order), `echo-status: N` sets the response status,
+//! `echo-silent: 1` never answers. Bytes that are not Bolt v1 close the connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::wire::{
+    encode_response_raw, status, Frame, FrameReader, FrameType, ResponseHead, CMD_HEARTBEAT,
+    CMD_REQUEST, CMD_RESPONSE, RESPONSE_CLASS,
+};
+
+/// Control header: delay this response by N milliseconds.
+pub const DELAY_HEADER: &str = "echo-delay-ms";
+/// Control header: answer with this status.
+pub const STATUS_HEADER: &str = "echo-status";
+/// Control header: `1` = never answer.
+pub const SILENT_HEADER: &str = "echo-silent";
+
+/// Read buffer growth step per connection.
+const READ_CHUNK: usize = 64 * 1024;
+/// Response batches queued per connection before the reader waits for the writer.
+const WRITE_QUEUE: usize = 256;
+/// Coalesced writes stop growing past this size.
+const MAX_WRITE_BATCH: usize = 256 * 1024;
+
+/// How an [`EchoServer`] behaves.
+#[derive(Debug, Clone)]
+pub struct EchoOptions {
+    /// Record request ids per connection and the request frames themselves (for tests). Costs a
+    /// lock per read batch; benchmarks turn it off.
+    pub record: bool,
+    /// At most this many request frames are kept when recording (ids are always all kept).
+    pub max_recorded_frames: usize,
+    /// Frames longer than this close the connection.
+    pub max_frame_len: usize,
+}
+
+impl Default for EchoOptions {
+    fn default() -> Self {
+        EchoOptions {
+            record: true,
+            max_recorded_frames: 10_000,
+            max_frame_len: crate::wire::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// A snapshot of the server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EchoCounters {
+    /// Connections accepted since start.
+    pub connections_accepted: u64,
+    /// Two-way RPC requests received (answered or not).
+    pub requests: u64,
+    /// Oneway requests received.
+    pub oneways: u64,
+    /// Heartbeat requests received.
+    pub heartbeats: u64,
+    /// Request frames with another command code (e.g. GoAway), ignored.
+    pub other_commands: u64,
+    /// Response frames received (a server should never get any), ignored.
+    pub stray_responses: u64,
+    /// Connections closed because of unparsable bytes.
+    pub protocol_errors: u64,
+    /// Responses and heartbeat acks queued for writing.
+    pub responses: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connections_accepted: AtomicU64,
+    requests: AtomicU64,
+    oneways: AtomicU64,
+    heartbeats: AtomicU64,
+    other_commands: AtomicU64,
+    stray_responses: AtomicU64,
+    protocol_errors: AtomicU64,
+    responses: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> EchoCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EchoCounters {
+            connections_accepted: get(&self.connections_accepted),
+            requests: get(&self.requests),
+            oneways: get(&self.oneways),
+            heartbeats: get(&self.heartbeats),
+            other_commands: get(&self.other_commands),
+            stray_responses: get(&self.stray_responses),
+            protocol_errors: get(&self.protocol_errors),
+            responses: get(&self.responses),
+        }
+    }
+}
+
+/// What one accepted connection has seen so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Accept order, from 0.
+    pub index: usize,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is still open.
+    pub open: bool,
+    /// Ids of every request frame (two-way, oneway, heartbeat) in arrival order; empty unless
+    /// recording is on.
+    pub request_ids: Vec<u32>,
+}
+
+/// A request frame as the server received it (recording only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// Index of the connection it arrived on.
+    pub connection: usize,
+    /// The frame, byte for byte.
+    pub frame: Frame,
+}
+
+#[derive(Debug)]
+struct ConnRecord {
+    index: usize,
+    peer: SocketAddr,
+    open: AtomicBool,
+    ids: Mutex<Vec<u32>>,
+    kill: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    options: EchoOptions,
+    counters: Counters,
+    conns: Mutex<Vec<Arc<ConnRecord>>>,
+    seen: Mutex<Vec<SeenRequest>>,
+}
+
+/// Locks a mutex, ignoring poisoning: the data behind it stays valid after a panicking holder.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running echo server; shuts down when dropped.
+#[derive(Debug)]
+pub struct EchoServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+impl EchoServer {
+    /// Binds `addr` (port 0 allowed) and serves with recording on. Must run inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// The bind error.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<EchoServer> {
+        Self::start_with(addr, EchoOptions::default()).await
+    }
+
+    /// Binds `addr` and serves with `options`.
+    ///
+    /// # Errors
+    /// The bind error.
+    pub async fn start_with(addr: SocketAddr, options: EchoOptions) -> std::io::Result<EchoServer> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::serve(listener, options)
+    }
+
+    /// Serves on an already bound listener.
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read.
+    pub fn serve(listener: TcpListener, options: EchoOptions) -> std::io::Result<EchoServer> {
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            options,
+            counters: Counters::default(),
+            conns: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(EchoServer {
+            local_addr,
+            shared,
+            accept,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Current counters.
+    pub fn counters(&self) -> EchoCounters {
+        self.shared.counters.snapshot()
+    }
+
+    /// Every connection accepted so far, in accept order.
+    pub fn connections(&self) -> Vec<ConnectionStats> {
+        lock(&self.shared.conns)
+            .iter()
+            .map(|c| ConnectionStats {
+                index: c.index,
+                peer: c.peer,
+                open: c.open.load(Ordering::Acquire),
+                request_ids: lock(&c.ids).clone(),
+            })
+            .collect()
+    }
+
+    /// Request frames received so far (recording only, capped by
+    /// [`EchoOptions::max_recorded_frames`]).
+    pub fn seen_requests(&self) -> Vec<SeenRequest> {
+        lock(&self.shared.seen).clone()
+    }
+
+    /// Closes every open connection without flushing pending responses; keeps accepting.
+    pub fn close_all_connections(&self) {
+        for c in lock(&self.shared.conns).iter() {
+            // A send error means both tasks are gone already.
+            let _ = c.kill.send(true);
+        }
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&self) {
+        self.accept.abort();
+        self.close_all_connections();
+    }
+
+    /// Waits until `pred` holds for the counters, polling every 5 ms; false if `deadline`
+    /// passes first.
+    pub async fn wait_for(&self, deadline: Duration, pred: impl Fn(&EchoCounters) -> bool) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if pred(&self.counters()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, peer)) => {
+                if let Err(e) = sock.set_nodelay(true) {
+                    warn!(%peer, cause = %e, "TCP_NODELAY failed");
+                }
+                shared
+                    .counters
+                    .connections_accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                let (kill, kill_rx) = watch::channel(false);
+                let record = {
+                    let mut conns = lock(&shared.conns);
+                    let record = Arc::new(ConnRecord {
+                        index: conns.len(),
+                        peer,
+                        open: AtomicBool::new(true),
+                        ids: Mutex::new(Vec::new()),
+                        kill,
+                    });
+                    conns.push(record.clone());
+                    record
+                };
+                debug!(%peer, index = record.index, "echo connection accepted");
+                spawn_connection(sock, record, kill_rx, shared.clone());
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                warn!(cause = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn spawn_connection(
+    sock: TcpStream,
+    record: Arc<ConnRecord>,
+    kill_rx: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+) {
+    let (rd, wr) = sock.into_split();
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    let writer = tokio::spawn(write_loop(wr, rx, kill_rx.clone()));
+    tokio::spawn(async move {
+        read_loop(rd, tx, kill_rx, &record, &shared).await;
+        // The writer finishes once every queued and delayed response is flushed, or on kill.
+        let _ = writer.await;
+        record.open.store(false, Ordering::Release);
+        debug!(peer = %record.peer, "echo connection closed");
+    });
+}
+
+async fn killed(kill: &mut watch::Receiver<bool>) {
+    // An error means the sender (the server) is gone: treat as killed too.
+    let _ = kill.wait_for(|k| *k).await;
+}
+
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<Bytes>,
+    mut kill: watch::Receiver<bool>,
+    record: &ConnRecord,
+    shared: &Shared,
+) {
+    let reader = FrameReader::new(shared.options.max_frame_len);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let n = tokio::select! {
+            biased;
+            _ = killed(&mut kill) => return,
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) => {
+                    debug!(peer = %record.peer, cause = %e, "echo read failed");
+                    return;
+                }
+            },
+        };
+        if n == 0 {
+            return;
+        }
+        let mut out = BytesMut::new();
+        let mut ids = Vec::new();
+        loop {
+            match reader.next_frame(&mut buf) {
+                Ok(Some(frame)) => {
+                    if frame.is_request() && shared.options.record {
+                        ids.push(frame.id());
+                        let mut seen = lock(&shared.seen);
+                        if seen.len() < shared.options.max_recorded_frames {
+                            seen.push(SeenRequest {
+                                connection: record.index,
+                                frame: frame.clone(),
+                            });
+                        }
+                    }
+                    handle_frame(&frame, &mut out, &tx, shared);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(peer = %record.peer, cause = %e, "echo got bytes that are not Bolt v1; closing");
+                    shared
+                        .counters
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = record.kill.send(true);
+                    return;
+                }
+            }
+        }
+        if !ids.is_empty() {
+            lock(&record.ids).extend_from_slice(&ids);
+        }
+        if !out.is_empty() && tx.send(out.freeze()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Control settings parsed from a request's headers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Control {
+    delay_ms: u64,
+    status: u16,
+    silent: bool,
+}
+
+fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+fn control(frame: &Frame) -> Control {
+    let mut c = Control::default();
+    if frame.header_bytes().is_empty() {
+        return c;
+    }
+    for (k, v) in frame.headers().map_while(Result::ok) {
+        if !k.starts_with(b"echo-") {
+            continue;
+        }
+        match k {
+            k if k == DELAY_HEADER.as_bytes() => c.delay_ms = parse_num(v).unwrap_or(0),
+            k if k == STATUS_HEADER.as_bytes() => c.status = parse_num(v).unwrap_or(0),
+            k if k == SILENT_HEADER.as_bytes() => c.silent = v == b"1" || v == b"true",
+            _ => {}
+        }
+    }
+    c
+}
+
+fn handle_frame(frame: &Frame, out: &mut BytesMut, tx: &mpsc::Sender<Bytes>, shared: &Shared) {
+    let counters = &shared.counters;
+    match (frame.frame_type(), frame.cmd_code()) {
+        (FrameType::Response, _) => {
+            counters.stray_responses.fetch_add(1, Ordering::Relaxed);
+        }
+        (FrameType::Oneway, _) => {
+            counters.oneways.fetch_add(1, Ordering::Relaxed);
+        }
+        (FrameType::Request, CMD_HEARTBEAT) => {
+            counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+            counters.responses.fetch_add(1, Ordering::Relaxed);
+            let head = ResponseHead {
+                id: frame.id(),
+                cmd_code: CMD_HEARTBEAT,
+                ver2: frame.ver2(),
+                codec: frame.codec(),
+                status: status::SUCCESS,
+            };
+            // Empty sections always fit.
+            let _ = encode_response_raw(out, head, &[], &[], &[]);
+        }
+        (FrameType::Request, CMD_REQUEST) => {
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            let ctl = control(frame);
+            if ctl.silent {
+                return;
+            }
+            counters.responses.fetch_add(1, Ordering::Relaxed);
+            let head = ResponseHead {
+                id: frame.id(),
+                cmd_code: CMD_RESPONSE,
+                ver2: frame.ver2(),
+                codec: frame.codec(),
+                status: ctl.status,
+            };
+            let content = frame.content();
+            if ctl.delay_ms == 0 {
+                // The content came out of a frame, so it fits a u32 length.
+                let _ = encode_response_raw(out, head, RESPONSE_CLASS.as_bytes(), &[], &content);
+                return;
+            }
+            let mut delayed = BytesMut::new();
+            let _ =
+                encode_response_raw(&mut delayed, head, RESPONSE_CLASS.as_bytes(), &[], &content);
+            let tx = tx.clone();
+            let delay = Duration::from_millis(ctl.delay_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // The connection may be gone by now; then the answer is dropped.
+                let _ = tx.send(delayed.freeze()).await;
+            });
+        }
+        (FrameType::Request, _) => {
+            counters.other_commands.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    mut kill: watch::Receiver<bool>,
+) {
+    let mut batch = BytesMut::new();
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = killed(&mut kill) => return,
+            m = rx.recv() => match m {
+                Some(b) => b,
+                None => return,
+            },
+        };
+        let write = async {
+            if let Ok(next) = rx.try_recv() {
+                batch.clear();
+                batch.extend_from_slice(&first);
+                batch.extend_from_slice(&next);
+                while batch.len() < MAX_WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                wr.write_all(&batch).await
+            } else {
+                wr.write_all(&first).await
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            _ = killed(&mut kill) => return,
+            r = write => r,
+        };
+        if let Err(e) = result {
+            debug!(cause = %e, "echo write failed");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Request, CODEC_HESSIAN2};
+
+    fn frame(req: Request) -> Frame {
+        Frame::parse(req.to_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn control_headers_parse() {
+        let f = frame(
+            Request::rpc(1, Some("s"), Bytes::new())
+                .header(DELAY_HEADER, "25")
+                .header(STATUS_HEADER, "7")
+                .header(SILENT_HEADER, "1"),
+        );
+        assert_eq!(
+            control(&f),
+            Control {
+                delay_ms: 25,
+                status: 7,
+                silent: true
+            }
+        );
+        let f = frame(Request::rpc(1, Some("s"), Bytes::new()).header(DELAY_HEADER, "x"));
+        assert_eq!(control(&f), Control::default());
+    }
+
+    #[tokio::test]
+    async fn answers_copy_id_codec_and_content() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let shared = Shared {
+            options: EchoOptions::default(),
+            counters: Counters::default(),
+            conns: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
+        };
+        let mut out = BytesMut::new();
+        let mut req = Request::rpc(42, Some("s"), &b"payload"[..]);
+        req.head.codec = 11;
+        handle_frame(&frame(req), &mut out, &tx, &shared);
+        handle_frame(&frame(Request::heartbeat(43)), &mut out, &tx, &shared);
+        handle_frame(
+            &frame(Request::rpc(44, None, Bytes::new()).oneway()),
+            &mut out,
+            &tx,
+            &shared,
+        );
+        let mut out = out;
+        let reader = FrameReader::default();
+        let resp = reader.next_frame(&mut out).unwrap().unwrap();
+        assert_eq!(
+            (resp.id(), resp.cmd_code(), resp.status(), resp.codec()),
+            (42, CMD_RESPONSE, Some(0), 11)
+        );
+        assert_eq!(resp.class(), RESPONSE_CLASS.as_bytes());
+        assert_eq!(&resp.content()[..], b"payload");
+        let ack = reader.next_frame(&mut out).unwrap().unwrap();
+        assert_eq!(ack.raw().len(), 20);
+        assert_eq!(
+            (ack.id(), ack.cmd_code(), ack.status(), ack.codec()),
+            (43, CMD_HEARTBEAT, Some(0), CODEC_HESSIAN2)
+        );
+        assert!(out.is_empty(), "oneway is not answered");
+        assert!(rx.try_recv().is_err());
+        let c = shared.counters.snapshot();
+        assert_eq!(
+            (c.requests, c.heartbeats, c.oneways, c.responses),
+            (1, 1, 1, 2)
+        );
+    }
+}

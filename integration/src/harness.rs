@@ -1,0 +1,132 @@
+//! Process harness for end-to-end tests and benchmarks: runs the real `sidecar` binary and the
+//! `bolt-echo` binary as child processes, builds MOSN-format configs, finds free ports.
+//!
+//! Everything here is synchronous (std::process): it blocks the calling thread while it waits,
+//! so async tests should use a multi-thread runtime (or `spawn_blocking`) when an in-process
+//! server must keep running meanwhile.
+
+mod child;
+mod echo_process;
+mod mosn_config;
+mod sidecar;
+
+pub use child::KEEP_LOGS_ENV;
+pub use echo_process::{EchoProcess, BOLT_ECHO_BIN_ENV};
+pub use mosn_config::{
+    mosn_config, patch, ClusterSpec, CodecChoice, ListenerSpec, MosnConfig, DEFAULT_PLUGIN_PATH,
+};
+pub use sidecar::{CheckOutput, Sidecar, SidecarOptions, SIDECAR_BIN_ENV};
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use crate::error::HarnessError;
+
+/// The last 40 lines of a log file (empty if unreadable).
+pub fn log_tail(path: &Path) -> String {
+    child::tail(path, 40)
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, then released). Another process
+/// could take it before it is used; tests accept that small race.
+///
+/// # Errors
+/// When no socket can be bound.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `127.0.0.1:<free port>`.
+///
+/// # Errors
+/// When no socket can be bound.
+pub fn free_addr() -> std::io::Result<SocketAddr> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+}
+
+/// The workspace root (the parent of this crate's directory). Sidecars run with it as their
+/// working directory, so relative plugin paths in configs resolve as they do for `make run`.
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Finds a binary of this workspace: `$<env_var>` if set, else next to the running executable
+/// (`target/<profile>/` for binaries, `target/<profile>/deps/..` for tests), else
+/// `<repo>/target/<profile>/`.
+///
+/// # Errors
+/// [`HarnessError::BinaryMissing`] listing the paths tried, with `hint`.
+pub fn find_binary(
+    name: &'static str,
+    env_var: &str,
+    hint: &'static str,
+) -> Result<PathBuf, HarnessError> {
+    let mut tried = Vec::new();
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        tried.push(path);
+    }
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            dirs.push(dir.to_path_buf());
+            if let Some(up) = dir.parent() {
+                dirs.push(up.to_path_buf());
+            }
+        }
+    }
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    dirs.push(repo_root().join("target").join(profile));
+    for dir in dirs {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+        tried.push(path);
+    }
+    Err(HarnessError::BinaryMissing { name, tried, hint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_bind() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        TcpListener::bind(("127.0.0.1", port)).expect("port was free");
+        assert!(free_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn repo_root_holds_the_workspace() {
+        assert!(repo_root().join("Cargo.toml").is_file());
+        assert!(repo_root().join("integration").is_dir());
+    }
+
+    #[test]
+    fn missing_binary_error_says_how_to_build_it() {
+        let err = find_binary(
+            "no-such-binary-here",
+            "INTEGRATION_TEST_UNSET_VARIABLE",
+            "build it with `cargo build -p nothing`",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("no-such-binary-here binary not found"),
+            "{msg}"
+        );
+        assert!(msg.contains("cargo build -p nothing"), "{msg}");
+        assert!(msg.contains("target"), "lists the paths tried: {msg}");
+    }
+}
