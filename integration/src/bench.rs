@@ -39,7 +39,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
 }
 
 /// The request every call sends, with its id patched in per call: an RPC request carrying the
-/// `service` header, the frame timeout from the options and `payload_size` bytes of content.
+/// `service` header (then any extra headers), the frame timeout from the options and
+/// `payload_size` bytes of content.
 ///
 /// # Errors
 /// [`BenchError::Encode`] when a section is too long for Bolt.
@@ -48,8 +49,8 @@ pub fn request_template(options: &BenchOptions) -> Result<Bytes, BenchError> {
         .map(|i| b'a' + (i % 26) as u8)
         .collect();
     let timeout_ms = i32::try_from(options.timeout.as_millis()).unwrap_or(i32::MAX);
-    Request::rpc(0, Some(&options.service), content)
-        .timeout_ms(timeout_ms)
-        .to_bytes()
+    let mut request = Request::rpc(0, Some(&options.service), content).timeout_ms(timeout_ms);
+    request.headers.extend(options.extra_headers.iter().cloned());
+    request.to_bytes()
         .map_err(BenchError::Encode)
 }

@@ -46,6 +46,8 @@ pub struct BenchOptions {
     pub payload_size: usize,
     /// `service` header value.
     pub service: String,
+    /// More headers on every request, after `service` (e.g. the echo server's control headers).
+    pub extra_headers: Vec<(String, String)>,
     /// Per-call timeout; also written into the frame's timeout field.
     pub timeout: Duration,
     /// First request id on every connection.
@@ -70,6 +72,7 @@ impl BenchOptions {
             max_requests: None,
             payload_size: 128,
             service: DEFAULT_SERVICE.to_owned(),
+            extra_headers: Vec::new(),
             timeout: Duration::from_secs(3),
             first_id: 1,
             spin: Duration::ZERO,

@@ -52,6 +52,9 @@ struct Args {
     /// `service` header value.
     #[arg(long, default_value = bench::options::DEFAULT_SERVICE)]
     service: String,
+    /// Extra request header `key=value` (repeatable), e.g. `echo-delay-ms=5`.
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
     /// Per-call timeout (also written into each frame's timeout field).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     timeout: Duration,
@@ -65,6 +68,12 @@ struct Args {
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     json_out: Option<PathBuf>,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
 fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
@@ -124,6 +133,7 @@ fn main() -> anyhow::Result<()> {
     options.max_requests = args.max_requests;
     options.payload_size = args.payload;
     options.service = args.service;
+    options.extra_headers = args.headers;
     options.timeout = args.timeout;
     options.first_id = args.first_id;
     options.spin = args.spin;
