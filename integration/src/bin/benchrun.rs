@@ -55,8 +55,8 @@ struct Args {
     /// Scenarios to run, comma-separated (closed, open).
     #[arg(long, value_delimiter = ',', default_value = "closed,open")]
     scenarios: Vec<String>,
-    /// Output directory.
-    #[arg(long, default_value = "bench-results")]
+    /// Output directory (relative paths are taken from the repository root).
+    #[arg(long, visible_alias = "out", default_value = "bench-results")]
     out_dir: PathBuf,
     /// Sidecar binary (default: $SIDECAR_BIN, else target/release/sidecar).
     #[arg(long)]
@@ -201,13 +201,15 @@ fn main() -> anyhow::Result<()> {
     let exe_hint = "build it with `cargo build --release -p integration --bins`";
     let bench_bin = find_binary("boltbench", "BOLTBENCH_BIN", exe_hint)?;
     let echo_bin = find_binary("bolt-echo", "BOLT_ECHO_BIN", exe_hint)?;
+    let needs_sidecar = wanted.iter().any(|v| v.hops > 0);
     let sidecar_bin = match &args.sidecar_bin {
         Some(p) => p.clone(),
-        None => find_binary(
+        None if needs_sidecar => find_binary(
             "sidecar",
             SIDECAR_BIN_ENV,
             "build it with `cargo build --release -p sidecar` (or set SIDECAR_BIN)",
         )?,
+        None => PathBuf::from("(not used)"),
     };
     let out_dir = if args.out_dir.is_absolute() {
         args.out_dir.clone()
