@@ -50,7 +50,8 @@ pub fn request_template(options: &BenchOptions) -> Result<Bytes, BenchError> {
         .collect();
     let timeout_ms = i32::try_from(options.timeout.as_millis()).unwrap_or(i32::MAX);
     let mut request = Request::rpc(0, Some(&options.service), content).timeout_ms(timeout_ms);
-    request.headers.extend(options.extra_headers.iter().cloned());
-    request.to_bytes()
-        .map_err(BenchError::Encode)
+    request
+        .headers
+        .extend(options.extra_headers.iter().cloned());
+    request.to_bytes().map_err(BenchError::Encode)
 }

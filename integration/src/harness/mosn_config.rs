@@ -525,7 +525,11 @@ mod tests {
                     d.remove("admin");
                 }
                 if !native {
-                    patch(doc, "/wasm_global_plugins/0/vm_config/path", json!("<plugin>"));
+                    patch(
+                        doc,
+                        "/wasm_global_plugins/0/vm_config/path",
+                        json!("<plugin>"),
+                    );
                 }
             }
             assert_eq!(built, from_file, "builder drifted from {file}");
