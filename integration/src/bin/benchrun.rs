@@ -231,6 +231,7 @@ fn main() -> anyhow::Result<()> {
     let setup = TopologySetup {
         sidecar: SidecarOptions {
             binary: Some(sidecar_bin.clone()),
+            keep_logs: true,
             ..SidecarOptions::default()
         },
         plugin_path: args.plugin.clone(),
@@ -313,6 +314,14 @@ fn main() -> anyhow::Result<()> {
     for scenario in &scenario_names {
         for v in &wanted {
             summaries.extend(summarise(&runs, &v.name(), scenario));
+        }
+    }
+    for s in &summaries {
+        if s.failed_calls > 0 {
+            notes.push(format!(
+                "{} {}: {} of {} calls failed (see results.json for causes)",
+                s.variant, s.scenario, s.failed_calls, s.sent
+            ));
         }
     }
     let closed = scenarios
