@@ -1,6 +1,6 @@
 //! [`Bolt`]: the SOFA Bolt v1/v2 [`Protocol`] (decode, encode, heartbeat, hijack, config).
 
-use codec_abi::{FrameKind, HeaderMap, HEADER_DECODE_ERROR};
+use codec_abi::FrameKind;
 use codec_sdk::{Command, Decoded, Protocol, ProtocolError};
 
 use crate::command::BoltCommand;
@@ -23,7 +23,7 @@ pub const MAX_FRAME_BYTES_KEY: &str = "max_frame_bytes";
 ///
 /// The exposed header map is the Bolt header section (routing needs `service`). A request
 /// whose header section does not parse is still decoded, with the single header
-/// [`HEADER_DECODE_ERROR`] giving the reason. GoAway (cmdCode 100) decodes as a request.
+/// [`codec_abi::HEADER_DECODE_ERROR`] giving the reason. GoAway (cmdCode 100) decodes as a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bolt {
     max_frame_bytes: usize,
@@ -64,16 +64,8 @@ impl Bolt {
         if head.has_crc() {
             frame::verify_crc(bytes)?;
         }
-        let headers = match HeaderMap::decode(&bytes[head.header_range()]) {
-            Ok(headers) => headers,
-            Err(err) => {
-                let mut headers = HeaderMap::new();
-                headers.push(HEADER_DECODE_ERROR, err.to_string());
-                headers
-            }
-        };
         Ok(Some(Decoded {
-            command: BoltCommand::decoded(head, bytes.to_vec(), headers),
+            command: BoltCommand::decoded(head, bytes.to_vec()),
             consumed: len,
         }))
     }

@@ -1,20 +1,32 @@
 //! [`BoltCommand`]: one Bolt frame as the SDK sees it, keeping its original bytes so an
 //! unchanged frame re-encodes by copying them and patching the id (xprotocol §1.8).
 
-use codec_abi::{FrameKind, HeaderMap};
-use codec_sdk::Command;
+use std::cell::OnceCell;
+
+use codec_abi::{FrameKind, HeaderMap, HEADER_DECODE_ERROR};
+use codec_sdk::{header_section, Command};
 
 use crate::error::BoltError;
 use crate::frame::{self, Head, TYPE_ONEWAY, TYPE_RESPONSE};
 
 /// A decoded or built Bolt frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The header map is built on first use: decoding only validates and counts the header
+/// section, and an unchanged section is reported and forwarded as the original bytes.
+#[derive(Debug, Clone)]
 pub struct BoltCommand {
     /// The fixed part as in `raw`.
     head: Head,
     /// The current id (may differ from the one in `raw`).
     id: u32,
-    headers: HeaderMap,
+    /// Built from the header section on first use (or set at decode when it does not parse).
+    headers: OnceCell<HeaderMap>,
+    /// Pairs the map holds (valid until the map is edited).
+    header_count: usize,
+    /// The header section in `raw` is exactly the encoding of the map.
+    section_is_map: bool,
+    /// `headers_mut` was called.
+    headers_changed: bool,
     /// The whole frame as decoded or built.
     raw: Vec<u8>,
     /// A body set after decoding; `None` = the content section of `raw`.
@@ -24,16 +36,38 @@ pub struct BoltCommand {
 }
 
 impl BoltCommand {
-    /// A command for the whole frame `raw` whose fixed part is `head`.
-    pub(crate) fn decoded(head: Head, raw: Vec<u8>, headers: HeaderMap) -> Self {
+    /// A command for the whole frame `raw` whose fixed part is `head`. A header section that
+    /// does not parse becomes the single header [`HEADER_DECODE_ERROR`] with the reason.
+    pub(crate) fn decoded(head: Head, raw: Vec<u8>) -> Self {
+        let section = raw.get(head.header_range()).unwrap_or_default();
+        let (headers, header_count, section_is_map) = match header_section::scan(section) {
+            Ok(scan) => (OnceCell::new(), scan.pairs, scan.is_canonical()),
+            Err(err) => {
+                let mut map = HeaderMap::new();
+                map.push(HEADER_DECODE_ERROR, err.to_string());
+                (OnceCell::from(map), 1, false)
+            }
+        };
         BoltCommand {
             id: head.id,
             head,
             headers,
+            header_count,
+            section_is_map,
+            headers_changed: false,
             raw,
             body: None,
             changed: false,
         }
+    }
+
+    fn header_section(&self) -> &[u8] {
+        self.raw.get(self.head.header_range()).unwrap_or_default()
+    }
+
+    fn parse_headers(&self) -> HeaderMap {
+        // `decoded` scanned the section: it parses (a failure left the map already set).
+        HeaderMap::decode(self.header_section()).unwrap_or_default()
     }
 
     /// A command with no class, header or content (heartbeats, hijack responses).
@@ -46,7 +80,7 @@ impl BoltCommand {
         };
         let mut raw = Vec::with_capacity(head.frame_len());
         frame::write_bare_frame(&mut raw, &head, head.id);
-        BoltCommand::decoded(head, raw, HeaderMap::new())
+        BoltCommand::decoded(head, raw)
     }
 
     /// The protocol byte: 1 (v1) or 2 (v2).
@@ -102,11 +136,26 @@ impl BoltCommand {
             &self.head,
             self.id,
             self.class(),
-            &self.headers,
+            self.headers(),
             self.body(),
         )
     }
 }
+
+impl PartialEq for BoltCommand {
+    /// Same frame fields, id, headers, body and changed state (however far the header map
+    /// was built).
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head
+            && self.id == other.id
+            && self.changed == other.changed
+            && self.raw == other.raw
+            && self.body == other.body
+            && self.headers() == other.headers()
+    }
+}
+
+impl Eq for BoltCommand {}
 
 impl Command for BoltCommand {
     /// GoAway (cmdCode 100) is a [`FrameKind::Request`]; a oneway heartbeat is a heartbeat
@@ -131,12 +180,28 @@ impl Command for BoltCommand {
     }
 
     fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers.get_or_init(|| self.parse_headers())
+    }
+
+    fn header_count(&self) -> usize {
+        self.headers.get().map_or(self.header_count, HeaderMap::len)
+    }
+
+    /// The original header section while it is exactly the encoding of the map.
+    fn encoded_headers(&self) -> Option<&[u8]> {
+        (self.section_is_map && !self.headers_changed).then(|| self.header_section())
     }
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
         self.changed = true;
-        &mut self.headers
+        self.headers_changed = true;
+        if self.headers.get().is_none() {
+            let map = self.parse_headers();
+            self.headers = OnceCell::from(map);
+        }
+        self.headers
+            .get_mut()
+            .expect("the header map was just built")
     }
 
     fn body(&self) -> &[u8] {

@@ -186,15 +186,31 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
             }
         };
         scratch.clear();
-        write_decode_result(
-            scratch,
-            command.headers(),
+        let (flag, id, timeout_or_status) = (
             command.kind().guest_flag(),
             command.id(),
             command.timeout_or_status(),
-            drain,
-            command.body(),
         );
+        match command.encoded_headers() {
+            Some(section) => write_decode_result(
+                scratch,
+                section,
+                flag,
+                id,
+                timeout_or_status,
+                drain,
+                command.body(),
+            ),
+            None => write_decode_result(
+                scratch,
+                command.headers(),
+                flag,
+                id,
+                timeout_or_status,
+                drain,
+                command.body(),
+            ),
+        }
         stream.decoded = Some(command);
         let reported = host.set_buffer(BufferType::DecodeData, scratch);
         self.finish_report(ctx, "decode", reported)

@@ -32,6 +32,7 @@ pub mod dispatcher;
 mod error;
 pub mod harness;
 mod header_rule;
+pub mod header_section;
 mod host;
 #[cfg(target_arch = "wasm32")]
 mod hostcalls;

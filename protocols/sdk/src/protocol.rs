@@ -20,6 +20,19 @@ pub trait Command: Sized + 'static {
     /// The header map: what routing and filters see.
     fn headers(&self) -> &HeaderMap;
 
+    /// Number of header pairs, as `headers().len()`. Override when the count is known
+    /// without building the map (encode compares it with the host's count, §6.3 step 5).
+    fn header_count(&self) -> usize {
+        self.headers().len()
+    }
+
+    /// The §5.1 encoding of `headers()` when the command has it at hand (e.g. the unchanged
+    /// header section of a decoded frame in a protocol using that encoding); the decode result
+    /// then copies it instead of encoding the map. `None` (the default) = encode the map.
+    fn encoded_headers(&self) -> Option<&[u8]> {
+        None
+    }
+
     /// The header map, for editing. Implementations mark the command changed, so the next
     /// encode rebuilds the frame from its fields.
     fn headers_mut(&mut self) -> &mut HeaderMap;
