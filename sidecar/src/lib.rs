@@ -3,3 +3,8 @@
 //! `codec-host`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod cluster;
+pub mod config;
+pub mod logging;
+pub mod router;

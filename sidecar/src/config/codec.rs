@@ -1,0 +1,269 @@
+//! `third_part_codec.codecs[]`: which codec serves which protocol name — a Wasm plugin
+//! (`type: "wasm"`) or our built-in native build of the same protocol code
+//! (`type: "native"`) — and its upstream pool mode.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::error::{invalid, ConfigError, Invalid, Warnings};
+use super::json::{Item, Obj};
+use super::plugin::{parse_vm_and_instances, PluginConfig};
+use super::LoadContext;
+
+/// How upstream connections are shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Many requests per connection, matched by id (default).
+    Multiplex,
+    /// One request at a time per connection.
+    PingPong,
+    /// One upstream connection per downstream connection.
+    Tcp,
+}
+
+impl PoolMode {
+    /// Our strict spelling (cluster `pool_mode`): `multiplex`, `ping-pong`, `tcp`.
+    pub(crate) fn parse_strict(s: &str) -> Option<PoolMode> {
+        match s {
+            "multiplex" => Some(PoolMode::Multiplex),
+            "ping-pong" => Some(PoolMode::PingPong),
+            "tcp" => Some(PoolMode::Tcp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolMode::Multiplex => "multiplex",
+            PoolMode::PingPong => "ping-pong",
+            PoolMode::Tcp => "tcp",
+        })
+    }
+}
+
+/// An enabled codec.
+#[derive(Debug, Clone)]
+pub struct CodecConfig {
+    /// The protocol name it registers (listeners select it).
+    pub protocol: String,
+    /// What implements it.
+    pub kind: CodecKind,
+    /// Upstream pool mode for this protocol.
+    pub pool_mode: PoolMode,
+    /// JSON path of this codec, for messages.
+    pub json_path: String,
+}
+
+/// What implements a codec.
+#[derive(Debug, Clone)]
+pub enum CodecKind {
+    /// A Wasm plugin speaking the MOSN codec ABI.
+    Wasm(WasmCodecConfig),
+    /// A codec compiled into the sidecar.
+    Native(NativeCodec),
+}
+
+/// A Wasm codec.
+#[derive(Debug, Clone)]
+pub struct WasmCodecConfig {
+    /// Index into [`super::Config::plugins`].
+    pub plugin: usize,
+    /// The plugin's name.
+    pub plugin_name: String,
+    /// Root context id (non-zero).
+    pub root_id: i32,
+    /// Plugin-configuration pairs (buffer type 7): every string-valued member of the codec
+    /// `config`, sorted by key (ABI §7).
+    pub plugin_config_pairs: Vec<(String, String)>,
+    /// `disable_worker_pool` (accepted; requests are handled on the connection's worker).
+    pub disable_worker_pool: bool,
+}
+
+/// Built-in codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeCodec {
+    /// Bolt v1/v2 from `protocols/bolt`, compiled natively.
+    Bolt,
+}
+
+impl fmt::Display for NativeCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NativeCodec::Bolt => "bolt",
+        })
+    }
+}
+
+/// Every string-valued member of a codec `config` object, sorted by key.
+pub(crate) fn string_pairs(config: &Value) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Parses one `codecs[i]`; `Ok(None)` when it is disabled. Inline `vm_config`s become
+/// anonymous plugins appended to `plugins`.
+pub(crate) fn parse_codec(
+    item: &Item<'_>,
+    plugins: &mut Vec<PluginConfig>,
+    ctx: &LoadContext,
+    warnings: &mut Warnings,
+) -> Result<Option<CodecConfig>, ConfigError> {
+    let mut o = item.obj()?;
+    let kind = o.required_str("type")?;
+    if !matches!(kind, "wasm" | "native") {
+        return Err(invalid(
+            o.child("type"),
+            Invalid::Unsupported {
+                value: kind.to_owned(),
+                supported: "\"wasm\", \"native\"",
+            },
+        ));
+    }
+    let enabled = match o.bool("enable")? {
+        Some(e) => e,
+        None => {
+            warnings.push(
+                o.child("enable"),
+                "enable is absent: the codec is disabled (as in MOSN); set \"enable\": true",
+            );
+            false
+        }
+    };
+    let Some(config_item) = o.get("config") else {
+        return Err(invalid(o.child("config"), Invalid::Missing));
+    };
+    o.finish(warnings);
+    if !enabled {
+        return Ok(None);
+    }
+    let mut c = config_item.obj()?;
+    let protocol = c.required_str("protocol")?.to_owned();
+    let pool_mode = match c.str("pool_mode")? {
+        Some("ping-pong") => PoolMode::PingPong,
+        Some("tcp") => PoolMode::Tcp,
+        None | Some("") | Some("multiplex") => PoolMode::Multiplex,
+        Some(other) => {
+            warnings.push(
+                c.child("pool_mode"),
+                format!("pool_mode {other:?} is not \"ping-pong\" or \"tcp\": multiplex is used"),
+            );
+            PoolMode::Multiplex
+        }
+    };
+    let json_path = item.path.clone();
+    let kind = if kind == "wasm" {
+        let mut wasm = parse_wasm_codec(c, &protocol, plugins, ctx, warnings)?;
+        wasm.plugin_config_pairs = string_pairs(config_item.value);
+        CodecKind::Wasm(wasm)
+    } else {
+        let codec = match c.required_str("codec")? {
+            "bolt" => NativeCodec::Bolt,
+            other => {
+                return Err(invalid(
+                    c.child("codec"),
+                    Invalid::Unsupported {
+                        value: other.to_owned(),
+                        supported: "\"bolt\"",
+                    },
+                ))
+            }
+        };
+        c.finish(warnings);
+        CodecKind::Native(codec)
+    };
+    Ok(Some(CodecConfig {
+        protocol,
+        kind,
+        pool_mode,
+        json_path,
+    }))
+}
+
+fn parse_wasm_codec(
+    mut c: Obj<'_>,
+    protocol: &str,
+    plugins: &mut Vec<PluginConfig>,
+    ctx: &LoadContext,
+    warnings: &mut Warnings,
+) -> Result<WasmCodecConfig, ConfigError> {
+    let root_id = match c.i64("root_id")? {
+        None | Some(0) => {
+            return Err(invalid(
+                c.child("root_id"),
+                Invalid::Rule("root_id must be a non-zero 32-bit integer (0 cannot own streams)"),
+            ))
+        }
+        Some(n) => i32::try_from(n).map_err(|_| {
+            invalid(
+                c.child("root_id"),
+                Invalid::OutOfRange {
+                    value: n.to_string(),
+                    range: "a non-zero 32-bit integer",
+                },
+            )
+        })?,
+    };
+    let disable_worker_pool = c.bool("disable_worker_pool")?.unwrap_or(false);
+    c.warn_if_set(
+        "plugin_generate_id",
+        "plugin_generate_id has no effect: upstream ids come from a per-connection counter",
+        warnings,
+    );
+    let plugin = match c.str("from_wasm_plugin")? {
+        Some(name) if !name.is_empty() => {
+            if c.get("vm_config").is_some() {
+                warnings.push(
+                    c.child("vm_config"),
+                    "ignored because from_wasm_plugin is set",
+                );
+            }
+            c.accept("instance_num");
+            plugins.iter().position(|p| p.name == name).ok_or_else(|| {
+                invalid(
+                    c.child("from_wasm_plugin"),
+                    Invalid::UnknownPlugin {
+                        name: name.to_owned(),
+                    },
+                )
+            })?
+        }
+        _ => {
+            let anonymous = parse_vm_and_instances(
+                &mut c,
+                format!("codec:{protocol}"),
+                &ctx.work_dir,
+                ctx.cpu_count,
+                warnings,
+            )?;
+            plugins.push(anonymous);
+            plugins.len() - 1
+        }
+    };
+    c.accept("protocol");
+    c.accept("pool_mode");
+    // Other string members are plugin configuration; anything else is dropped.
+    for (_, item) in c.rest() {
+        if !item.value.is_string() {
+            warnings.push(
+                item.path,
+                "not a string: not passed to the plugin (only string members are), ignored",
+            );
+        }
+    }
+    Ok(WasmCodecConfig {
+        plugin,
+        plugin_name: plugins[plugin].name.clone(),
+        root_id,
+        plugin_config_pairs: Vec::new(),
+        disable_worker_pool,
+    })
+}

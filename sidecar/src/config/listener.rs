@@ -1,0 +1,286 @@
+//! `servers[0].listeners[]`: bound addresses, idle timeout, and the proxy filter that picks
+//! the protocol (codec) and route config.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::codec::CodecConfig;
+use super::error::{invalid, ConfigError, Invalid, Warnings};
+use super::json::{Item, Obj};
+
+/// Downstream idle timeout when `connection_idle_timeout` is absent (MOSN: 90 s).
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A listener, validated.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Unique name (stats `listener.<name>`).
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// `bind_port`: false = a virtual listener (original-dst redirect) that never accepts;
+    /// the runtime skips it.
+    pub bind_port: bool,
+    /// Close downstream connections idle this long; `None` = never (`"0s"`).
+    pub connection_idle_timeout: Option<Duration>,
+    /// The proxy filter.
+    pub proxy: ProxyConfig,
+    /// JSON path, for messages.
+    pub json_path: String,
+}
+
+/// The `proxy` network filter of `filter_chains[0]`.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The protocol spoken on both sides (legacy `"X"` + `sub_protocol` resolved).
+    pub protocol: String,
+    /// Index into [`super::Config::codecs`] of the codec serving `protocol`.
+    pub codec: usize,
+    /// `router_config_name`.
+    pub router_config_name: String,
+    /// Index into [`super::Config::route_configs`].
+    pub route_config: usize,
+}
+
+/// Parses one `listeners[i]`. `codecs` are the enabled codecs; `route_configs` maps
+/// router config names to indices.
+pub(crate) fn parse_listener(
+    item: &Item<'_>,
+    codecs: &[CodecConfig],
+    route_configs: &HashMap<String, usize>,
+    warnings: &mut Warnings,
+) -> Result<ListenerConfig, ConfigError> {
+    let mut o = item.obj()?;
+    let name = o.required_str("name")?.to_owned();
+    let address_text = o.required_str("address")?;
+    let address = address_text.parse::<SocketAddr>().map_err(|_| {
+        invalid(
+            o.child("address"),
+            Invalid::Address {
+                value: address_text.to_owned(),
+            },
+        )
+    })?;
+    match o.str("network")? {
+        None | Some("") | Some("tcp") | Some("tcp4") | Some("tcp6") => {}
+        Some(other) => {
+            return Err(invalid(
+                o.child("network"),
+                Invalid::Unsupported {
+                    value: other.to_owned(),
+                    supported: "\"tcp\"",
+                },
+            ))
+        }
+    }
+    let bind_port = o.bool("bind_port")?.unwrap_or(false);
+    if !bind_port {
+        warnings.push(
+            o.child("bind_port"),
+            "bind_port is not true: this is a virtual listener (original-destination redirect \
+             only, not supported) and will not accept connections",
+        );
+    }
+    let connection_idle_timeout = match o.duration("connection_idle_timeout")? {
+        None => Some(DEFAULT_CONNECTION_IDLE_TIMEOUT),
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+    };
+    let chains = o.items("filter_chains")?;
+    let Some(chain) = chains.first() else {
+        return Err(invalid(o.child("filter_chains"), Invalid::Missing));
+    };
+    for extra in &chains[1..] {
+        warnings.push(
+            extra.path.clone(),
+            "only the first filter chain is used (as in MOSN); ignored",
+        );
+    }
+    let proxy = parse_chain(chain, codecs, route_configs, warnings)?;
+    for f in o.items("stream_filters")? {
+        let mut fo = f.obj()?;
+        let kind = fo.str("type")?.unwrap_or_default();
+        let message = match kind {
+            "healthcheck" => {
+                "obsolete healthcheck stream filter (removed from MOSN): heartbeats are \
+                 always answered by the proxy itself; ignored"
+            }
+            "flowControlFilter" => "flow control (Sentinel) is not supported; ignored",
+            "fault" | "faultinject" => "fault injection is not supported; ignored",
+            "proxywasm" => "proxy-wasm stream filters are not supported; ignored",
+            _ => "unknown stream filter, skipped",
+        };
+        fo.accept("type");
+        fo.accept("config");
+        fo.finish(warnings);
+        warnings.push(format!("{}.type", f.path), format!("{kind:?}: {message}"));
+    }
+    o.accept("type");
+    for key in [
+        "access_logs",
+        "listener_filters",
+        "inspector",
+        "use_original_dst",
+        "per_conn_buffer_limit_bytes",
+        "handoff_restoreddestination_connections",
+    ] {
+        o.warn_if_set(key, "not supported; ignored", warnings);
+    }
+    let json_path = o.path().to_owned();
+    o.finish(warnings);
+    Ok(ListenerConfig {
+        name,
+        address,
+        bind_port,
+        connection_idle_timeout,
+        proxy,
+        json_path,
+    })
+}
+
+fn parse_chain(
+    chain: &Item<'_>,
+    codecs: &[CodecConfig],
+    route_configs: &HashMap<String, usize>,
+    warnings: &mut Warnings,
+) -> Result<ProxyConfig, ConfigError> {
+    let mut c = chain.obj()?;
+    let mut proxy = None;
+    for f in c.items("filters")? {
+        let mut fo = f.obj()?;
+        let kind = fo.str("type")?.unwrap_or_default();
+        if kind != "proxy" {
+            warnings.push(
+                format!("{}.type", f.path),
+                format!("network filter {kind:?} is not supported; ignored"),
+            );
+            fo.accept("config");
+        } else if proxy.is_some() {
+            warnings.push(
+                f.path.clone(),
+                "a second proxy filter in one chain is ignored",
+            );
+            fo.accept("config");
+        } else {
+            let mut p = fo
+                .obj("config")?
+                .ok_or_else(|| invalid(fo.child("config"), Invalid::Missing))?;
+            proxy = Some(parse_proxy(&mut p, codecs, route_configs, warnings)?);
+            p.finish(warnings);
+        }
+        fo.finish(warnings);
+    }
+    let proxy = proxy.ok_or_else(|| {
+        invalid(
+            c.child("filters"),
+            Invalid::Rule("the first filter chain needs a filter of type \"proxy\""),
+        )
+    })?;
+    for key in ["match", "tls_context", "tls_context_set"] {
+        c.warn_if_set(key, "not supported; ignored", warnings);
+    }
+    c.finish(warnings);
+    Ok(proxy)
+}
+
+fn parse_proxy(
+    p: &mut Obj<'_>,
+    codecs: &[CodecConfig],
+    route_configs: &HashMap<String, usize>,
+    warnings: &mut Warnings,
+) -> Result<ProxyConfig, ConfigError> {
+    let downstream = p.required_str("downstream_protocol")?;
+    let mut sub_protocol = None;
+    if let Some(mut ext) = p.obj("extend_config")? {
+        sub_protocol = ext.str("sub_protocol")?.filter(|s| !s.is_empty());
+        ext.warn_if_set(
+            "enable_bolt_goaway",
+            "GoAway on shutdown is not supported; ignored",
+            warnings,
+        );
+        ext.finish(warnings);
+    }
+    let (protocol, protocol_path) = if downstream == "X" {
+        // Legacy form (xprotocol §2.1): the real protocol is the sub-protocol.
+        let sub = sub_protocol.ok_or_else(|| {
+            invalid(
+                p.child("extend_config.sub_protocol"),
+                Invalid::Rule("downstream_protocol \"X\" needs extend_config.sub_protocol"),
+            )
+        })?;
+        (sub, p.child("extend_config.sub_protocol"))
+    } else if downstream == "Auto" {
+        return Err(invalid(
+            p.child("downstream_protocol"),
+            Invalid::Rule("\"Auto\" protocol sniffing is not supported (Wasm codecs cannot be sniffed); name the protocol"),
+        ));
+    } else {
+        if let Some(sub) = sub_protocol {
+            warnings.push(
+                p.child("extend_config.sub_protocol"),
+                format!("ignored: downstream_protocol {downstream:?} is not \"X\" (sub_protocol {sub:?} unused)"),
+            );
+        }
+        (downstream, p.child("downstream_protocol"))
+    };
+    let codec = codecs
+        .iter()
+        .position(|c| c.protocol == protocol)
+        .ok_or_else(|| {
+            let enabled: Vec<&str> = codecs.iter().map(|c| c.protocol.as_str()).collect();
+            invalid(
+                protocol_path,
+                Invalid::UnknownProtocol {
+                    protocol: protocol.to_owned(),
+                    enabled: if enabled.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        enabled.join(", ")
+                    },
+                },
+            )
+        })?;
+    match p.str("upstream_protocol")? {
+        None | Some("") | Some("X") => {}
+        Some(up) if up == protocol => {}
+        Some(up) => warnings.push(
+            p.child("upstream_protocol"),
+            format!("ignored (as in MOSN): upstream traffic uses {protocol:?}, not {up:?}"),
+        ),
+    }
+    let router_config_name = p.required_str("router_config_name")?.to_owned();
+    let route_config = *route_configs.get(&router_config_name).ok_or_else(|| {
+        invalid(
+            p.child("router_config_name"),
+            Invalid::UnknownRouterConfig {
+                name: router_config_name.clone(),
+            },
+        )
+    })?;
+    p.accept("name");
+    p.warn_if_set(
+        "concurrency_num",
+        "ignored: requests run on the connection's worker",
+        warnings,
+    );
+    p.warn_if_set(
+        "fallback_for_unknown_protocol",
+        "not supported; connections that do not decode are closed",
+        warnings,
+    );
+    if let Some(h) = p.str("router_handler_name")? {
+        if !h.is_empty() && h != "default" {
+            warnings.push(
+                p.child("router_handler_name"),
+                format!("router handler {h:?} is not supported; the default is used"),
+            );
+        }
+    }
+    Ok(ProxyConfig {
+        protocol: protocol.to_owned(),
+        codec,
+        router_config_name,
+        route_config,
+    })
+}

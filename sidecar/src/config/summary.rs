@@ -1,0 +1,221 @@
+//! The human summary `sidecar check` prints: listeners, routes, clusters, plugins, codecs
+//! and warnings.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::{ClusterTarget, CodecKind, Config, HeaderMatcherConfig, RouteMatch};
+
+/// Renders `config` as indented text.
+pub(crate) fn render(config: &Config) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_summary(&mut out, config);
+    out
+}
+
+fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
+    let s = &c.server;
+    writeln!(
+        out,
+        "server: log {} at {}, graceful timeout {}, {} worker(s)",
+        s.log.path,
+        s.log.level,
+        dur(s.graceful_timeout),
+        s.processor
+    )?;
+    match c.admin {
+        Some(a) => writeln!(out, "admin: {a}")?,
+        None => writeln!(out, "admin: off")?,
+    }
+
+    writeln!(out, "listeners ({}):", c.listeners.len())?;
+    for l in &c.listeners {
+        let codec = &c.codecs[l.proxy.codec];
+        writeln!(
+            out,
+            "  {} {}{} protocol {} ({}) -> route config {}, idle timeout {}",
+            l.name,
+            l.address,
+            if l.bind_port {
+                ""
+            } else {
+                " (virtual, not bound)"
+            },
+            l.proxy.protocol,
+            codec_kind(c, &codec.kind),
+            l.proxy.router_config_name,
+            l.connection_idle_timeout.map_or("never".to_owned(), dur),
+        )?;
+    }
+
+    writeln!(out, "route configs ({}):", c.route_configs.len())?;
+    for rc in &c.route_configs {
+        writeln!(out, "  {}", rc.name)?;
+        for vh in &rc.virtual_hosts {
+            writeln!(
+                out,
+                "    virtual host {:?} domains [{}]{}",
+                vh.name,
+                vh.domains.join(", "),
+                if vh.is_default() {
+                    ""
+                } else {
+                    " (unused by RPC)"
+                }
+            )?;
+            for (i, r) in vh.routes.iter().enumerate() {
+                let when = match &r.matcher {
+                    RouteMatch::NonRpc => "never (HTTP rule)".to_owned(),
+                    RouteMatch::Headers(m) if m.is_empty() => "always".to_owned(),
+                    RouteMatch::Headers(m) => describe_matchers(m),
+                };
+                let to = match &r.action.target {
+                    ClusterTarget::Cluster(cr) => cr.name.clone(),
+                    ClusterTarget::Weighted(list) => list
+                        .iter()
+                        .map(|w| format!("{}={}", w.cluster.name, w.weight))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                let timeout = r.action.timeout.map_or("default".to_owned(), dur);
+                let retry = match &r.action.retry_policy {
+                    Some(p) if p.retry_on => format!(
+                        ", retry on ({} retries{})",
+                        p.num_retries,
+                        p.retry_timeout
+                            .map_or(String::new(), |t| format!(", per try {}", dur(t)))
+                    ),
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "      #{i} when {when} -> {to} (timeout {timeout}{retry})"
+                )?;
+            }
+        }
+    }
+
+    writeln!(out, "clusters ({}):", c.clusters.len())?;
+    for cl in &c.clusters {
+        let cb = &cl.circuit_breakers;
+        let limit = |v: Option<u32>| v.map_or("unlimited".to_owned(), |n| n.to_string());
+        writeln!(
+            out,
+            "  {} {} {} connect timeout {}, max_connections {}, max_requests {}{}",
+            cl.name,
+            cl.kind,
+            cl.lb,
+            dur(cl.connect_timeout),
+            limit(cb.max_connections),
+            limit(cb.max_requests),
+            cl.pool_mode
+                .map_or(String::new(), |m| format!(", pool {m}")),
+        )?;
+        let k = &cl.keepalive;
+        writeln!(
+            out,
+            "    keepalive: heartbeat after {} idle, timeout {}, close after {} misses{}",
+            dur(k.idle),
+            dur(k.timeout),
+            k.max_failures,
+            k.interval
+                .map_or(String::new(), |i| format!(", every {}", dur(i)))
+        )?;
+        for h in &cl.hosts {
+            writeln!(out, "    host {} weight {}", h.address, h.weight)?;
+        }
+    }
+
+    writeln!(out, "wasm plugins ({}):", c.plugins.len())?;
+    for p in &c.plugins {
+        writeln!(
+            out,
+            "  {} engine {} file {} ({}), {} instance(s){}",
+            p.name,
+            p.vm.engine.as_str(),
+            p.vm.path,
+            p.vm.resolved_path.display(),
+            p.instance_num,
+            if p.vm.md5.is_empty() {
+                ""
+            } else {
+                ", md5 checked"
+            }
+        )?;
+    }
+
+    writeln!(out, "codecs ({}):", c.codecs.len())?;
+    for codec in &c.codecs {
+        writeln!(
+            out,
+            "  {} {}, pool {}",
+            codec.protocol,
+            codec_kind(c, &codec.kind),
+            codec.pool_mode
+        )?;
+    }
+
+    writeln!(out, "warnings ({}):", c.warnings.len())?;
+    for w in &c.warnings {
+        writeln!(out, "  {w}")?;
+    }
+    Ok(())
+}
+
+fn codec_kind(c: &Config, kind: &CodecKind) -> String {
+    match kind {
+        CodecKind::Wasm(w) => format!(
+            "wasm plugin {}, root_id {}",
+            c.plugins[w.plugin].name, w.root_id
+        ),
+        CodecKind::Native(n) => format!("native {n}"),
+    }
+}
+
+fn describe_matchers(m: &[HeaderMatcherConfig]) -> String {
+    let single_service = m.len() == 1 && m[0].name == "service";
+    m.iter()
+        .map(|h| match &h.regex {
+            Some(_) => format!("{} ~ /{}/", h.name, h.value),
+            None if single_service && h.value == ".*" => format!("{} is non-empty", h.name),
+            None if single_service => format!("{} == {:?} (non-empty)", h.name, h.value),
+            None => format!("{} == {:?}", h.name, h.value),
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// A duration the way the config writes it (`90s`, `500ms`, `1m30s`).
+fn dur(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 && !d.is_zero() {
+        return format!("{}us", d.as_micros());
+    }
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, min, 0) => format!("{min}m"),
+        (0, min, sec) => format!("{min}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, min, sec) => format!("{h}h{min}m{sec}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_render_like_go() {
+        assert_eq!(dur(Duration::from_secs(90)), "1m30s");
+        assert_eq!(dur(Duration::from_secs(30)), "30s");
+        assert_eq!(dur(Duration::from_millis(500)), "500ms");
+        assert_eq!(dur(Duration::from_secs(3600)), "1h");
+        assert_eq!(dur(Duration::from_secs(60)), "1m");
+        assert_eq!(dur(Duration::ZERO), "0s");
+    }
+}
