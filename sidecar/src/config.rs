@@ -7,6 +7,7 @@
 
 mod cluster;
 mod codec;
+mod dump;
 mod duration;
 mod error;
 mod json;
@@ -31,7 +32,7 @@ pub use cluster::{
     HOST_WEIGHT_RANGE,
 };
 pub use codec::{CodecConfig, CodecKind, NativeCodec, PoolMode, WasmCodecConfig};
-pub use duration::{parse_go_duration, DurationError};
+pub use duration::{format_go_duration, parse_go_duration, DurationError};
 pub use error::{ConfigError, ConfigWarning, Invalid};
 pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
 pub use plugin::{Engine, PluginConfig, VmConfig};
@@ -198,6 +199,12 @@ impl Config {
     /// The route config named `name`.
     pub fn route_config(&self, name: &str) -> Option<&RouteConfig> {
         self.route_configs.iter().find(|r| r.name == name)
+    }
+
+    /// The effective config in MOSN's JSON layout, every default filled in (for the admin
+    /// API's `config_dump`). It parses back into an equivalent config.
+    pub fn to_json(&self) -> Value {
+        dump::render(self)
     }
 
     /// A human summary (what `sidecar check` prints).
@@ -1411,6 +1418,38 @@ mod tests {
             "servers[0].listeners[0].filter_chains[0].filters[0].config.extend_config.sub_protocol",
             "enabled: none",
         );
+    }
+
+    #[test]
+    fn dump_fills_in_defaults_and_parses_back() {
+        let dir = Scratch::new("dump");
+        dir.file(PLUGIN, b"plugin");
+        let mut v = wasm_base();
+        set(
+            &mut v,
+            "/servers/0/routers/0/virtual_hosts/0/routers/0/route",
+            json!({"weighted_clusters": [{"cluster": {"name": "serverCluster", "weight": 3}},
+                                        {"cluster": {"name": "clientCluster", "weight": 1}}],
+                   "timeout": "3s",
+                   "retry_policy": {"retry_on": true, "retry_timeout": "1s", "num_retries": 2}}),
+        );
+        let c = parse_in(&v, &dir).expect("valid");
+        let dump = c.to_json();
+        assert_eq!(dump["servers"][0]["graceful_timeout"], "30s");
+        assert_eq!(
+            dump["servers"][0]["listeners"][0]["connection_idle_timeout"],
+            "1m30s"
+        );
+        let cluster = &dump["cluster_manager"]["clusters"][0];
+        assert_eq!(cluster["connect_timeout"], "10s");
+        assert_eq!(cluster["keepalive"]["max_failures"], 6);
+        assert_eq!(cluster["circuit_breakers"][0]["max_requests"], 0);
+        assert_eq!(dump["wasm_global_plugins"][0]["instance_num"], 3);
+
+        let again = parse_in(&dump, &dir).expect("the dump parses back");
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        assert_eq!(again.to_json(), dump);
+        assert_eq!(again.summary(), c.summary());
     }
 
     #[test]

@@ -100,6 +100,26 @@ fn term_nanos(number: &str, scale: u128) -> Result<u128, DurationError> {
     Ok(nanos)
 }
 
+/// Formats a duration the way Go prints it in configs: `90s` → `1m30s`, `500ms`, `1h`
+/// (sub-millisecond values as `us`; whole-millisecond precision otherwise).
+pub fn format_go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 && !d.is_zero() {
+        return format!("{}us", d.as_micros());
+    }
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, min, 0) => format!("{min}m"),
+        (0, min, sec) => format!("{min}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, min, sec) => format!("{h}h{min}m{sec}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +144,23 @@ mod tests {
         assert_eq!(ok("0s"), Duration::ZERO);
         assert_eq!(ok("+2s"), Duration::from_secs(2));
         assert_eq!(ok("1.0000000009s"), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn formats_like_go() {
+        assert_eq!(format_go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_go_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_go_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_go_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_go_duration(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(format_go_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(format_go_duration(Duration::from_micros(5)), "5us");
+        assert_eq!(format_go_duration(Duration::ZERO), "0s");
+        for d in [90_000, 500, 1500, 3_661_000, 7_200_000] {
+            let d = Duration::from_millis(d);
+            assert_eq!(parse_go_duration(&format_go_duration(d)), Ok(d));
+        }
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! The human summary `sidecar check` prints: listeners, routes, clusters, plugins, codecs
 //! and warnings.
 
-use std::fmt::Write;
-use std::time::Duration;
-
+use super::duration::format_go_duration as dur;
 use super::{ClusterTarget, CodecKind, Config, HeaderMatcherConfig, RouteMatch};
+use std::fmt::Write;
 
 /// Renders `config` as indented text.
 pub(crate) fn render(config: &Config) -> String {
@@ -184,38 +183,4 @@ fn describe_matchers(m: &[HeaderMatcherConfig]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" and ")
-}
-
-/// A duration the way the config writes it (`90s`, `500ms`, `1m30s`).
-fn dur(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 && !d.is_zero() {
-        return format!("{}us", d.as_micros());
-    }
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, min, 0) => format!("{min}m"),
-        (0, min, sec) => format!("{min}m{sec}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, min, sec) => format!("{h}h{min}m{sec}s"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_render_like_go() {
-        assert_eq!(dur(Duration::from_secs(90)), "1m30s");
-        assert_eq!(dur(Duration::from_secs(30)), "30s");
-        assert_eq!(dur(Duration::from_millis(500)), "500ms");
-        assert_eq!(dur(Duration::from_secs(3600)), "1h");
-        assert_eq!(dur(Duration::from_secs(60)), "1m");
-        assert_eq!(dur(Duration::ZERO), "0s");
-    }
 }
