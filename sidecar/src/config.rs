@@ -1421,6 +1421,46 @@ mod tests {
     }
 
     #[test]
+    fn admin_is_optional_and_zero_timeouts_are_rejected() {
+        let mut v = base();
+        remove(&mut v, "", "admin");
+        assert_eq!(parse(&v).expect("valid").admin, None);
+
+        let mut v = base();
+        set(
+            &mut v,
+            "/cluster_manager/clusters/0/connect_timeout",
+            json!("0s"),
+        );
+        expect_error(
+            &v,
+            "cluster_manager.clusters[0].connect_timeout",
+            "greater than zero",
+        );
+
+        let mut v = base();
+        set(
+            &mut v,
+            "/cluster_manager/clusters/0/keepalive",
+            json!({"timeout": "0s"}),
+        );
+        expect_error(
+            &v,
+            "cluster_manager.clusters[0].keepalive.timeout",
+            "greater than zero",
+        );
+    }
+
+    #[test]
+    fn virtual_listeners_warn() {
+        let mut v = base();
+        remove(&mut v, "/servers/0/listeners/0", "bind_port");
+        let c = parse(&v).expect("valid");
+        assert!(!c.listeners[0].bind_port);
+        assert_eq!(warning_paths(&c), ["servers[0].listeners[0].bind_port"]);
+    }
+
+    #[test]
     fn dump_fills_in_defaults_and_parses_back() {
         let dir = Scratch::new("dump");
         dir.file(PLUGIN, b"plugin");
