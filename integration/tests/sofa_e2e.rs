@@ -1,0 +1,619 @@
+//! End-to-end: real SOFA peers (sofa-rpc-node from npm) calling each other through both sidecar hops.
+//!
+//! Topology per test: `node client.js` → sidecar clientListener → sidecar serverListener →
+//! `node server.js`, one sidecar process playing both roles (configs/mosn_rpc_config_wasm.json with
+//! free ports). The peers live in integration/peers (see its README.md); install them with
+//! `make peers` (or `npm ci` in integration/peers). Every child process is bounded by a deadline
+//! and killed on drop; nothing here measures time.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use integration::harness::{free_port, repo_root};
+use integration::Sidecar;
+use serde_json::{json, Value};
+
+/// How long a node peer may take to print its first line.
+const NODE_START: Duration = Duration::from_secs(20);
+/// Deadline for a short client scenario (start-up included).
+const CLIENT_RUN: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Prerequisites
+
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
+
+/// Fails with instructions when node or the npm-installed peers are missing.
+fn require_peers() {
+    let installed = peers_dir().join("node_modules/sofa-rpc-node/package.json");
+    assert!(
+        installed.is_file(),
+        "the SOFA test peers are not installed ({} is missing): run `make peers` \
+         (or `npm ci` in integration/peers)",
+        installed.display()
+    );
+    let version = Command::new("node").arg("--version").output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "`node` (Node.js 20) must be on PATH to run the SOFA end-to-end tests"
+    );
+}
+
+/// One test at a time: each starts several processes, and the machine has few cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Unwraps a step's result; the panic message carries the whole error chain. Panicking (rather
+/// than returning the error) while the sidecar is alive makes the harness print its log.
+fn must<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes speaking JSON lines
+
+/// Lines of a child's stdout, read on a thread and handed over with deadlines.
+struct Lines {
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(stdout: impl Read + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Takes every line already available without waiting.
+    fn drain(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// Waits until a line satisfies `pred` (lines seen earlier count too, from index `from`).
+    fn wait_for(
+        &mut self,
+        from: usize,
+        deadline: Instant,
+        what: &str,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<String> {
+        let mut checked = from;
+        loop {
+            while checked < self.seen.len() {
+                if pred(&self.seen[checked]) {
+                    return Ok(self.seen[checked].clone());
+                }
+                checked += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "timed out waiting for {what}; output so far:\n{}",
+                        self.tail()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("output ended before {what}; output:\n{}", self.tail())
+                }
+            }
+        }
+    }
+
+    fn tail(&self) -> String {
+        let start = self.seen.len().saturating_sub(30);
+        self.seen[start..].join("\n")
+    }
+}
+
+fn kill(child: &mut Child) {
+    // SIGKILL; the process may already be gone.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `node server.js`: the SOFA server app behind the server-side sidecar.
+struct NodeServer {
+    child: Child,
+    lines: Lines,
+    port: u16,
+}
+
+impl NodeServer {
+    fn start(port: u16, hessian: &str, max_idle_ms: Option<u64>) -> Result<Self> {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(peers_dir()).args([
+            "server.js",
+            "--port",
+            &port.to_string(),
+            "--hessian",
+            hessian,
+        ]);
+        if let Some(ms) = max_idle_ms {
+            cmd.args(["--max-idle-ms", &ms.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning node server.js")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut server = NodeServer {
+            child,
+            lines: Lines::new(stdout),
+            port,
+        };
+        let want = format!("listening {port}");
+        server
+            .lines
+            .wait_for(0, Instant::now() + NODE_START, &want, |l| l == want)
+            .context("node server did not start")?;
+        Ok(server)
+    }
+
+    /// SIGKILL: the server vanishes without closing anything gracefully.
+    fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// The JSON events printed so far.
+    fn events(&mut self) -> Vec<Value> {
+        self.lines.drain();
+        self.lines
+            .seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// Waits for an event matching `pred`; returns it.
+    fn wait_event(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Result<Value> {
+        let line = self
+            .lines
+            .wait_for(0, Instant::now() + timeout, what, |l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|v| pred(&v))
+            })?;
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// `node client.js <scenario>`: a SOFA client app with one connection to `port`.
+struct NodeClient {
+    child: Child,
+    lines: Lines,
+    what: String,
+}
+
+impl NodeClient {
+    fn spawn(port: u16, args: &[&str]) -> Result<Self> {
+        let mut child = Command::new("node")
+            .current_dir(peers_dir())
+            .arg("client.js")
+            .args(args)
+            .args(["--server", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning node client.js")?;
+        let stdout = child.stdout.take().context("client stdout")?;
+        Ok(NodeClient {
+            child,
+            lines: Lines::new(stdout),
+            what: format!("client {}", args.join(" ")),
+        })
+    }
+
+    /// Waits for a `{"progress":...}` line (from the `load` scenario) whose body satisfies `pred`.
+    fn wait_progress(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Result<Value> {
+        let from = self.lines.seen.len();
+        let line = self
+            .lines
+            .wait_for(from, Instant::now() + timeout, what, |l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("progress").cloned())
+                    .is_some_and(|p| pred(&p))
+            })?;
+        let v: Value = serde_json::from_str(&line)?;
+        Ok(v["progress"].clone())
+    }
+
+    /// Waits for the scenario's result line and the process's exit.
+    fn finish(mut self, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let what = format!("the result of `{}`", self.what);
+        let line = self.lines.wait_for(0, deadline, &what, |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("scenario").is_some())
+        });
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                kill(&mut self.child);
+                return Err(e);
+            }
+        };
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                kill(&mut self.child);
+                bail!("{} printed its result but did not exit", self.what);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// Runs one client scenario to completion.
+fn run_client(port: u16, args: &[&str]) -> Result<Value> {
+    NodeClient::spawn(port, args)?.finish(CLIENT_RUN)
+}
+
+fn ok(result: &Value) -> bool {
+    result["ok"] == json!(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sidecar
+
+/// Where the two sidecar listeners and the app server live in one test.
+struct Ports {
+    client_listener: u16,
+    server_listener: u16,
+    app_server: u16,
+}
+
+impl Ports {
+    fn new() -> Self {
+        let port = || free_port().expect("a free loopback port");
+        Ports {
+            client_listener: port(),
+            server_listener: port(),
+            app_server: port(),
+        }
+    }
+}
+
+/// Finds the object whose `"name"` is `name`, anywhere in `v`.
+fn find_named<'a>(v: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    if v.get("name").and_then(Value::as_str) == Some(name) {
+        return Some(v);
+    }
+    match v {
+        Value::Object(map) => map.values_mut().find_map(|c| find_named(c, name)),
+        Value::Array(items) => items.iter_mut().find_map(|c| find_named(c, name)),
+        _ => None,
+    }
+}
+
+fn set_cluster_host(config: &mut Value, cluster: &str, port: u16) -> Result<()> {
+    let c = find_named(config, cluster).with_context(|| format!("cluster {cluster} in config"))?;
+    let hosts = c["hosts"]
+        .as_array_mut()
+        .with_context(|| format!("{cluster}.hosts"))?;
+    ensure!(hosts.len() == 1, "{cluster} should have one host");
+    hosts[0]["address"] = json!(format!("127.0.0.1:{port}"));
+    Ok(())
+}
+
+/// configs/mosn_rpc_config_wasm.json with this test's ports (admin on a free port too), and
+/// `keepalive` in serverCluster when given.
+fn sidecar_config(ports: &Ports, keepalive: Option<Value>) -> Result<Value> {
+    let path = repo_root().join("configs/mosn_rpc_config_wasm.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: Value = serde_json::from_str(&text)?;
+    for (listener, port) in [
+        ("clientListener", ports.client_listener),
+        ("serverListener", ports.server_listener),
+    ] {
+        let l =
+            find_named(&mut config, listener).with_context(|| format!("listener {listener}"))?;
+        l["address"] = json!(format!("127.0.0.1:{port}"));
+    }
+    set_cluster_host(&mut config, "clientCluster", ports.server_listener)?;
+    set_cluster_host(&mut config, "serverCluster", ports.app_server)?;
+    if let Some(keepalive) = keepalive {
+        find_named(&mut config, "serverCluster").context("serverCluster")?["keepalive"] = keepalive;
+    }
+    if let Some(admin) = config.pointer_mut("/admin/address/socket_address") {
+        admin["port_value"] = json!(free_port()?);
+    }
+    let plugin = config
+        .pointer("/wasm_global_plugins/0/vm_config/path")
+        .and_then(Value::as_str)
+        .context("wasm_global_plugins[0].vm_config.path")?;
+    ensure!(
+        repo_root().join(plugin).is_file(),
+        "the Bolt plugin {plugin} is missing: run `make plugins`"
+    );
+    Ok(config)
+}
+
+/// The real sidecar binary (target/debug/sidecar) with both listeners, ready to accept.
+fn start_sidecar(ports: &Ports, keepalive: Option<Value>) -> Sidecar {
+    let config = must(sidecar_config(ports, keepalive));
+    Sidecar::spawn(config).unwrap_or_else(|e| panic!("starting the sidecar: {e}"))
+}
+
+/// Panics (printing the sidecar's log) if the sidecar died.
+fn assert_alive(sidecar: &mut Sidecar) {
+    if let Some(status) = sidecar.try_status() {
+        panic!("sidecar exited ({status})");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn echo_calls_pass_both_hops_sequentially_and_200_in_flight() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    let _server = must(NodeServer::start(ports.app_server, "draft", None));
+    let mut sidecar = start_sidecar(&ports, None);
+
+    let seq = must(run_client(ports.client_listener, &["seq", "50"]));
+    assert!(
+        ok(&seq) && seq["succeeded"] == 50,
+        "sequential calls: {seq}"
+    );
+
+    let conc = must(run_client(ports.client_listener, &["concurrent", "200"]));
+    assert!(
+        ok(&conc) && conc["succeeded"] == 200,
+        "200 in flight: {conc}"
+    );
+    assert_eq!(conc["connections"], 1, "one client connection: {conc}");
+    assert_alive(&mut sidecar);
+}
+
+#[test]
+fn server_exception_comes_back_as_rpc_server_exception() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    let _server = must(NodeServer::start(ports.app_server, "draft", None));
+    let mut sidecar = start_sidecar(&ports, None);
+
+    let thrown = must(run_client(ports.client_listener, &["throw"]));
+    assert!(ok(&thrown), "throwError(): {thrown}");
+    let message = thrown["message"].as_str().unwrap_or_default();
+    // The server's own exception text: this is its response, not one the sidecar made up.
+    assert!(
+        message.contains("RpcServerException")
+            && message.contains("thrown by TestService.throwError"),
+        "unexpected error: {message}"
+    );
+    let after = must(run_client(ports.client_listener, &["seq", "3"]));
+    assert!(ok(&after), "calls after the exception: {after}");
+    assert_alive(&mut sidecar);
+}
+
+#[test]
+fn both_hessian_dialects_pass_through_untouched() {
+    require_peers();
+    let _serial = serial();
+    for dialect in ["draft", "4.0"] {
+        let ports = Ports::new();
+        let _server = must(NodeServer::start(ports.app_server, dialect, None));
+        let mut sidecar = start_sidecar(&ports, None);
+        let port = ports.client_listener;
+
+        let types = must(run_client(port, &["types", "--hessian", dialect]));
+        assert!(ok(&types), "Hessian {dialect} values: {types}");
+        let thrown = must(run_client(port, &["throw", "--hessian", dialect]));
+        assert!(ok(&thrown), "Hessian {dialect} exception: {thrown}");
+
+        // Control: the dialects really differ on the wire, so a client speaking the other one
+        // fails against this server; the check above could not pass by accident.
+        let other = if dialect == "draft" { "4.0" } else { "draft" };
+        let mismatch = must(run_client(port, &["types", "--hessian", other]));
+        assert!(
+            !ok(&mismatch),
+            "a {other} client should not understand a {dialect} server: {mismatch}"
+        );
+        assert_alive(&mut sidecar);
+    }
+}
+
+#[test]
+fn client_heartbeats_are_answered_by_the_sidecar_even_with_the_server_down() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new(); // nothing listens on ports.app_server yet
+                              // Upstream keepalive far beyond this test: a heartbeat at the server would be a forwarded one.
+    let keepalive = json!({ "idle": "60s", "timeout": "1s" });
+    let mut sidecar = start_sidecar(&ports, Some(keepalive));
+
+    for port in [ports.client_listener, ports.server_listener] {
+        let hb = must(run_client(port, &["heartbeat", "3"]));
+        assert!(ok(&hb), "heartbeats to :{port} with the server down: {hb}");
+    }
+
+    // A call with the server down fails with an error response, long before the client gives up.
+    let down = must(run_client(
+        ports.client_listener,
+        &["seq", "1", "--timeout", "10000"],
+    ));
+    assert!(!ok(&down), "a call with the server down succeeded: {down}");
+    let error = down["error"].as_str().unwrap_or_default();
+    assert!(
+        !error.contains("RpcResponseTimeoutError"),
+        "the sidecar left the call unanswered: {error}"
+    );
+
+    // With the server up, heartbeats are still answered and never forwarded, and calls work.
+    let mut server = must(NodeServer::start(ports.app_server, "draft", None));
+    let hb = must(run_client(ports.client_listener, &["heartbeat", "3"]));
+    assert!(ok(&hb), "heartbeats with the server up: {hb}");
+    let seq = must(run_client(ports.client_listener, &["seq", "3"]));
+    assert!(ok(&seq), "calls once the server is up: {seq}");
+    let forwarded: Vec<Value> = server
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "heartbeat")
+        .collect();
+    assert!(
+        forwarded.is_empty(),
+        "client heartbeats reached the server: {forwarded:?}"
+    );
+    assert_alive(&mut sidecar);
+}
+
+#[test]
+fn server_side_sidecar_keeps_its_upstream_connection_alive() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    // The server closes connections without reads for 2 s (sofa-rpc-node checks every 2 s).
+    let mut server = must(NodeServer::start(ports.app_server, "draft", Some(2000)));
+    let keepalive = json!({ "idle": "1s", "timeout": "1s" });
+    let mut sidecar = start_sidecar(&ports, Some(keepalive));
+
+    // Control, running meanwhile: a direct client that stays silent is dropped by the idle limit.
+    let control = must(NodeClient::spawn(ports.app_server, &["hold", "10"]));
+
+    // One call opens the sidecar's upstream connection; after that only the sidecar talks.
+    let seq = must(run_client(ports.client_listener, &["seq", "1"]));
+    assert!(ok(&seq), "first call: {seq}");
+
+    // Enough heartbeats on one connection that it outlived the idle limit twice over.
+    let wanted = 5;
+    let hb = must(
+        server.wait_event(Duration::from_secs(40), "upstream heartbeats", |e| {
+            e["event"] == "heartbeat" && e["count"].as_u64() >= Some(wanted)
+        }),
+    );
+    let upstream = hb["remote"].clone();
+    let closed: Vec<Value> = server
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "close" && e["remote"] == upstream)
+        .collect();
+    assert!(
+        closed.is_empty(),
+        "the kept-alive connection {upstream} was closed: {closed:?}"
+    );
+
+    let control = must(control.finish(CLIENT_RUN));
+    assert!(
+        ok(&control) && control["closed_by_peer"] == true,
+        "control: an idle direct connection should be closed by the server: {control}"
+    );
+
+    let after = must(run_client(ports.client_listener, &["seq", "3"]));
+    assert!(ok(&after), "calls after the idle period: {after}");
+    assert_alive(&mut sidecar);
+}
+
+#[test]
+fn killing_the_server_mid_load_gives_errors_not_hangs_and_calls_recover() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    let mut server = must(NodeServer::start(ports.app_server, "draft", None));
+    let mut sidecar = start_sidecar(&ports, None);
+
+    // The client's circuit breaker is forced closed so that every call really goes out.
+    let mut load = must(NodeClient::spawn(
+        ports.client_listener,
+        &[
+            "load",
+            "12",
+            "--concurrency",
+            "8",
+            "--timeout",
+            "5000",
+            "--breaker",
+            "off",
+        ],
+    ));
+    let step = Duration::from_secs(15);
+    must(load.wait_progress(step, "calls succeeding", |p| {
+        p["succeeded"].as_u64() >= Some(200)
+    }));
+
+    server.kill();
+    let down = must(load.wait_progress(step, "errors after the kill", |p| {
+        p["errors"].as_u64() >= Some(20)
+    }));
+    let succeeded_while_down = down["succeeded"].as_u64().unwrap_or_default();
+
+    let port = server.port;
+    drop(server);
+    let _server = must(NodeServer::start(port, "draft", None));
+    must(
+        load.wait_progress(step, "calls succeeding after the restart", |p| {
+            p["succeeded"].as_u64() >= Some(succeeded_while_down + 200)
+        }),
+    );
+
+    let result = must(load.finish(Duration::from_secs(40)));
+    assert!(ok(&result), "load run: {result}");
+    assert!(
+        result["errors"].as_u64() > Some(0),
+        "killing the server caused no errors: {result}"
+    );
+    assert!(
+        result["timeouts"] == 0 && result["overdue"] == 0,
+        "calls were left unanswered instead of failing: {result}"
+    );
+    assert!(
+        result["ok_after_last_error"].as_u64() > Some(0),
+        "no successful call after the server came back: {result}"
+    );
+    assert_eq!(
+        result["connections"], 1,
+        "the client's connection to the sidecar should survive: {result}"
+    );
+    assert_alive(&mut sidecar);
+}
