@@ -4,7 +4,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod downstream;
+pub mod failure;
 pub mod logging;
+pub mod plan;
+pub mod proxy;
 pub mod router;
+pub mod server;
+pub mod stats;
+pub mod upstream;
+pub mod worker;
+pub mod write_queue;

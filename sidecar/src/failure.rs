@@ -1,0 +1,89 @@
+//! Why the sidecar answers a request itself, and with which proxy code (spec §2.6). The code
+//! goes to the plugin's hijack, which maps it to a protocol status (Bolt: 404→6, 502→16, …).
+
+use std::fmt;
+
+/// A reason to answer on the server's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// No route matched, or the route config is missing (404).
+    NoRoute,
+    /// The cluster has no healthy host (502).
+    NoHealthyHost,
+    /// Connecting to the chosen host failed or timed out, or writing to it failed (502).
+    ConnectFailed,
+    /// The upstream connection closed with the request in flight (500).
+    UpstreamClosed,
+    /// The request's timeout expired (504).
+    Timeout,
+    /// A circuit breaker (max requests, max pending, in-flight table) overflowed (503).
+    Overflow,
+    /// The request's header section could not be decoded (2).
+    HeaderDecode,
+    /// The codec failed to encode the request toward upstream (500).
+    EncodeFailed,
+}
+
+impl Failure {
+    /// The proxy's HTTP-like code passed to the plugin's hijack (MOSN's api codes).
+    pub fn proxy_code(self) -> u32 {
+        match self {
+            Failure::NoRoute => 404,
+            Failure::NoHealthyHost | Failure::ConnectFailed => 502,
+            Failure::UpstreamClosed | Failure::EncodeFailed => 500,
+            Failure::Timeout => 504,
+            Failure::Overflow => 503,
+            Failure::HeaderDecode => 2,
+        }
+    }
+
+    /// Whether another attempt may succeed: connection failures always (spec §2.8), an
+    /// upstream close only when the route's `retry_on` is set.
+    pub fn retryable(self, retry_on: bool) -> bool {
+        match self {
+            Failure::ConnectFailed => true,
+            Failure::UpstreamClosed => retry_on,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Failure::NoRoute => "no route",
+            Failure::NoHealthyHost => "no healthy upstream host",
+            Failure::ConnectFailed => "upstream connect failure",
+            Failure::UpstreamClosed => "upstream connection closed",
+            Failure::Timeout => "timeout",
+            Failure::Overflow => "circuit breaker overflow",
+            Failure::HeaderDecode => "request header decode error",
+            Failure::EncodeFailed => "request encode failure",
+        };
+        f.write_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_mosn() {
+        assert_eq!(Failure::NoRoute.proxy_code(), 404);
+        assert_eq!(Failure::ConnectFailed.proxy_code(), 502);
+        assert_eq!(Failure::NoHealthyHost.proxy_code(), 502);
+        assert_eq!(Failure::UpstreamClosed.proxy_code(), 500);
+        assert_eq!(Failure::Timeout.proxy_code(), 504);
+        assert_eq!(Failure::Overflow.proxy_code(), 503);
+        assert_eq!(Failure::HeaderDecode.proxy_code(), 2);
+    }
+
+    #[test]
+    fn only_connection_failures_retry_without_retry_on() {
+        assert!(Failure::ConnectFailed.retryable(false));
+        assert!(!Failure::UpstreamClosed.retryable(false));
+        assert!(Failure::UpstreamClosed.retryable(true));
+        assert!(!Failure::Timeout.retryable(true));
+    }
+}

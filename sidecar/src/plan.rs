@@ -1,0 +1,362 @@
+//! The runnable plan: the validated configuration resolved once at start-up into what the
+//! runtime uses on the request path (compiled routes, cluster settings with their counters,
+//! loaded plugins), shared read-only by every worker.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codec_host::{Codec, CodecError, HeaderMap};
+
+use crate::cluster::LbSettings;
+use crate::config::{
+    ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, NativeCodec, PluginConfig,
+    PoolMode as ConfigPoolMode,
+};
+use crate::router::RouteTable;
+use crate::stats::{ClusterStats, Stats};
+use crate::upstream::{KeepaliveSettings, PoolMode, PoolSettings};
+
+/// A listener as the runtime needs it.
+pub struct ListenerPlan {
+    /// Listener name (logs, stats).
+    pub name: String,
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Protocol of its codec (e.g. `x-bolt`).
+    pub protocol: String,
+    /// Its route table; `None` when the proxy names no router config (every request 404s).
+    pub routes: Option<Arc<crate::router::RouteTable>>,
+    /// Close connections idle this long.
+    pub idle_timeout: Duration,
+}
+
+/// What routing decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    /// Target cluster (index into [`Plan::clusters`]).
+    pub cluster: usize,
+    /// Route timeout, used when the frame sets none.
+    pub timeout: Option<Duration>,
+    /// Retry on upstream close and per-try timeout (route `retry_on`).
+    pub retry_on: bool,
+    /// Per-try timeout (route `retry_timeout`), dropped when ≥ the request timeout.
+    pub per_try_timeout: Option<Duration>,
+    /// Attempts for retryable failures: max(3, num_retries) as in MOSN.
+    pub attempts: u32,
+}
+
+/// A cluster as the runtime needs it.
+pub struct ClusterPlan {
+    /// Cluster name.
+    pub name: String,
+    /// Protocol spoken to its hosts.
+    pub protocol: String,
+    /// Its hosts' addresses (index-aligned with the load balancer's hosts).
+    pub hosts: Vec<SocketAddr>,
+    /// Pool settings per host (per worker).
+    pub pool: PoolSettings,
+    /// Circuit breaker: most requests in flight across all workers (0 = unlimited).
+    pub max_requests: usize,
+    active_requests: AtomicUsize,
+    /// Counters.
+    pub stats: Arc<ClusterStats>,
+    /// Load-balancer settings, from which each worker builds its own balancer.
+    pub lb: LbSettings,
+}
+
+impl ClusterPlan {
+    /// Admits one request under the `max_requests` circuit breaker; `None` on overflow.
+    /// The returned guard releases the slot when dropped.
+    pub fn admit(&self) -> Option<Admission<'_>> {
+        let now = self.active_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_requests != 0 && now > self.max_requests {
+            self.active_requests.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admission { plan: self })
+    }
+}
+
+/// A request counted against a cluster's circuit breaker.
+pub struct Admission<'a> {
+    plan: &'a ClusterPlan,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.plan.active_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How each worker gets its codec for one protocol.
+pub enum CodecPlan {
+    /// A Wasm plugin, compiled once; each worker instantiates it.
+    Wasm {
+        /// Protocol name.
+        protocol: String,
+        /// The compiled plugin.
+        plugin: Arc<codec_host::Plugin>,
+    },
+    /// The built-in native Bolt codec (same protocol code as the plugin).
+    NativeBolt {
+        /// Protocol name.
+        protocol: String,
+    },
+}
+
+impl CodecPlan {
+    /// The protocol this codec serves.
+    pub fn protocol(&self) -> &str {
+        match self {
+            CodecPlan::Wasm { protocol, .. } | CodecPlan::NativeBolt { protocol } => protocol,
+        }
+    }
+
+    /// A codec for one worker.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the plugin instance cannot be created or initialised.
+    pub fn new_codec(&self) -> Result<Box<dyn Codec>, CodecError> {
+        match self {
+            CodecPlan::Wasm { plugin, .. } => Ok(Box::new(plugin.new_codec()?)),
+            CodecPlan::NativeBolt { .. } => Err(CodecError::Instance("TEMP native pending".into())),
+        }
+    }
+}
+
+/// The whole resolved configuration.
+pub struct Plan {
+    /// Listeners in config order.
+    pub listeners: Vec<ListenerPlan>,
+    /// Clusters in config order.
+    pub clusters: Vec<Arc<ClusterPlan>>,
+    /// Codecs, one per protocol.
+    pub codecs: Vec<CodecPlan>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Longest wait for in-flight requests on stop.
+    pub graceful_timeout: Duration,
+    /// Admin API address.
+    pub admin: Option<SocketAddr>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// The configuration as loaded (for `config_dump`).
+    pub config_json: serde_json::Value,
+}
+
+/// Why a valid configuration could not be turned into a running plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A Wasm plugin failed to load or compile.
+    #[error("wasm plugin {name}: {source}")]
+    Plugin {
+        /// Plugin name.
+        name: String,
+        /// The load error.
+        #[source]
+        source: codec_host::LoadError,
+    },
+    /// A cluster cannot be set up.
+    #[error("cluster {name}: {reason}")]
+    Cluster {
+        /// Cluster name.
+        name: String,
+        /// Reason.
+        reason: String,
+    },
+}
+
+impl ListenerPlan {
+    /// Routes a request by its headers; `None` = no route (404).
+    pub fn route(&self, headers: &HeaderMap) -> Option<RouteDecision> {
+        let route = self.routes.as_ref()?.route(headers)?;
+        let cluster = match route.single_cluster() {
+            Some(c) => c.index,
+            None => route.cluster(&mut fastrand::Rng::new()).index,
+        };
+        let timeout = route.timeout();
+        let policy = route.retry_policy();
+        let request_timeout = timeout.unwrap_or(crate::proxy::DEFAULT_TIMEOUT);
+        Some(RouteDecision {
+            cluster,
+            timeout,
+            retry_on: policy.is_some_and(|p| p.retry_on),
+            // Dropped when it would not fire before the request timeout (spec §2.7).
+            per_try_timeout: policy
+                .and_then(|p| p.retry_timeout)
+                .filter(|t| *t < request_timeout),
+            attempts: policy.map_or(3, |p| p.num_retries.max(3)),
+        })
+    }
+}
+
+impl Plan {
+    /// Resolves a validated configuration: compiles the Wasm plugins (once per process),
+    /// compiles the route tables, resolves host names, and sets up counters.
+    ///
+    /// # Errors
+    /// [`PlanError`] when a plugin does not load or a cluster cannot be resolved.
+    pub fn build(config: &Config) -> Result<Plan, PlanError> {
+        let stats = Arc::new(Stats::new(config.clusters.iter().map(|c| c.name.as_str())));
+
+        let mut codecs = Vec::new();
+        for c in &config.codecs {
+            codecs.push(match &c.kind {
+                CodecKind::Wasm(w) => {
+                    let p: &PluginConfig = &config.plugins[w.plugin];
+                    let mut plugin_config = w.plugin_config_pairs.clone();
+                    if !plugin_config.iter().any(|(k, _)| k == "protocol") {
+                        plugin_config.push(("protocol".into(), c.protocol.clone()));
+                    }
+                    let plugin = codec_host::Plugin::load(codec_host::PluginConfig {
+                        name: p.name.clone(),
+                        wasm_path: p.vm.resolved_path.clone(),
+                        vm_config: p.vm.pairs(),
+                        plugin_config,
+                        root_id: w.root_id,
+                        limits: codec_host::Limits::from_vm_config_mem(p.vm.mem),
+                    })
+                    .map_err(|source| PlanError::Plugin {
+                        name: p.name.clone(),
+                        source,
+                    })?;
+                    CodecPlan::Wasm {
+                        protocol: c.protocol.clone(),
+                        plugin,
+                    }
+                }
+                CodecKind::Native(NativeCodec::Bolt) => CodecPlan::NativeBolt {
+                    protocol: c.protocol.clone(),
+                },
+            });
+        }
+
+        let tables = RouteTable::build_all(config);
+        let mut listeners = Vec::new();
+        // Which protocol each cluster is spoken with: that of the listeners routing to it.
+        let mut cluster_protocol: Vec<Option<(String, String)>> = vec![None; config.clusters.len()];
+        for l in &config.listeners {
+            let routes = tables.get(&l.proxy.router_config_name).cloned();
+            for target in config
+                .route_configs
+                .get(l.proxy.route_config)
+                .into_iter()
+                .flat_map(|rc| &rc.virtual_hosts)
+                .flat_map(|vh| &vh.routes)
+                .map(|r| &r.action.target)
+            {
+                let refs: Vec<&ClusterRef> = match target {
+                    ClusterTarget::Cluster(c) => vec![c],
+                    ClusterTarget::Weighted(list) => list.iter().map(|w| &w.cluster).collect(),
+                };
+                for c in refs {
+                    match &cluster_protocol[c.index] {
+                        Some((p, other)) if *p != l.proxy.protocol => {
+                            return Err(PlanError::Cluster {
+                                name: c.name.clone(),
+                                reason: format!(
+                                    "routed to from listeners {other} and {} with different \
+                                     protocols; use one cluster per protocol",
+                                    l.name
+                                ),
+                            })
+                        }
+                        Some(_) => {}
+                        None => {
+                            cluster_protocol[c.index] =
+                                Some((l.proxy.protocol.clone(), l.name.clone()))
+                        }
+                    }
+                }
+            }
+            listeners.push(ListenerPlan {
+                name: l.name.clone(),
+                addr: l.address,
+                protocol: l.proxy.protocol.clone(),
+                routes,
+                idle_timeout: l
+                    .connection_idle_timeout
+                    .unwrap_or(crate::config::DEFAULT_CONNECTION_IDLE_TIMEOUT),
+            });
+        }
+
+        let mut clusters = Vec::new();
+        for (i, c) in config.clusters.iter().enumerate() {
+            // A cluster no listener routes to keeps the first codec's protocol; it is never
+            // used for requests.
+            let protocol = cluster_protocol[i]
+                .take()
+                .map(|(p, _)| p)
+                .or_else(|| config.codecs.first().map(|c| c.protocol.clone()))
+                .unwrap_or_default();
+            let codec_mode = config
+                .codec(&protocol)
+                .map_or(ConfigPoolMode::Multiplex, |k| k.pool_mode);
+            let (mode, max_connections) = match c.effective_pool_mode(codec_mode) {
+                ConfigPoolMode::Multiplex => (
+                    PoolMode::Multiplex,
+                    c.circuit_breakers.multiplex_connections_per_host() as usize,
+                ),
+                // "tcp" (one upstream connection per downstream connection) is served as
+                // ping-pong: exclusive connections, never shared between requests.
+                ConfigPoolMode::PingPong | ConfigPoolMode::Tcp => (
+                    PoolMode::PingPong,
+                    c.circuit_breakers.max_connections.unwrap_or(0) as usize,
+                ),
+            };
+            let mut hosts = Vec::new();
+            for h in &c.hosts {
+                hosts.push(resolve(&h.address).map_err(|reason| PlanError::Cluster {
+                    name: c.name.clone(),
+                    reason,
+                })?);
+            }
+            clusters.push(Arc::new(ClusterPlan {
+                name: c.name.clone(),
+                protocol,
+                hosts,
+                pool: PoolSettings {
+                    mode,
+                    max_connections,
+                    connect_timeout: c.connect_timeout,
+                    keepalive: KeepaliveSettings {
+                        idle: c.keepalive.idle,
+                        timeout: c.keepalive.timeout,
+                        max_failures: c.keepalive.max_failures.max(1),
+                    },
+                },
+                max_requests: c.circuit_breakers.max_requests.unwrap_or(0) as usize,
+                active_requests: AtomicUsize::new(0),
+                stats: stats
+                    .cluster(&c.name)
+                    .unwrap_or_else(|| Arc::new(ClusterStats::default())),
+                lb: LbSettings::new(c.clone()),
+            }));
+        }
+
+        Ok(Plan {
+            listeners,
+            clusters,
+            codecs,
+            workers: config.server.processor.max(1),
+            graceful_timeout: config.server.graceful_timeout,
+            admin: config.admin,
+            stats,
+            config_json: config.to_json(),
+        })
+    }
+}
+
+/// Resolves a host address once, at start-up.
+fn resolve(addr: &HostAddress) -> Result<SocketAddr, String> {
+    match addr {
+        HostAddress::Ip(a) => Ok(*a),
+        HostAddress::Dns { host, port } => (host.as_str(), *port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}:{port} resolves to no address")),
+    }
+}

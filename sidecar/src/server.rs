@@ -1,0 +1,282 @@
+//! Process lifecycle: resolve the plan, bind every listener (so nothing starts on a broken
+//! setup), start the workers, accept connections and hand them out round-robin, serve the
+//! admin API, and on SIGTERM/SIGINT stop accepting and let in-flight requests finish within
+//! `graceful_timeout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::admin;
+use crate::config::Config;
+use crate::plan::{Plan, PlanError};
+use crate::worker::{self, Accepted};
+
+/// Why the sidecar could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration could not be turned into a runnable plan (plugin load, …).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A listener or the admin address could not be bound.
+    #[error("cannot listen on {addr} ({name}): {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker failed to start (e.g. its plugin instance did not initialise).
+    #[error("worker failed to start: {0}")]
+    Worker(String),
+    /// The runtime could not be created.
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully.
+///
+/// # Errors
+/// [`RunError`] when anything fails before the listeners start serving.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let plan = Arc::new(Plan::build(&config)?);
+    let shutdown = CancellationToken::new();
+    let started = start(plan.clone(), shutdown.clone())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        wait_for_signal().await;
+        info!(
+            graceful_timeout = ?plan.graceful_timeout,
+            "stopping: no new connections; waiting for in-flight requests"
+        );
+    });
+    started.stop(plan.graceful_timeout);
+    Ok(())
+}
+
+/// A started sidecar (listeners bound, workers running).
+pub struct Started {
+    shutdown: CancellationToken,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    /// The bound listener addresses, in plan order.
+    pub listen_addrs: Vec<std::net::SocketAddr>,
+}
+
+impl Started {
+    /// Stops accepting, waits up to `grace` for the workers to finish their in-flight
+    /// requests, and returns.
+    pub fn stop(mut self, grace: Duration) {
+        self.shutdown.cancel();
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        let deadline = std::time::Instant::now() + grace;
+        for w in self.workers.drain(..) {
+            while !w.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            } else {
+                warn!("graceful timeout elapsed with requests still in flight");
+                return;
+            }
+        }
+        info!("stopped");
+    }
+}
+
+/// Binds the listeners and admin address, starts the workers and the acceptor thread.
+///
+/// # Errors
+/// [`RunError`] when binding or a worker's start-up fails; nothing keeps running then.
+pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, RunError> {
+    let mut std_listeners = Vec::new();
+    for l in &plan.listeners {
+        let sock = std::net::TcpListener::bind(l.addr).map_err(|source| RunError::Bind {
+            name: l.name.clone(),
+            addr: l.addr,
+            source,
+        })?;
+        sock.set_nonblocking(true)?;
+        std_listeners.push(sock);
+    }
+    let admin_listener = match plan.admin {
+        Some(addr) => {
+            let sock = std::net::TcpListener::bind(addr).map_err(|source| RunError::Bind {
+                name: "admin".into(),
+                addr,
+                source,
+            })?;
+            sock.set_nonblocking(true)?;
+            Some(sock)
+        }
+        None => None,
+    };
+    let listen_addrs = std_listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    for i in 0..plan.workers {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        workers.push(worker::spawn(
+            i,
+            plan.clone(),
+            shutdown.clone(),
+            rx,
+            ready_tx.clone(),
+        )?);
+    }
+    drop(ready_tx);
+    for _ in 0..plan.workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shutdown.cancel();
+                return Err(RunError::Worker(e));
+            }
+            Err(_) => {
+                shutdown.cancel();
+                return Err(RunError::Worker("a worker exited during start-up".into()));
+            }
+        }
+    }
+
+    let acceptor = {
+        let plan = plan.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || accept_loop(plan, std_listeners, admin_listener, senders, shutdown))?
+    };
+    for (l, addr) in plan.listeners.iter().zip(&listen_addrs) {
+        info!(listener = %l.name, %addr, protocol = %l.protocol, "listening");
+    }
+    Ok(Started {
+        shutdown,
+        acceptor: Some(acceptor),
+        workers,
+        listen_addrs,
+    })
+}
+
+fn accept_loop(
+    plan: Arc<Plan>,
+    listeners: Vec<std::net::TcpListener>,
+    admin_listener: Option<std::net::TcpListener>,
+    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+    shutdown: CancellationToken,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(cause = %e, "acceptor runtime failed");
+            shutdown.cancel();
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let workers = Arc::new(workers);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, l) in listeners.into_iter().enumerate() {
+            let listener = match TcpListener::from_std(l) {
+                Ok(l) => l,
+                Err(e) => {
+                    error!(cause = %e, "cannot register listener");
+                    shutdown.cancel();
+                    return;
+                }
+            };
+            let workers = workers.clone();
+            let next = next.clone();
+            let shutdown = shutdown.clone();
+            let name = plan.listeners[index].name.clone();
+            tasks.spawn(async move {
+                loop {
+                    let accepted = tokio::select! {
+                        a = listener.accept() => a,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok((stream, peer)) => {
+                            let stream = match stream.into_std() {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    warn!(listener = %name, cause = %e, "cannot hand over socket");
+                                    continue;
+                                }
+                            };
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                                % workers.len();
+                            let _ = workers[i].send(Accepted {
+                                stream,
+                                peer,
+                                listener: index,
+                            });
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            warn!(listener = %name, cause = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(a) = admin_listener {
+            match TcpListener::from_std(a) {
+                Ok(a) => {
+                    let plan = plan.clone();
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move { admin::serve(a, plan, shutdown).await });
+                }
+                Err(e) => warn!(cause = %e, "cannot register admin listener"),
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received"),
+                    _ = int.recv() => info!("SIGINT received"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

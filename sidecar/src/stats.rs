@@ -1,0 +1,214 @@
+//! Process-wide counters (atomics; no locks on the request path), shaped after MOSN's
+//! `downstream.proxy.global` and `upstream.cluster.<name>` namespaces (spec §6).
+//!
+//! Every request that enters ends in exactly one outcome, so at any quiet moment
+//! `request_total == response_forwarded + oneway_forwarded + hijacked + reset` and
+//! `request_active == 0`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::failure::Failure;
+
+/// A monotonic or gauge counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Subtracts one (gauges).
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! counters {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: Counter,)*
+        }
+
+        impl $name {
+            /// All counters as a JSON object.
+            pub fn to_json(&self) -> Value {
+                let mut m = Map::new();
+                $(m.insert(stringify!($field).to_string(), json!(self.$field.get()));)*
+                Value::Object(m)
+            }
+        }
+    };
+}
+
+counters!(
+    /// Downstream side of the whole proxy (`downstream.proxy.global`).
+    DownstreamStats {
+        /// Connections accepted.
+        connection_total,
+        /// Connections open now.
+        connection_active,
+        /// Connections closed.
+        connection_destroy,
+        /// Connections closed because the codec rejected their bytes.
+        connection_decode_error,
+        /// Connections closed after the idle timeout.
+        connection_idle_close,
+        /// Bytes read from downstream.
+        bytes_read_total,
+        /// Requests and oneway requests received.
+        request_total,
+        /// Requests not yet finished.
+        request_active,
+        /// Oneway requests received.
+        request_oneway_total,
+        /// Outcome: an upstream response was relayed.
+        response_forwarded,
+        /// Outcome: a oneway request was forwarded (or dropped on a failure; no response).
+        oneway_forwarded,
+        /// Outcome: the sidecar answered itself (sum of the `request_<code>_total` below).
+        hijacked,
+        /// Outcome: no answer possible (downstream gone, or the codec could not build one).
+        reset,
+        /// Hijacks with code 404 (no route).
+        request_404_total,
+        /// Hijacks with code 500 (upstream closed, encode failure).
+        request_500_total,
+        /// Hijacks with code 502 (no healthy host, connect failure).
+        request_502_total,
+        /// Hijacks with code 503 (circuit breaker).
+        request_503_total,
+        /// Hijacks with code 504 (timeout).
+        request_504_total,
+        /// Hijacks with code 2 (header decode error).
+        request_2_total,
+        /// Heartbeats answered by the sidecar.
+        heartbeat_replied,
+        /// Frames dropped because they are not requests (e.g. responses from a client).
+        unexpected_frame,
+    }
+);
+
+counters!(
+    /// One upstream cluster (`upstream.cluster.<name>`).
+    ClusterStats {
+        /// Connections opened.
+        connection_total,
+        /// Connections open now.
+        connection_active,
+        /// Connect failures (refused, timeout).
+        connection_con_fail,
+        /// Connections closed by the remote end.
+        connection_remote_close,
+        /// Connections closed by the sidecar (keepalive failure, bad bytes, shutdown).
+        connection_local_close,
+        /// Requests sent (including retries).
+        request_total,
+        /// Requests whose timeout expired.
+        request_timeout,
+        /// Requests retried.
+        request_retry,
+        /// Requests failed because their connection closed.
+        request_connection_closed,
+        /// Requests refused by a circuit breaker.
+        request_pending_overflow,
+        /// Responses delivered to their request.
+        response_received,
+        /// Responses whose id matched nothing (late, after a timeout or reset): dropped.
+        response_late_dropped,
+        /// Keepalive heartbeats sent.
+        keepalive_sent,
+        /// Keepalive heartbeats acknowledged.
+        keepalive_ack,
+        /// Keepalive heartbeats that timed out.
+        keepalive_timeout,
+        /// Bytes the upstream connections read.
+        connection_bytes_read_total,
+    }
+);
+
+impl DownstreamStats {
+    /// Records a hijack outcome with its code.
+    pub fn record_hijack(&self, failure: Failure) {
+        self.hijacked.inc();
+        match failure.proxy_code() {
+            404 => self.request_404_total.inc(),
+            500 => self.request_500_total.inc(),
+            502 => self.request_502_total.inc(),
+            503 => self.request_503_total.inc(),
+            504 => self.request_504_total.inc(),
+            _ => self.request_2_total.inc(),
+        }
+    }
+}
+
+/// All counters of the process.
+#[derive(Debug)]
+pub struct Stats {
+    /// `downstream.proxy.global`.
+    pub downstream: DownstreamStats,
+    clusters: BTreeMap<String, Arc<ClusterStats>>,
+}
+
+impl Stats {
+    /// Counters for the named clusters.
+    pub fn new<'a>(cluster_names: impl IntoIterator<Item = &'a str>) -> Stats {
+        Stats {
+            downstream: DownstreamStats::default(),
+            clusters: cluster_names
+                .into_iter()
+                .map(|n| (n.to_string(), Arc::new(ClusterStats::default())))
+                .collect(),
+        }
+    }
+
+    /// The counters of one cluster (`None` for an unknown name).
+    pub fn cluster(&self, name: &str) -> Option<Arc<ClusterStats>> {
+        self.clusters.get(name).cloned()
+    }
+
+    /// MOSN-style `{type: {namespace: {key: value}}}` JSON.
+    pub fn to_json(&self) -> Value {
+        let mut upstream = Map::new();
+        for (name, c) in &self.clusters {
+            upstream.insert(format!("upstream.cluster.{name}"), c.to_json());
+        }
+        json!({
+            "downstream": { "downstream.proxy.global": self.downstream.to_json() },
+            "upstream": Value::Object(upstream),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hijacks_are_counted_by_code_and_in_total() {
+        let s = Stats::new(["c"]);
+        s.downstream.record_hijack(Failure::NoRoute);
+        s.downstream.record_hijack(Failure::Timeout);
+        assert_eq!(s.downstream.hijacked.get(), 2);
+        assert_eq!(s.downstream.request_404_total.get(), 1);
+        assert_eq!(s.downstream.request_504_total.get(), 1);
+        let v = s.to_json();
+        assert_eq!(v["downstream"]["downstream.proxy.global"]["hijacked"], 2);
+        assert_eq!(v["upstream"]["upstream.cluster.c"]["request_total"], 0);
+        assert!(s.cluster("nope").is_none());
+    }
+}

@@ -1,0 +1,8 @@
+//! Upstream side: connections to hosts, their request-id tables and per-worker pools.
+
+pub mod connection;
+pub mod inflight;
+pub mod pool;
+
+pub use connection::{KeepaliveSettings, ResponseResult, UpstreamConn};
+pub use pool::{HostPool, Lease, PoolMode, PoolSettings};

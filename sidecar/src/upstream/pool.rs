@@ -1,0 +1,240 @@
+//! Per-worker connection pools to one upstream host (spec §2.10).
+//!
+//! * Multiplex (default): `slots` shared connections; requests from every downstream
+//!   connection of the worker are spread over them round-robin, each with its own upstream
+//!   id. A slot connects on first use; concurrent requests wait for the same connect.
+//! * Ping-pong: one request per connection at a time; idle connections are reused LIFO and new
+//!   ones opened up to `max_connections` (0 = unlimited).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, OnceCell};
+use tokio::time::Instant;
+
+use super::connection::{KeepaliveSettings, UpstreamConn};
+use crate::failure::Failure;
+use crate::stats::ClusterStats;
+use crate::worker::CodecRef;
+
+/// How a pool shares its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Many requests per connection, matched by id.
+    Multiplex,
+    /// One request per connection at a time.
+    PingPong,
+}
+
+/// What a pool needs to open connections.
+#[derive(Clone)]
+pub struct PoolSettings {
+    /// Sharing mode.
+    pub mode: PoolMode,
+    /// Multiplex: connections per host (≥ 1). Ping-pong: cap (0 = unlimited).
+    pub max_connections: usize,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Keepalive of each connection.
+    pub keepalive: KeepaliveSettings,
+}
+
+type ConnectCell = Rc<OnceCell<Result<Rc<UpstreamConn>, Failure>>>;
+
+/// A connection lent to one request; ping-pong connections go back to the pool on drop.
+pub struct Lease {
+    conn: Rc<UpstreamConn>,
+    pool: Option<Rc<PoolInner>>,
+}
+
+impl Lease {
+    /// The connection.
+    pub fn conn(&self) -> &Rc<UpstreamConn> {
+        &self.conn
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.release(self.conn.clone());
+        }
+    }
+}
+
+/// The pool of one host on one worker.
+#[derive(Clone)]
+pub struct HostPool {
+    inner: Rc<PoolInner>,
+}
+
+struct PoolInner {
+    addr: SocketAddr,
+    settings: PoolSettings,
+    codec: CodecRef,
+    stats: Arc<ClusterStats>,
+    // Multiplex state.
+    slots: Vec<RefCell<ConnectCell>>,
+    next: Cell<usize>,
+    // Ping-pong state.
+    idle: RefCell<Vec<Rc<UpstreamConn>>>,
+    open: Cell<usize>,
+    released: Notify,
+}
+
+impl HostPool {
+    /// A pool for `addr`; connects lazily.
+    pub fn new(
+        addr: SocketAddr,
+        settings: PoolSettings,
+        codec: CodecRef,
+        stats: Arc<ClusterStats>,
+    ) -> HostPool {
+        let slots = match settings.mode {
+            PoolMode::Multiplex => settings.max_connections.max(1),
+            PoolMode::PingPong => 0,
+        };
+        HostPool {
+            inner: Rc::new(PoolInner {
+                addr,
+                codec,
+                stats,
+                slots: (0..slots)
+                    .map(|_| RefCell::new(Rc::new(OnceCell::new())))
+                    .collect(),
+                next: Cell::new(0),
+                idle: RefCell::new(Vec::new()),
+                open: Cell::new(0),
+                released: Notify::new(),
+                settings,
+            }),
+        }
+    }
+
+    /// The host address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// A connection for one request, waiting at most until `deadline`.
+    ///
+    /// # Errors
+    /// [`Failure::ConnectFailed`] when connecting fails, [`Failure::Timeout`] when the
+    /// deadline passes first, [`Failure::Overflow`] never (ping-pong waits for a release).
+    pub async fn lease(&self, deadline: Instant) -> Result<Lease, Failure> {
+        match self.inner.settings.mode {
+            PoolMode::Multiplex => {
+                let conn = tokio::time::timeout_at(deadline, self.inner.multiplexed())
+                    .await
+                    .map_err(|_| Failure::Timeout)??;
+                Ok(Lease { conn, pool: None })
+            }
+            PoolMode::PingPong => {
+                let conn = tokio::time::timeout_at(deadline, self.inner.exclusive())
+                    .await
+                    .map_err(|_| Failure::Timeout)??;
+                Ok(Lease {
+                    conn,
+                    pool: Some(self.inner.clone()),
+                })
+            }
+        }
+    }
+
+    /// Open connections of this pool (for tests and stats).
+    pub fn open_connections(&self) -> usize {
+        match self.inner.settings.mode {
+            PoolMode::Multiplex => self
+                .inner
+                .slots
+                .iter()
+                .filter(|s| matches!(s.borrow().get(), Some(Ok(c)) if !c.is_closed()))
+                .count(),
+            PoolMode::PingPong => self.inner.open.get(),
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&self) {
+        for slot in &self.inner.slots {
+            if let Some(Ok(c)) = slot.borrow().get() {
+                c.close(false);
+            }
+        }
+        for c in self.inner.idle.borrow_mut().drain(..) {
+            c.close(false);
+        }
+    }
+}
+
+impl PoolInner {
+    async fn connect(&self) -> Result<Rc<UpstreamConn>, Failure> {
+        UpstreamConn::connect(
+            self.addr,
+            self.settings.connect_timeout,
+            self.codec.clone(),
+            self.settings.keepalive,
+            self.stats.clone(),
+        )
+        .await
+    }
+
+    async fn multiplexed(&self) -> Result<Rc<UpstreamConn>, Failure> {
+        let i = self.next.get() % self.slots.len();
+        self.next.set(i + 1);
+        let slot = &self.slots[i];
+        loop {
+            let cell = slot.borrow().clone();
+            let result = cell.get_or_init(|| self.connect()).await.clone();
+            match result {
+                Ok(conn) if !conn.is_closed() => return Ok(conn),
+                outcome => {
+                    // Dead or failed: the next attempt (this one, or a later request) must
+                    // connect anew, unless someone already replaced the cell.
+                    if Rc::ptr_eq(&slot.borrow(), &cell) {
+                        *slot.borrow_mut() = Rc::new(OnceCell::new());
+                    }
+                    if let Err(f) = outcome {
+                        return Err(f);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn exclusive(&self) -> Result<Rc<UpstreamConn>, Failure> {
+        loop {
+            while let Some(c) = self.idle.borrow_mut().pop() {
+                if !c.is_closed() {
+                    return Ok(c);
+                }
+                self.open.set(self.open.get() - 1);
+            }
+            let cap = self.settings.max_connections;
+            if cap == 0 || self.open.get() < cap {
+                self.open.set(self.open.get() + 1);
+                return match self.connect().await {
+                    Ok(c) => Ok(c),
+                    Err(f) => {
+                        self.open.set(self.open.get() - 1);
+                        self.released.notify_one();
+                        Err(f)
+                    }
+                };
+            }
+            self.released.notified().await;
+        }
+    }
+
+    fn release(&self, conn: Rc<UpstreamConn>) {
+        if conn.is_closed() {
+            self.open.set(self.open.get() - 1);
+        } else {
+            self.idle.borrow_mut().push(conn);
+        }
+        self.released.notify_one();
+    }
+}
