@@ -440,3 +440,82 @@ async fn killed_backend_process_fails_calls_in_flight() {
     assert!(matches!(err, ClientError::ConnectionLost(_)), "{err}");
     assert!(c.wait_closed(LONG).await.is_some());
 }
+
+// The process harness against the real sidecar binary (`cargo build -p sidecar` and
+// `make plugins` first; the error says so when either is missing).
+
+fn plugin_present() {
+    let plugin = integration::harness::repo_root().join(integration::harness::DEFAULT_PLUGIN_PATH);
+    assert!(
+        plugin.is_file(),
+        "{} is missing: run `make plugins`",
+        plugin.display()
+    );
+}
+
+#[test]
+fn harness_runs_the_sample_topology_through_the_real_sidecar() {
+    plugin_present();
+    let (rt, server) = echo_on_runtime();
+    let client_addr = integration::free_addr().unwrap();
+    let server_addr = integration::free_addr().unwrap();
+    let config =
+        integration::MosnConfig::sample(client_addr, server_addr, server.local_addr()).build();
+    let mut sidecar = integration::Sidecar::spawn(config).unwrap();
+    assert_eq!(sidecar.listener("clientListener"), Some(client_addr));
+    assert_eq!(sidecar.listener("serverListener"), Some(server_addr));
+
+    rt.block_on(async {
+        let c = client(client_addr, 3_000_000).await;
+        for i in 0..20u32 {
+            let body = Bytes::from(format!("through both hops {i}"));
+            let resp = c
+                .call(&Request::rpc(c.next_id(), Some(SERVICE), body.clone()))
+                .await
+                .unwrap();
+            assert_eq!(resp.id(), 3_000_000 + i);
+            assert_eq!(resp.status(), Some(status::SUCCESS));
+            assert_eq!(resp.content(), body);
+        }
+        let ack = c.heartbeat().await.unwrap();
+        assert_eq!((ack.cmd_code(), ack.status()), (CMD_HEARTBEAT, Some(0)));
+    });
+    // The echo server saw the calls on one upstream connection, under the proxy's own ids.
+    let conns: Vec<_> = server
+        .connections()
+        .into_iter()
+        .filter(|c| !c.request_ids.is_empty())
+        .collect();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!(
+        conns[0].request_ids.len(),
+        20,
+        "heartbeats are not forwarded"
+    );
+    assert!(conns[0].request_ids.iter().all(|id| *id < 3_000_000));
+
+    let status = sidecar.terminate(LONG).unwrap();
+    assert!(status.success(), "SIGTERM exits cleanly: {status}");
+}
+
+#[test]
+fn harness_check_reports_good_and_broken_configs() {
+    let good = integration::MosnConfig::sample(
+        "127.0.0.1:2045".parse().unwrap(),
+        "127.0.0.1:2046".parse().unwrap(),
+        "127.0.0.1:12199".parse().unwrap(),
+    )
+    .build();
+    let out = integration::Sidecar::run_check(good.clone()).unwrap();
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+
+    let mut broken = good;
+    assert!(integration::harness::patch(
+        &mut broken,
+        "/cluster_manager/clusters/0/name",
+        serde_json::json!("")
+    ));
+    let out = integration::Sidecar::run_check(broken).unwrap();
+    assert!(!out.status.success(), "an unnamed cluster is refused");
+    assert!(!out.stderr.is_empty() || !out.stdout.is_empty());
+}

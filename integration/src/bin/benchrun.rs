@@ -180,6 +180,11 @@ fn measure(
     Ok((report, usage))
 }
 
+/// The first line of a (possibly multi-line) error message, for one-line report notes.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
 fn git_commit() -> Option<String> {
     let out = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -250,9 +255,12 @@ fn main() -> anyhow::Result<()> {
                 topologies.push(t);
             }
             Err(e) => {
-                let note = format!("{} skipped: its sidecars did not start: {e}", v.name());
-                eprintln!("{note}");
-                notes.push(note);
+                eprintln!("{} skipped: its sidecars did not start: {e}", v.name());
+                notes.push(format!(
+                    "{} skipped: its sidecars did not start: {}",
+                    v.name(),
+                    first_line(&e.to_string())
+                ));
             }
         }
     }
@@ -299,9 +307,12 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 if let Err(e) = topology.check_alive() {
-                    let note = format!("{name}: a sidecar died during the run: {e}");
-                    eprintln!("{note}");
-                    notes.push(note);
+                    eprintln!("{name}: a sidecar died during the run: {e}");
+                    let e = e.to_string();
+                    notes.push(format!(
+                        "{name}: a sidecar died during the run: {}",
+                        first_line(&e)
+                    ));
                 }
                 std::thread::sleep(args.cooldown);
             }
