@@ -182,7 +182,9 @@ mod tests {
                 .enumerate()
                 .map(|(i, &weight)| HostConfig {
                     address: HostAddress::Ip(
-                        format!("127.0.0.1:{}", 9000 + i).parse().expect("addr"),
+                        format!("127.0.0.1:{}", 9000 + i)
+                            .parse::<std::net::SocketAddr>()
+                            .expect("addr"),
                     ),
                     hostname: None,
                     weight,

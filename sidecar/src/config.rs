@@ -481,14 +481,20 @@ mod tests {
         assert_eq!(c.listeners.len(), 2);
         let client = &c.listeners[1];
         assert_eq!(client.name, "clientListener");
-        assert_eq!(client.address, "127.0.0.1:2045".parse().unwrap());
+        assert_eq!(
+            client.address,
+            "127.0.0.1:2045".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(client.proxy.protocol, "x-bolt");
         assert_eq!(c.codecs[client.proxy.codec].protocol, "x-bolt");
         assert_eq!(
             c.route_configs[client.proxy.route_config].name,
             "client_router"
         );
-        assert_eq!(c.admin, Some("127.0.0.1:34901".parse().unwrap()));
+        assert_eq!(
+            c.admin,
+            Some("127.0.0.1:34901".parse::<SocketAddr>().unwrap())
+        );
         assert!(matches!(
             c.codecs[0].kind,
             CodecKind::Native(NativeCodec::Bolt)

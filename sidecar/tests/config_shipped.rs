@@ -91,7 +91,14 @@ fn assert_topology(c: &Config) {
         assert_eq!(cluster.max_request_per_conn, 1024);
         assert_eq!(cluster.conn_buffer_limit_bytes, 32768);
     }
-    assert_eq!(c.admin, Some("127.0.0.1:34901".parse().expect("addr")));
+    assert_eq!(
+        c.admin,
+        Some(
+            "127.0.0.1:34901"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+        )
+    );
     assert_eq!(c.codecs.len(), 1);
     assert_eq!(c.codecs[0].protocol, "x-bolt");
     // Exactly one warning: the obsolete healthcheck stream filter of MOSN's sample.

@@ -35,7 +35,7 @@ pub struct VmConfig {
     pub md5: String,
     /// `cpu`, accepted with no effect (as in MOSN).
     pub cpu: Option<i64>,
-    /// `mem`, accepted with no effect (as in MOSN).
+    /// `mem` as written (MOSN ignores it; the runtime may derive a memory limit from it).
     pub mem: Option<i64>,
 }
 
