@@ -1,0 +1,288 @@
+//! Resilience of the real `sidecar` binary: upstream keepalive (acks and misses), ping-pong
+//! pools, retries past a dead host, the max-requests circuit breaker, header decode errors,
+//! and plugins that trap, loop or exhaust memory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use integration::client::{BoltClient, ClientOptions};
+use integration::echo::EchoServer;
+use integration::harness::{free_addr, ClusterSpec, MosnConfig, Sidecar};
+use integration::wire::{FrameReader, Request};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+const SERVICE: &str = "com.alipay.test.TestService:1.0";
+const SUCCESS: u16 = 0;
+const SERVER_THREADPOOL_BUSY: u16 = 4;
+const UNKNOWN: u16 = 3;
+
+async fn connect(addr: SocketAddr) -> BoltClient {
+    BoltClient::connect_with(
+        addr,
+        ClientOptions {
+            first_id: 2_000_000_000,
+            call_timeout: Duration::from_secs(20),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .expect("connect")
+}
+
+fn one_hop(
+    upstream: Vec<SocketAddr>,
+    edit: impl FnOnce(ClusterSpec) -> ClusterSpec,
+) -> (Sidecar, SocketAddr) {
+    one_hop_with(upstream, edit, |c| c)
+}
+
+fn one_hop_with(
+    upstream: Vec<SocketAddr>,
+    edit: impl FnOnce(ClusterSpec) -> ClusterSpec,
+    config: impl FnOnce(MosnConfig) -> MosnConfig,
+) -> (Sidecar, SocketAddr) {
+    let listen = free_addr().unwrap();
+    let cfg = config(MosnConfig::single_hop(listen, upstream))
+        .edit_cluster("upstreamCluster", edit)
+        .build();
+    (Sidecar::spawn(cfg).expect("sidecar starts"), listen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_upstream_gets_heartbeats_and_stays_open() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_sidecar, listen) = one_hop(vec![app.local_addr()], |c| {
+        c.field("keepalive", json!({"idle": "300ms", "timeout": "1s"}))
+    });
+    let client = connect(listen).await;
+    assert_eq!(
+        client.rpc(SERVICE, "open").await.unwrap().status(),
+        Some(SUCCESS)
+    );
+    assert!(
+        app.wait_for(Duration::from_secs(10), |c| c.heartbeats >= 3)
+            .await,
+        "the sidecar sends heartbeats on its idle upstream connection"
+    );
+    let conns = app.connections();
+    assert_eq!(conns.len(), 1);
+    assert!(
+        conns[0].open,
+        "acknowledged heartbeats keep the connection open"
+    );
+    // Acks are consumed by the sidecar, never forwarded to the client.
+    assert!(client
+        .next_unsolicited(Duration::from_millis(200))
+        .await
+        .is_none());
+    assert_eq!(
+        client.rpc(SERVICE, "still").await.unwrap().status(),
+        Some(SUCCESS)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_heartbeats_close_the_upstream_after_max_failures() {
+    // An upstream that reads everything and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (_sidecar, listen) = one_hop(vec![upstream], |c| {
+        c.field(
+            "keepalive",
+            json!({"idle": "200ms", "timeout": "200ms", "max_failures": 3}),
+        )
+    });
+    let client = connect(listen).await;
+    // A oneway request opens the upstream connection without waiting for an answer.
+    client
+        .send_oneway(&Request::rpc(client.next_id(), Some(SERVICE), "hi"))
+        .unwrap();
+    let (mut sock, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the sidecar connects")
+        .unwrap();
+    let reader = FrameReader::new(1 << 20);
+    let mut buf = BytesMut::new();
+    let mut heartbeats = 0;
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = sock.read_buf(&mut buf).await.unwrap_or(0);
+            while let Ok(Some(f)) = reader.next_frame(&mut buf) {
+                if f.is_heartbeat() {
+                    heartbeats += 1;
+                }
+            }
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the sidecar closes the silent connection");
+    assert_eq!(heartbeats, 3, "one heartbeat per allowed miss");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_pong_pools_carry_one_request_per_connection() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_sidecar, listen) = one_hop(vec![app.local_addr()], |c| {
+        c.field("pool_mode", json!("ping-pong"))
+            .field("circuit_breakers", json!([{"max_connections": 4}]))
+    });
+    let client = connect(listen).await;
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let req = Request::rpc(client.next_id(), Some(SERVICE), format!("pp-{i}"))
+            .header("echo-delay-ms", "50");
+        calls.push(async move { (i, req) });
+    }
+    let mut handles = Vec::new();
+    let client = std::sync::Arc::new(client);
+    for c in calls {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            let (i, req) = c.await;
+            let r = client.call(&req).await.expect("answered");
+            assert_eq!(r.id(), req.head.id);
+            assert_eq!(r.content(), Bytes::from(format!("pp-{i}")));
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let conns = app.connections();
+    assert!(
+        conns.len() > 1 && conns.len() <= 4,
+        "{} connections",
+        conns.len()
+    );
+    assert_eq!(conns.iter().map(|c| c.request_ids.len()).sum::<usize>(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_are_retried_on_another_host() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dead = free_addr().unwrap();
+    let (_sidecar, listen) = one_hop(vec![dead, app.local_addr()], |c| {
+        c.field("lb_type", json!("LB_ROUNDROBIN"))
+    });
+    let client = connect(listen).await;
+    for i in 0..20 {
+        let r = client.rpc(SERVICE, format!("{i}")).await.unwrap();
+        assert_eq!(r.status(), Some(SUCCESS), "call {i}");
+    }
+    assert_eq!(app.counters().requests, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_max_requests_circuit_breaker_answers_overflow_with_busy() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_sidecar, listen) = one_hop(vec![app.local_addr()], |c| {
+        c.field("circuit_breakers", json!([{"max_requests": 5}]))
+    });
+    let client = std::sync::Arc::new(connect(listen).await);
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            let req =
+                Request::rpc(client.next_id(), Some(SERVICE), "x").header("echo-delay-ms", "1000");
+            client.call(&req).await.expect("answered").status()
+        }));
+    }
+    let mut ok = 0;
+    let mut busy = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Some(SUCCESS) => ok += 1,
+            Some(SERVER_THREADPOOL_BUSY) => busy += 1,
+            other => panic!("unexpected status {other:?}"),
+        }
+    }
+    assert_eq!((ok, busy), (5, 15));
+}
+
+/// A Bolt v1 request whose header section claims a 50-byte key but holds one byte.
+fn request_with_broken_headers(id: u32) -> Bytes {
+    let class = b"com.alipay.sofa.rpc.core.request.SofaRequest";
+    let header = [0u8, 0, 0, 50, b'a'];
+    let content = b"body";
+    let mut b = BytesMut::new();
+    b.put_u8(1);
+    b.put_u8(1);
+    b.put_u16(1);
+    b.put_u8(1);
+    b.put_u32(id);
+    b.put_u8(1);
+    b.put_i32(3000);
+    b.put_u16(class.len() as u16);
+    b.put_u16(header.len() as u16);
+    b.put_u32(content.len() as u32);
+    b.put_slice(class);
+    b.put_slice(&header);
+    b.put_slice(content);
+    b.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_broken_header_map_gets_an_error_response_not_a_reset() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_sidecar, listen) = one_hop(vec![app.local_addr()], |c| c);
+    let client = connect(listen).await;
+    let id = client.next_id();
+    let r = client
+        .call_raw(request_with_broken_headers(id), id, Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(r.id(), id);
+    assert_eq!(r.status(), Some(UNKNOWN), "code 2 maps to UNKNOWN");
+    assert_eq!(
+        client.rpc(SERVICE, "ok").await.unwrap().status(),
+        Some(SUCCESS)
+    );
+    assert_eq!(app.counters().requests, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_traps_loops_or_exhausts_memory_costs_only_that_connection() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_sidecar, listen) = one_hop_with(
+        vec![app.local_addr()],
+        |c| c,
+        |m| m.wasm_plugin("target/wasm32-wasip1/plugin/misbehave.wasm"),
+    );
+    let good = connect(listen).await;
+    assert_eq!(
+        good.rpc(SERVICE, "before").await.unwrap().status(),
+        Some(SUCCESS)
+    );
+    for mode in ["trap", "loop", "oom"] {
+        let bad = connect(listen).await;
+        let id = bad.next_id();
+        let req = Request::rpc(id, Some(SERVICE), "boom").header("misbehave", mode);
+        let r = bad.call_within(&req, Duration::from_secs(20)).await;
+        assert!(
+            r.is_err(),
+            "{mode}: the offending connection is closed, got {r:?}"
+        );
+        // Every other connection keeps working, on a fresh plugin instance.
+        for i in 0..5 {
+            let r = good.rpc(SERVICE, format!("{mode}-{i}")).await.unwrap();
+            assert_eq!(r.status(), Some(SUCCESS), "{mode}");
+        }
+    }
+}
