@@ -46,8 +46,11 @@ pub trait Codec {
     ///
     /// # Errors
     /// [`CodecError`] when `request` is not a heartbeat request or the plugin fails.
-    fn reply_keepalive(&mut self, request: &mut Frame, out: &mut BytesMut)
-        -> Result<(), CodecError>;
+    fn reply_keepalive(
+        &mut self,
+        request: &mut Frame,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError>;
 
     /// Answers `request` on the server's behalf: builds a protocol response for the proxy's
     /// HTTP-like `status` (404, 502, 504, …; the plugin maps it to a protocol status), with

@@ -1,4 +1,7 @@
-//! Error types of the codec host.
+//! Error types of the codec host: [`CodecError`] for codec calls, [`LoadError`] for loading a
+//! plugin.
+
+use std::path::PathBuf;
 
 use codec_abi::LayoutError;
 
@@ -66,4 +69,113 @@ pub enum CodecError {
     /// The plugin instance could not be (re)created.
     #[error("plugin instance unavailable: {0}")]
     Instance(String),
+}
+
+/// Why a plugin could not be loaded ([`crate::Plugin::load`]). Every variant names the plugin
+/// file or the part of the module that is wrong, so an operator can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The configuration itself is unusable (e.g. `root_id` 0, a malformed `Md5`).
+    #[error("plugin {plugin}: bad configuration: {reason}")]
+    Config {
+        /// The plugin name.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The `.wasm` file could not be read.
+    #[error("plugin {plugin}: cannot read {path}: {source}")]
+    Read {
+        /// The plugin name.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's MD5 differs from the configured `Md5`.
+    #[error("plugin {plugin}: md5 of {path} is {actual}, the configuration expects {expected}")]
+    Md5Mismatch {
+        /// The plugin name.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The configured hex MD5.
+        expected: String,
+        /// The file's hex MD5.
+        actual: String,
+    },
+    /// The bytes are not a valid WebAssembly module (or the compiler refused them).
+    #[error("plugin {plugin}: cannot compile: {source}")]
+    Compile {
+        /// The plugin name.
+        plugin: String,
+        /// The compiler's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The module lacks the ABI marker export `proxy_abi_mosn_version_0_2_0` (ABI §1).
+    #[error("plugin {plugin}: not a MOSN codec plugin: missing ABI marker export {marker}{found}")]
+    MissingMarker {
+        /// The plugin name.
+        plugin: String,
+        /// The marker that was looked for.
+        marker: &'static str,
+        /// Other `proxy_abi*` markers found, formatted for the message (may be empty).
+        found: String,
+    },
+    /// A required export (ABI §3) is absent.
+    #[error("plugin {plugin}: missing export {name}")]
+    MissingExport {
+        /// The plugin name.
+        plugin: String,
+        /// The export's name.
+        name: &'static str,
+    },
+    /// An export or import has a type other than the ABI's.
+    #[error("plugin {plugin}: {what} {name} has type {found}, expected {expected}")]
+    WrongSignature {
+        /// The plugin name.
+        plugin: String,
+        /// `export` or `import`.
+        what: &'static str,
+        /// The item (`name` or `module.name`).
+        name: String,
+        /// What the ABI requires.
+        expected: String,
+        /// What the module declares.
+        found: String,
+    },
+    /// The module imports something the host does not provide (ABI §4).
+    #[error("plugin {plugin}: unknown import {module}.{name}")]
+    UnknownImport {
+        /// The plugin name.
+        plugin: String,
+        /// The import's module.
+        module: String,
+        /// The import's name.
+        name: String,
+    },
+    /// The module needs more memory at start than the configured cap.
+    #[error(
+        "plugin {plugin}: needs {needed_mib} MiB of memory at start, the limit is {limit_mib} MiB"
+    )]
+    MemoryLimit {
+        /// The plugin name.
+        plugin: String,
+        /// The module's initial memory.
+        needed_mib: u64,
+        /// The configured cap.
+        limit_mib: u32,
+    },
+    /// Instantiating the module or running its start-up sequence (ABI §2) failed.
+    #[error("plugin {plugin}: start-up failed: {source}")]
+    StartUp {
+        /// The plugin name.
+        plugin: String,
+        /// What failed.
+        #[source]
+        source: CodecError,
+    },
 }

@@ -1,11 +1,46 @@
 //! Hosts protocol codecs for the sidecar: MOSN x-protocol Wasm plugins (ABI
 //! `proxy_abi_mosn_version_0_2_0`) on wasmer, and native codecs built from the same protocol
 //! code, behind one protocol-neutral [`Codec`] API.
+//!
+//! ```no_run
+//! use codec_host::{Codec, Limits, Plugin, PluginConfig};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Once per process: read, check, compile.
+//! let plugin = Plugin::load(PluginConfig {
+//!     name: "wasm-bolt".into(),
+//!     wasm_path: "bolt.wasm".into(),
+//!     vm_config: vec![("Engine".into(), "wasmer".into()), ("Md5".into(), String::new())],
+//!     plugin_config: vec![("protocol".into(), "x-bolt".into())],
+//!     root_id: 1,
+//!     limits: Limits::from_vm_config_mem(Some(100)),
+//! })?;
+//! // Once per worker thread: an instance of its own.
+//! let mut codec = plugin.new_codec()?;
+//! let mut buf = bytes::BytesMut::from(&b"...bytes from a connection..."[..]);
+//! while let Some(mut frame) = codec.decode(&mut buf)? {
+//!     let mut out = bytes::BytesMut::new();
+//!     codec.encode(&mut frame, 1001, &mut out)?;
+//! }
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod codec;
+mod contexts;
+mod engine;
 pub mod error;
+mod guest_output;
+mod imports;
+mod instance;
+mod limits;
+mod plugin;
+mod shape;
+mod wasi;
+mod wasm_codec;
 
 pub use codec::{Codec, Frame, FrameKind, FrameParts, FrameState, HeaderMap};
-pub use error::CodecError;
+pub use error::{CodecError, LoadError};
+pub use limits::Limits;
+pub use plugin::{Plugin, PluginConfig};
+pub use wasm_codec::{ContextStats, WasmCodec};

@@ -1,0 +1,254 @@
+//! One plugin instance and its lifecycle: Fresh → Started (`_start` ran) → Ready (root
+//! context configured, ABI §2) → Poisoned (a call trapped or ran out of CPU). A poisoned
+//! instance is never called again: the codec replaces it. Also owns the instance's context
+//! ids and the queue through which dropped frames hand their contexts back.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use codec_abi::exports as ex;
+
+use crate::contexts::ContextIds;
+use crate::engine::{Vm, VmError};
+use crate::error::CodecError;
+use crate::imports::HostState;
+use crate::plugin::Plugin;
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Instantiated, no guest code run yet.
+    Fresh,
+    /// `_start` returned: the guest runtime is initialised.
+    Started,
+    /// The root context is created, started and configured: codec calls may run.
+    Ready,
+    /// A call trapped or exhausted its CPU budget; the instance must be replaced.
+    Poisoned,
+}
+
+/// Contexts whose frames were dropped, waiting for `proxy_on_delete`. Frames push into it
+/// (from `Drop`, so no guest call happens there); the codec drains it at its next call. A
+/// queue of a replaced instance is simply never drained.
+#[derive(Debug, Default)]
+pub(crate) struct DroppedContexts(RefCell<Vec<u32>>);
+
+impl DroppedContexts {
+    /// Queues `ctx` for deletion.
+    pub(crate) fn push(&self, ctx: u32) {
+        self.0.borrow_mut().push(ctx);
+    }
+
+    /// Takes every queued context.
+    fn take(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
+
+/// A started instance of a plugin.
+pub(crate) struct PluginInstance {
+    vm: Vm,
+    lifecycle: Lifecycle,
+    root: u32,
+    ctxs: ContextIds,
+    dropped: Rc<DroppedContexts>,
+    /// A created context not yet holding a frame: the next decode's (kept across
+    /// need-more-data retries, ABI §6.2).
+    spare: Option<u32>,
+}
+
+impl PluginInstance {
+    /// Instantiates `plugin` and runs the start-up sequence of ABI §2: `_start`, then the root
+    /// context (`proxy_on_context_create(root, 0)`, `proxy_on_vm_start`,
+    /// `proxy_on_configure`), each result checked.
+    ///
+    /// # Errors
+    /// [`CodecError::Instance`] when instantiation fails; [`CodecError::Trap`] /
+    /// [`CodecError::CpuExhausted`] when a start-up call fails; [`CodecError::Rejected`]
+    /// (status 0 = false) when vm_start or configure returns false.
+    pub(crate) fn start(plugin: &Plugin) -> Result<PluginInstance, CodecError> {
+        let host = HostState::new(
+            plugin.name_arc(),
+            plugin.vm_config_pairs(),
+            plugin.plugin_config_pairs(),
+        );
+        let limits = plugin.limits();
+        let vm = Vm::new(
+            plugin.compiled(),
+            host,
+            plugin.allocator(),
+            limits.cpu_points_per_call,
+        )
+        .map_err(|e| match e {
+            VmError::Instantiate(m) => CodecError::Instance(m),
+            other => error(ex::START, other),
+        })?;
+        let root = plugin.root_id();
+        let mut inst = PluginInstance {
+            vm,
+            lifecycle: Lifecycle::Fresh,
+            root,
+            ctxs: ContextIds::new(root),
+            dropped: Rc::new(DroppedContexts::default()),
+            spare: None,
+        };
+        let r = inst.vm.start();
+        inst.check(ex::START, r)?;
+        inst.lifecycle = Lifecycle::Started;
+        let r = inst.vm.context_create(root, 0);
+        inst.check(ex::CONTEXT_CREATE, r)?;
+        let vm_cfg = plugin.vm_config_pairs().len() as u32;
+        let r = inst.vm.vm_start(root, vm_cfg);
+        inst.check_bool(ex::VM_START, r)?;
+        let plugin_cfg = plugin.plugin_config_pairs().len() as u32;
+        let r = inst.vm.configure(root, plugin_cfg);
+        inst.check_bool(ex::CONFIGURE, r)?;
+        inst.lifecycle = Lifecycle::Ready;
+        Ok(inst)
+    }
+
+    /// The instance's state.
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+    }
+
+    /// The queue dropped frames of this instance push their contexts into.
+    pub(crate) fn dropped_queue(&self) -> &Rc<DroppedContexts> {
+        &self.dropped
+    }
+
+    /// Maps a guest call's outcome, poisoning the instance on any failure.
+    fn check<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
+        r.map_err(|e| {
+            self.lifecycle = Lifecycle::Poisoned;
+            error(call, e)
+        })
+    }
+
+    /// Like [`PluginInstance::check`] for a guest bool: false is an error (the instance is
+    /// unusable, so it is poisoned too).
+    fn check_bool(
+        &mut self,
+        call: &'static str,
+        r: Result<i32, VmError>,
+    ) -> Result<(), CodecError> {
+        match self.check(call, r)? {
+            0 => {
+                self.lifecycle = Lifecycle::Poisoned;
+                Err(CodecError::Rejected { call, status: 0 })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a protocol context under the root.
+    pub(crate) fn new_ctx(&mut self) -> Result<u32, CodecError> {
+        let ctx = self
+            .ctxs
+            .allocate()
+            .ok_or(CodecError::Instance("context ids exhausted".into()))?;
+        let r = self.vm.context_create(ctx, self.root);
+        if let Err(e) = self.check(ex::CONTEXT_CREATE, r) {
+            self.ctxs.release(ctx);
+            return Err(e);
+        }
+        Ok(ctx)
+    }
+
+    /// Deletes a live context (`proxy_on_delete`, exactly once per context: ABI §6.7).
+    /// Contexts of a poisoned instance are just forgotten.
+    pub(crate) fn delete_ctx(&mut self, ctx: u32) -> Result<(), CodecError> {
+        if self.lifecycle == Lifecycle::Poisoned || !self.ctxs.release(ctx) {
+            return Ok(());
+        }
+        let r = self.vm.delete(ctx);
+        self.check(ex::DELETE, r)
+    }
+
+    /// Deletes the contexts of every frame dropped since the last call.
+    pub(crate) fn release_dropped(&mut self) -> Result<(), CodecError> {
+        for ctx in self.dropped.take() {
+            self.delete_ctx(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The context the next decode runs on (created on first need).
+    pub(crate) fn spare_ctx(&mut self) -> Result<u32, CodecError> {
+        match self.spare {
+            Some(ctx) => Ok(ctx),
+            None => {
+                let ctx = self.new_ctx()?;
+                self.spare = Some(ctx);
+                Ok(ctx)
+            }
+        }
+    }
+
+    /// Hands the spare context over to a decoded frame.
+    pub(crate) fn take_spare(&mut self) -> Option<u32> {
+        self.spare.take()
+    }
+
+    /// Deletes the spare context (after a failed decode, whose effect on it is unknown).
+    pub(crate) fn discard_spare(&mut self) -> Result<(), CodecError> {
+        match self.spare.take() {
+            Some(ctx) => self.delete_ctx(ctx),
+            None => Ok(()),
+        }
+    }
+
+    /// Live contexts, contexts created and deleted so far.
+    pub(crate) fn context_counts(&self) -> (usize, u64, u64) {
+        (self.ctxs.live(), self.ctxs.created(), self.ctxs.deleted())
+    }
+
+    /// `proxy_decode_buffer_bytes` on `ctx` with `input`: the status.
+    pub(crate) fn decode(&mut self, ctx: u32, input: &[u8]) -> Result<u32, CodecError> {
+        let r = self.vm.decode(ctx, input);
+        self.check(ex::DECODE, r)
+    }
+
+    /// `proxy_encode_buffer_bytes` on `ctx` with a §5.3 `input`: the status.
+    pub(crate) fn encode(&mut self, ctx: u32, input: &[u8]) -> Result<u32, CodecError> {
+        let r = self.vm.encode(ctx, input);
+        self.check(ex::ENCODE, r)
+    }
+
+    /// `proxy_keepalive_buffer_bytes` on `ctx`: the status.
+    pub(crate) fn keepalive(&mut self, ctx: u32, id: u64) -> Result<u32, CodecError> {
+        let r = self.vm.keepalive(ctx, id);
+        self.check(ex::KEEPALIVE, r)
+    }
+
+    /// `proxy_reply_keepalive_buffer_bytes` on `ctx`: the status.
+    pub(crate) fn reply_keepalive(&mut self, ctx: u32) -> Result<u32, CodecError> {
+        let r = self.vm.reply_keepalive(ctx);
+        self.check(ex::REPLY_KEEPALIVE, r)
+    }
+
+    /// `proxy_hijack_buffer_bytes` on `ctx` with a §5.3 `input`: the status.
+    pub(crate) fn hijack(
+        &mut self,
+        ctx: u32,
+        status_code: u32,
+        input: &[u8],
+    ) -> Result<u32, CodecError> {
+        let r = self.vm.hijack(ctx, status_code, input);
+        self.check(ex::HIJACK, r)
+    }
+
+    /// The buffer of type `kind` (13 decode, 14 encode) the last call reported.
+    pub(crate) fn result(&self, kind: u32) -> Option<&[u8]> {
+        self.vm.host().result.get(kind)
+    }
+}
+
+/// A [`VmError`] of `call` as a [`CodecError`].
+fn error(call: &'static str, e: VmError) -> CodecError {
+    match e {
+        VmError::Trap(message) => CodecError::Trap { call, message },
+        VmError::CpuExhausted => CodecError::CpuExhausted { call },
+        VmError::Instantiate(m) => CodecError::Instance(m),
+    }
+}

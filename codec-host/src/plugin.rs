@@ -1,0 +1,217 @@
+//! Loading a codec plugin: read the `.wasm`, check its MD5, compile it once per process,
+//! check the ABI shape, and prove it starts; then hand out one [`WasmCodec`] per worker.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use md5::{Digest, Md5};
+
+use crate::engine::{self, CompiledModule};
+use crate::error::{CodecError, LoadError};
+use crate::instance::PluginInstance;
+use crate::limits::Limits;
+use crate::shape;
+use crate::wasm_codec::WasmCodec;
+
+/// What the sidecar tells the host about one plugin (parsed from MOSN's JSON, ABI §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// `wasm_global_plugins[].plugin_name`: names the plugin in logs and errors.
+    pub name: String,
+    /// `vm_config.path`: the `.wasm` file.
+    pub wasm_path: PathBuf,
+    /// The VM configuration buffer's pairs (type 6): the string fields of `vm_config` keyed
+    /// by Go field name — `Engine`, `Path`, `Url`, `Md5` — empty strings included. A
+    /// non-empty `Md5` is checked against the file (hex MD5, case-insensitive).
+    pub vm_config: Vec<(String, String)>,
+    /// The plugin configuration buffer's pairs (type 7): every string-valued member of the
+    /// codec's `config` (`from_wasm_plugin`, `protocol`, `pool_mode`, …). Its `protocol`
+    /// names the codec's protocol ([`crate::Codec::protocol`]); the plugin name otherwise.
+    pub plugin_config: Vec<(String, String)>,
+    /// `config.root_id`: the root context id; must be non-zero (ABI §2).
+    pub root_id: i32,
+    /// Sandbox limits (zero fields take the defaults).
+    pub limits: Limits,
+}
+
+/// A compiled, checked plugin: `Send + Sync`, shared by all workers. Each worker makes its
+/// own [`WasmCodec`] with [`Plugin::new_codec`].
+pub struct Plugin {
+    name: Arc<str>,
+    protocol: String,
+    compiled: CompiledModule,
+    allocator: &'static str,
+    vm_config: Arc<[u8]>,
+    plugin_config: Arc<[u8]>,
+    root_id: u32,
+    limits: Limits,
+    md5: String,
+}
+
+impl Plugin {
+    /// Loads the plugin `config` describes: reads the file, checks `Md5` if set, compiles
+    /// it (once; the result is shared), checks the ABI shape (marker
+    /// `proxy_abi_mosn_version_0_2_0`, the exports of §3 with their signatures, imports only
+    /// from `env` and WASI), and starts one instance to prove the start-up sequence works.
+    ///
+    /// # Errors
+    /// A [`LoadError`] naming what is wrong: configuration (`root_id` 0, malformed `Md5`),
+    /// unreadable file, MD5 mismatch, invalid module, missing marker or export, unknown
+    /// import, wrong signature, memory cap below the module's initial memory, or a failing
+    /// start-up.
+    pub fn load(config: PluginConfig) -> Result<Arc<Plugin>, LoadError> {
+        let plugin = config.name.clone();
+        let bad = |reason: String| LoadError::Config {
+            plugin: plugin.clone(),
+            reason,
+        };
+        if config.root_id == 0 {
+            return Err(bad(
+                "root_id must be non-zero (0 means \"create a root\" to the guest, ABI §2)".into(),
+            ));
+        }
+        let expected_md5 = config
+            .vm_config
+            .iter()
+            .find(|(k, _)| k == "Md5")
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty());
+        if let Some(md5) = &expected_md5 {
+            if md5.len() != 32 || !md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("Md5 {md5:?} is not 32 hex digits")));
+            }
+        }
+        let wasm = std::fs::read(&config.wasm_path).map_err(|source| LoadError::Read {
+            plugin: plugin.clone(),
+            path: config.wasm_path.clone(),
+            source,
+        })?;
+        let md5 = hex_md5(&wasm);
+        if let Some(expected) = expected_md5 {
+            if expected != md5 {
+                return Err(LoadError::Md5Mismatch {
+                    plugin,
+                    path: config.wasm_path,
+                    expected,
+                    actual: md5,
+                });
+            }
+        }
+        let limits = config.limits.resolved();
+        let started = Instant::now();
+        let compiled = engine::compile(&wasm, &limits).map_err(|source| LoadError::Compile {
+            plugin: plugin.clone(),
+            source,
+        })?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let checked = shape::check(&plugin, &compiled.shape(), limits.memory_pages())?;
+        let protocol = config
+            .plugin_config
+            .iter()
+            .find(|(k, v)| k == "protocol" && !v.is_empty())
+            .map_or_else(|| plugin.clone(), |(_, v)| v.clone());
+        let loaded = Plugin {
+            name: plugin.as_str().into(),
+            protocol,
+            compiled,
+            allocator: checked.allocator,
+            vm_config: codec_abi::encode_pairs(&config.vm_config).into(),
+            plugin_config: codec_abi::encode_pairs(&config.plugin_config).into(),
+            root_id: config.root_id as u32,
+            limits,
+            md5,
+        };
+        let started = Instant::now();
+        PluginInstance::start(&loaded).map_err(|source| LoadError::StartUp {
+            plugin: plugin.clone(),
+            source,
+        })?;
+        tracing::info!(
+            plugin = %loaded.name,
+            path = %config.wasm_path.display(),
+            md5 = %loaded.md5,
+            protocol = %loaded.protocol,
+            compile_ms = format_args!("{compile_ms:.1}"),
+            start_ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+            memory_mib = limits.memory_mib,
+            cpu_points_per_call = limits.cpu_points_per_call,
+            max_frame_bytes = limits.max_frame_bytes,
+            "codec plugin loaded"
+        );
+        Ok(Arc::new(loaded))
+    }
+
+    /// A codec for the calling worker: a new instance of the plugin, started (ABI §2). The
+    /// codec stays on that worker's thread; make one per worker.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the instance cannot be created or started.
+    pub fn new_codec(self: &Arc<Self>) -> Result<WasmCodec, CodecError> {
+        WasmCodec::new(Arc::clone(self))
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The protocol its codecs serve (plugin config `protocol`, else the name).
+    pub fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    /// The sandbox limits in force (defaults filled in).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Hex MD5 of the loaded file.
+    pub fn md5(&self) -> &str {
+        &self.md5
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
+
+    pub(crate) fn compiled(&self) -> &CompiledModule {
+        &self.compiled
+    }
+
+    pub(crate) fn allocator(&self) -> &'static str {
+        self.allocator
+    }
+
+    pub(crate) fn vm_config_pairs(&self) -> Arc<[u8]> {
+        Arc::clone(&self.vm_config)
+    }
+
+    pub(crate) fn plugin_config_pairs(&self) -> Arc<[u8]> {
+        Arc::clone(&self.plugin_config)
+    }
+
+    pub(crate) fn root_id(&self) -> u32 {
+        self.root_id
+    }
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("protocol", &self.protocol)
+            .field("md5", &self.md5)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lower-case hex MD5 of `bytes`.
+fn hex_md5(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,501 @@
+//! [`WasmCodec`]: the [`Codec`] API over one plugin instance (ABI §6), with the frame state
+//! that carries a plugin context from decode to encode and deletes it when the frame is
+//! dropped.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use codec_abi::{
+    exports as ex, write_host_command, BufferType, DecodeResultView, EncodeResultView, FrameKind,
+    HeaderMap, LayoutError,
+};
+
+use crate::codec::{Codec, Frame, FrameParts};
+use crate::error::CodecError;
+use crate::instance::{DroppedContexts, Lifecycle, PluginInstance};
+use crate::plugin::Plugin;
+
+/// First decode window when nothing is known about frame sizes.
+const FIRST_WINDOW: usize = 8 * 1024;
+/// Smallest first window.
+const MIN_WINDOW: usize = 1024;
+
+/// Context counters of a codec's current instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextStats {
+    /// Contexts alive in the guest (frames not yet dropped and released, plus the one
+    /// waiting for the next decode).
+    pub live: usize,
+    /// Contexts created on this instance.
+    pub created: u64,
+    /// Contexts deleted (`proxy_on_delete`) on this instance.
+    pub deleted: u64,
+    /// How many times the codec replaced a poisoned instance.
+    pub replaced_instances: u64,
+}
+
+/// The plugin context a decoded frame holds (its [`crate::FrameState`]). Dropping it hands
+/// the context back for deletion, exactly once.
+struct WasmFrameState {
+    ctx: u32,
+    /// The id the guest has cached for `ctx` (the decoded id, then the last encoded one).
+    cached_id: u64,
+    owner: Rc<DroppedContexts>,
+}
+
+impl Drop for WasmFrameState {
+    fn drop(&mut self) {
+        // No guest call from Drop: the owner's codec deletes it at its next call. If the
+        // owner instance was replaced, its queue is never drained and the id is forgotten.
+        self.owner.push(self.ctx);
+    }
+}
+
+/// A codec backed by one instance of a Wasm plugin. Belongs to one worker thread (it is
+/// neither `Send` nor `Sync`); its frames must be encoded or dropped on that thread.
+///
+/// A call that traps or exceeds its CPU budget fails with [`CodecError::Trap`] /
+/// [`CodecError::CpuExhausted`]; the instance is then replaced (re-instantiated from the
+/// compiled module, start-up re-run) before the next call. Frames whose contexts died with
+/// it are re-decoded from their raw bytes when encoded.
+pub struct WasmCodec {
+    plugin: Arc<Plugin>,
+    instance: Option<PluginInstance>,
+    replaced: u64,
+    /// Reused buffer for §5.3 inputs.
+    scratch: Vec<u8>,
+    /// Running estimate of frame size, for the first decode window.
+    typical_frame: usize,
+}
+
+impl WasmCodec {
+    /// A codec with a started instance of `plugin`.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the instance cannot be created or started.
+    pub(crate) fn new(plugin: Arc<Plugin>) -> Result<WasmCodec, CodecError> {
+        let instance = PluginInstance::start(&plugin)?;
+        Ok(WasmCodec {
+            plugin,
+            instance: Some(instance),
+            replaced: 0,
+            scratch: Vec::new(),
+            typical_frame: FIRST_WINDOW / 2,
+        })
+    }
+
+    /// The plugin this codec runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Context counters of the current instance (for tests and metrics).
+    pub fn context_stats(&self) -> ContextStats {
+        let (live, created, deleted) = self
+            .instance
+            .as_ref()
+            .map_or((0, 0, 0), PluginInstance::context_counts);
+        ContextStats {
+            live,
+            created,
+            deleted,
+            replaced_instances: self.replaced,
+        }
+    }
+
+    /// Deletes the contexts of frames dropped since the last call now, instead of at the
+    /// next codec call (e.g. when a worker goes idle).
+    ///
+    /// # Errors
+    /// [`CodecError`] when the guest traps while deleting (the instance is then replaced).
+    pub fn release_dropped_contexts(&mut self) -> Result<(), CodecError> {
+        self.ready().map(|_| ())
+    }
+
+    /// The instance, replaced first if poisoned, with dropped frames' contexts deleted.
+    fn ready(&mut self) -> Result<&mut PluginInstance, CodecError> {
+        let usable = matches!(&self.instance, Some(i) if i.lifecycle() == Lifecycle::Ready);
+        if !usable {
+            if self.instance.take().is_some() {
+                self.replaced += 1;
+                tracing::warn!(
+                    plugin = self.plugin.name(),
+                    "replacing poisoned plugin instance"
+                );
+            }
+            self.instance = Some(PluginInstance::start(&self.plugin)?);
+        }
+        let inst = self
+            .instance
+            .as_mut()
+            .ok_or(CodecError::Instance("no instance".into()))?;
+        inst.release_dropped()?;
+        Ok(inst)
+    }
+
+    /// The context and cached id of `frame` on the current instance. A frame whose context
+    /// belongs to a replaced instance (or another codec) is re-decoded from its raw bytes on
+    /// a fresh context first.
+    fn frame_ctx(&mut self, frame: &mut Frame) -> Result<(u32, u64), CodecError> {
+        let raw = frame.raw().clone();
+        let inst = self.ready()?;
+        let state =
+            frame
+                .state_mut()
+                .downcast_mut::<WasmFrameState>()
+                .ok_or(CodecError::WrongFrame(
+                    "the frame was not decoded by a Wasm codec",
+                ))?;
+        if Rc::ptr_eq(&state.owner, inst.dropped_queue()) {
+            return Ok((state.ctx, state.cached_id));
+        }
+        if raw.is_empty() {
+            return Err(CodecError::ContextLost);
+        }
+        let ctx = inst.new_ctx()?;
+        let outcome = inst.decode(ctx, &raw);
+        let id = match outcome {
+            Ok(0) => match inst
+                .result(BufferType::DecodeData as u32)
+                .map(DecodeResultView::parse)
+            {
+                Some(Ok(view)) if view.drain as usize == raw.len() => Some(view.id),
+                _ => None,
+            },
+            Ok(_) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(id) = id else {
+            inst.delete_ctx(ctx)?;
+            return Err(CodecError::ContextLost);
+        };
+        // Replacing the state drops the old one, which hands its context back to its own
+        // (replaced) instance's queue.
+        *state = WasmFrameState {
+            ctx,
+            cached_id: id,
+            owner: Rc::clone(inst.dropped_queue()),
+        };
+        Ok((ctx, id))
+    }
+
+    /// Runs an encode on `ctx` with the §5.3 input in `self.scratch`; appends the frame to
+    /// `out` and returns the id the guest reports for it.
+    fn encode_scratch(&mut self, ctx: u32, out: &mut BytesMut) -> Result<u64, CodecError> {
+        let inst = self
+            .instance
+            .as_mut()
+            .ok_or(CodecError::Instance("no instance".into()))?;
+        match inst.encode(ctx, &self.scratch)? {
+            0 => {}
+            status => {
+                return Err(CodecError::Rejected {
+                    call: ex::ENCODE,
+                    status,
+                })
+            }
+        }
+        let result = inst
+            .result(BufferType::EncodeData as u32)
+            .ok_or(CodecError::NoResult { call: ex::ENCODE })?;
+        let view = EncodeResultView::parse(result).map_err(|source| CodecError::BadResult {
+            call: ex::ENCODE,
+            source,
+        })?;
+        out.extend_from_slice(view.frame);
+        Ok(view.id)
+    }
+
+    /// Builds a header-less §5.3 input in `self.scratch`.
+    fn scratch_command(
+        &mut self,
+        flag: u8,
+        replaced: u64,
+        command: u64,
+        timeout_or_status: u32,
+        payload: &[u8],
+    ) {
+        self.scratch.clear();
+        write_host_command(
+            &mut self.scratch,
+            &[][..],
+            flag,
+            replaced,
+            command,
+            timeout_or_status,
+            payload,
+        );
+    }
+
+    /// Runs `f` on a fresh context, deleting it afterwards whatever happens.
+    fn with_fresh_ctx<T>(
+        &mut self,
+        f: impl FnOnce(&mut WasmCodec, u32) -> Result<T, CodecError>,
+    ) -> Result<T, CodecError> {
+        let ctx = self.ready()?.new_ctx()?;
+        let r = f(self, ctx);
+        let deleted = match self.instance.as_mut() {
+            Some(inst) => inst.delete_ctx(ctx),
+            None => Ok(()),
+        };
+        let value = r?;
+        deleted.map(|()| value)
+    }
+}
+
+impl Codec for WasmCodec {
+    fn protocol(&self) -> &str {
+        self.plugin.protocol()
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let max = self.plugin.limits().max_frame_bytes;
+        let first = (self.typical_frame * 2).clamp(MIN_WINDOW, FIRST_WINDOW);
+        let mut window = buf.len().min(first).min(max);
+        let inst = self.ready()?;
+        let ctx = inst.spare_ctx()?;
+        // ABI §6.2: the guest keeps no partial state, so a window that turns out too short is
+        // just retried larger (×4) while more bytes are buffered: no O(n²) copying of a long
+        // buffer of small frames.
+        loop {
+            match inst.decode(ctx, &buf[..window])? {
+                0 => break,
+                99 if window >= max => {
+                    return Err(CodecError::TooLarge {
+                        what: "incomplete frame",
+                        len: buf.len(),
+                        limit: max,
+                    })
+                }
+                99 if window == buf.len() => return Ok(None),
+                99 => window = window.saturating_mul(4).min(buf.len()).min(max),
+                status => {
+                    inst.discard_spare()?;
+                    return Err(CodecError::Rejected {
+                        call: ex::DECODE,
+                        status,
+                    });
+                }
+            }
+        }
+        let call = ex::DECODE;
+        let taken = match inst.result(BufferType::DecodeData as u32) {
+            None => Err(CodecError::NoResult { call }),
+            Some(result) => take_frame(result, buf, window)
+                .map_err(|source| CodecError::BadResult { call, source }),
+        };
+        let decoded = match taken {
+            Ok(d) => d,
+            Err(e) => {
+                inst.discard_spare()?;
+                return Err(e);
+            }
+        };
+        let ctx = inst
+            .take_spare()
+            .ok_or(CodecError::Instance("spare context vanished".into()))?;
+        let state = WasmFrameState {
+            ctx,
+            cached_id: decoded.id,
+            owner: Rc::clone(inst.dropped_queue()),
+        };
+        self.typical_frame = (self.typical_frame * 3 + decoded.raw.len()) / 4;
+        Ok(Some(Frame::new(FrameParts {
+            kind: FrameKind::from_flag(decoded.flag),
+            id: decoded.id,
+            timeout_or_status: decoded.timeout_or_status,
+            headers: decoded.headers,
+            header_section: decoded.header_section,
+            raw: decoded.raw,
+            payload: decoded.payload,
+            state: Box::new(state),
+        })))
+    }
+
+    fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
+        let (ctx, cached_id) = self.frame_ctx(frame)?;
+        let flag = frame.kind().host_flag();
+        let timeout_or_status = frame.timeout_or_status();
+        // ABI §6.3: the headers as decoded unless edited; P = 0 keeps the cached body.
+        self.scratch.clear();
+        if frame.headers_changed() {
+            write_host_command(
+                &mut self.scratch,
+                frame.headers(),
+                flag,
+                id,
+                cached_id,
+                timeout_or_status,
+                &[],
+            );
+        } else {
+            let section: &[u8] = frame.header_section();
+            write_host_command(
+                &mut self.scratch,
+                section,
+                flag,
+                id,
+                cached_id,
+                timeout_or_status,
+                &[],
+            );
+        }
+        let sent_id = self.encode_scratch(ctx, out)?;
+        if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
+            // ABI §6.3: the guest now caches the id it sent; a retry passes that.
+            state.cached_id = sent_id;
+        }
+        Ok(())
+    }
+
+    fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        self.with_fresh_ctx(|codec, ctx| {
+            let inst = codec
+                .instance
+                .as_mut()
+                .ok_or(CodecError::Instance("no instance".into()))?;
+            match inst.keepalive(ctx, id)? {
+                0 => {}
+                2 => return Ok(None),
+                status => {
+                    return Err(CodecError::Rejected {
+                        call: ex::KEEPALIVE,
+                        status,
+                    })
+                }
+            }
+            // ABI §6.4: encode the cached heartbeat with flag 0x60, replaced = command = id.
+            codec.scratch_command(FrameKind::HeartbeatRequest.host_flag(), id, id, 0, &[]);
+            let mut out = BytesMut::new();
+            codec.encode_scratch(ctx, &mut out)?;
+            Ok(Some(out.freeze()))
+        })
+    }
+
+    fn reply_keepalive(
+        &mut self,
+        request: &mut Frame,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        if request.kind() != FrameKind::HeartbeatRequest {
+            return Err(CodecError::WrongFrame(
+                "reply_keepalive needs a heartbeat request",
+            ));
+        }
+        let (ctx, cached_id) = self.frame_ctx(request)?;
+        let inst = self
+            .instance
+            .as_mut()
+            .ok_or(CodecError::Instance("no instance".into()))?;
+        match inst.reply_keepalive(ctx)? {
+            0 => {}
+            status => {
+                return Err(CodecError::Rejected {
+                    call: ex::REPLY_KEEPALIVE,
+                    status,
+                })
+            }
+        }
+        // ABI §6.5: encode the cached ack with flag 0x20 and the request's id.
+        self.scratch_command(
+            FrameKind::HeartbeatResponse.host_flag(),
+            request.id(),
+            cached_id,
+            0,
+            &[],
+        );
+        let sent_id = self.encode_scratch(ctx, out)?;
+        if let Some(state) = request.state_mut().downcast_mut::<WasmFrameState>() {
+            state.cached_id = sent_id;
+        }
+        Ok(())
+    }
+
+    fn hijack(
+        &mut self,
+        request: &Frame,
+        status: u32,
+        id: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let raw = request.raw();
+        if raw.is_empty() {
+            return Err(CodecError::WrongFrame(
+                "hijack needs the request's raw bytes",
+            ));
+        }
+        let request_id = request.id();
+        // ABI §6.6: always on a fresh context, the raw request as payload.
+        self.with_fresh_ctx(|codec, ctx| {
+            codec.scratch_command(
+                request.kind().host_flag(),
+                request_id,
+                request_id,
+                request.timeout_or_status(),
+                raw,
+            );
+            let inst = codec
+                .instance
+                .as_mut()
+                .ok_or(CodecError::Instance("no instance".into()))?;
+            match inst.hijack(ctx, status, &codec.scratch)? {
+                0 => {}
+                status => {
+                    return Err(CodecError::Rejected {
+                        call: ex::HIJACK,
+                        status,
+                    })
+                }
+            }
+            // Then encode the cached response: command id = the id inside the raw frame.
+            codec.scratch_command(FrameKind::Response.host_flag(), id, request_id, 0, &[]);
+            codec.encode_scratch(ctx, out).map(|_| ())
+        })
+    }
+}
+
+/// A decoded frame's parts, taken off the connection buffer.
+struct Decoded {
+    headers: HeaderMap,
+    header_section: Bytes,
+    flag: u8,
+    id: u64,
+    timeout_or_status: u32,
+    raw: Bytes,
+    payload: Bytes,
+}
+
+/// Parses a §5.4 `result` of decoding the first `input_len` bytes of `buf` and, only if it is
+/// valid (drain within the input, header map well-formed: §8.6 bounds it to H), splits the
+/// frame's drain bytes off `buf` as its raw bytes (zero copy).
+fn take_frame(result: &[u8], buf: &mut BytesMut, input_len: usize) -> Result<Decoded, LayoutError> {
+    let view = DecodeResultView::parse(result)?;
+    let drain = view.drain as usize;
+    if drain == 0 || drain > input_len {
+        return Err(LayoutError::BadLength {
+            what: "drain length",
+            value: u64::from(view.drain),
+        });
+    }
+    let headers = HeaderMap::decode(view.headers)?;
+    let raw = buf.split_to(drain).freeze();
+    let payload = if raw.ends_with(view.payload) {
+        // Zero copy: the protocol body is the frame's tail (bolt's content).
+        raw.slice(raw.len() - view.payload.len()..)
+    } else {
+        Bytes::copy_from_slice(view.payload)
+    };
+    Ok(Decoded {
+        headers,
+        header_section: Bytes::copy_from_slice(view.headers),
+        flag: view.flag,
+        id: view.id,
+        timeout_or_status: view.timeout_or_status,
+        raw,
+        payload,
+    })
+}
