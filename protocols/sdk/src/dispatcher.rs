@@ -1,11 +1,12 @@
 //! The ABI state machine (§2, §3, §6) over a [`Protocol`], and, inside Wasm, the
 //! `#[no_mangle]` exports the host calls.
 //!
-//! [`Dispatcher`] is target-independent: it talks to the host through [`Host`], so the native
-//! [`harness`](crate::harness) runs the very same logic. It speaks exactly what the Go SDK
-//! speaks (statuses, flag bytes, caching of §6) but never traps on host mistakes: an unknown
-//! context in a codec call is status 10 with a log line, an unknown context in
-//! delete/done is a log line.
+//! The `Dispatcher` is target-independent: it talks to the host through the `Host` trait,
+//! so the native [`harness`](crate::harness) runs the very same logic. It speaks exactly what
+//! the Go SDK speaks (statuses, flag bytes, caching of §6) but never traps on host mistakes:
+//! an unknown context in a codec call is status 10 with a log line, an unknown context in
+//! delete/done is a log line, and after a trap left a call unfinished every call is refused
+//! (10) instead of running on state the trap may have left half-updated (§6.8).
 
 use std::fmt;
 
