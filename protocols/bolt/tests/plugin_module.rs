@@ -166,3 +166,13 @@ fn bolt_plugin_has_the_abi_module_shape() {
 fn misbehave_plugin_has_the_abi_module_shape() {
     check("misbehave");
 }
+
+#[test]
+fn misbehave_plugin_runs_its_own_protocol() {
+    // misbehave links bolt's rlib, which has a `_start` too; its own must win. Then its
+    // misbehaving decode is reachable from `_start` and survives dead-code elimination; with
+    // bolt's `_start` it would be gone.
+    let contains = |wasm: &[u8], text: &[u8]| wasm.windows(text.len()).any(|w| w == text);
+    assert!(contains(&plugin("misbehave"), b"misbehave: trap requested"));
+    assert!(!contains(&plugin("bolt"), b"misbehave: trap requested"));
+}
