@@ -61,3 +61,85 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write temp file");
     path
 }
+
+/// Every captured Bolt frame: (`folder/file.bin`, bytes), sorted by name.
+pub fn bolt_vectors() -> Vec<(String, Vec<u8>)> {
+    let root = workspace().join("protocols/bolt/testdata");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&root).expect("testdata") {
+        let dir = dir.expect("entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).expect("folder") {
+            let file = file.expect("entry").path();
+            if file.extension().is_some_and(|e| e == "bin") {
+                let name = format!(
+                    "{}/{}",
+                    dir.file_name().unwrap().to_string_lossy(),
+                    file.file_name().unwrap().to_string_lossy()
+                );
+                out.push((name, std::fs::read(&file).expect("read vector")));
+            }
+        }
+    }
+    out.sort();
+    assert!(
+        out.len() >= 14,
+        "expected the 14 captured frames, found {}",
+        out.len()
+    );
+    out
+}
+
+/// `expected-decode.json`: what MOSN's own plugin reports for each vector.
+pub fn expected_decode() -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(workspace().join("protocols/bolt/testdata/expected-decode.json"))
+            .expect("expected-decode.json");
+    serde_json::from_str(&text).expect("valid json")
+}
+
+/// A Bolt v1 request frame (type 1, cmdCode 1, codec 1) built by hand.
+pub fn bolt_request(
+    id: u32,
+    timeout: u32,
+    class: &[u8],
+    headers: &[(&str, &str)],
+    content: &[u8],
+) -> Vec<u8> {
+    let mut section = Vec::new();
+    for (k, v) in headers {
+        section.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        section.extend_from_slice(k.as_bytes());
+        section.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        section.extend_from_slice(v.as_bytes());
+    }
+    let mut f = vec![0x01, 0x01, 0x00, 0x01, 0x01];
+    f.extend_from_slice(&id.to_be_bytes());
+    f.push(0x01);
+    f.extend_from_slice(&timeout.to_be_bytes());
+    f.extend_from_slice(&(class.len() as u16).to_be_bytes());
+    f.extend_from_slice(&(section.len() as u16).to_be_bytes());
+    f.extend_from_slice(&(content.len() as u32).to_be_bytes());
+    f.extend_from_slice(class);
+    f.extend_from_slice(&section);
+    f.extend_from_slice(content);
+    f
+}
+
+/// `frame` with its Bolt v1 request/response id (bytes 5..9) replaced.
+pub fn with_bolt_id(frame: &[u8], id: u32) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[5..9].copy_from_slice(&id.to_be_bytes());
+    f
+}
+
+/// Decodes hex with any separators.
+pub fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}

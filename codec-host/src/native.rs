@@ -1,0 +1,228 @@
+//! [`NativeCodec`]: the [`Codec`] API over a protocol's Rust code called directly (the same
+//! `codec_sdk::Protocol` a plugin is built from), for comparison with the Wasm plugin and
+//! for deployments that need no sandbox.
+
+use std::any::Any;
+
+use bytes::{Bytes, BytesMut};
+use codec_abi::HeaderMap;
+use codec_sdk::{Command, Decoded, Protocol};
+
+use crate::codec::{Codec, Frame, FrameKind, FrameParts};
+use crate::error::CodecError;
+use crate::limits::Limits;
+
+/// A codec that runs protocol `P` natively. Frames carry the decoded command, so encode
+/// only rewrites its id (and applies header edits) before encoding it.
+pub struct NativeCodec<P: Protocol> {
+    protocol: P,
+    max_frame_bytes: usize,
+    scratch: Vec<u8>,
+}
+
+/// The native command a frame carries (its [`crate::FrameState`]).
+struct NativeFrameState<C> {
+    command: C,
+}
+
+impl<P: Protocol> NativeCodec<P> {
+    /// A codec over `protocol` with the default frame cap
+    /// ([`Limits::DEFAULT_MAX_FRAME_BYTES`]).
+    pub fn new(protocol: P) -> NativeCodec<P> {
+        NativeCodec::with_max_frame_bytes(protocol, Limits::DEFAULT_MAX_FRAME_BYTES)
+    }
+
+    /// A codec over `protocol` refusing incomplete frames longer than `max_frame_bytes`
+    /// (0 = the default), like the Wasm codec's limit.
+    pub fn with_max_frame_bytes(protocol: P, max_frame_bytes: usize) -> NativeCodec<P> {
+        NativeCodec {
+            protocol,
+            max_frame_bytes: Limits {
+                max_frame_bytes,
+                ..Limits::new()
+            }
+            .resolved()
+            .max_frame_bytes,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The protocol.
+    pub fn protocol_code(&self) -> &P {
+        &self.protocol
+    }
+
+    /// Encodes `command` into `self.scratch`.
+    fn encode_command(&mut self, command: &P::Command) -> Result<(), CodecError> {
+        self.scratch.clear();
+        self.protocol
+            .encode(command, &mut self.scratch)
+            .map_err(|e| CodecError::Protocol(e.to_string()))
+    }
+}
+
+/// The command inside a frame this codec decoded.
+fn command_mut<C: 'static>(state: &mut dyn Any) -> Result<&mut C, CodecError> {
+    state
+        .downcast_mut::<NativeFrameState<C>>()
+        .map(|s| &mut s.command)
+        .ok_or(CodecError::WrongFrame(
+            "the frame was not decoded by this native codec",
+        ))
+}
+
+/// Applies edited headers to `command` the way the guest SDK does (ABI §6.3 step 5), so the
+/// native and Wasm codecs agree: only when the pair count differs, and then each key the
+/// command has is updated from `edited` or removed; keys are never added.
+fn apply_header_edits<C: Command>(command: &mut C, edited: &HeaderMap) {
+    if edited.len() == command.header_count() {
+        return;
+    }
+    let differs = command
+        .headers()
+        .iter()
+        .any(|(key, value)| edited.get(key) != Some(value));
+    if !differs {
+        return;
+    }
+    let updated: HeaderMap = command
+        .headers()
+        .iter()
+        .filter_map(|(key, _)| edited.get(key).map(|v| (key.to_vec(), v.to_vec())))
+        .collect();
+    *command.headers_mut() = updated;
+}
+
+impl<P: Protocol> Codec for NativeCodec<P> {
+    fn protocol(&self) -> &str {
+        self.protocol.name()
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let window = buf.len().min(self.max_frame_bytes);
+        let decoded = self
+            .protocol
+            .decode(&buf[..window])
+            .map_err(|e| CodecError::Protocol(e.to_string()))?;
+        let Some(Decoded { command, consumed }) = decoded else {
+            if window >= self.max_frame_bytes {
+                return Err(CodecError::TooLarge {
+                    what: "incomplete frame",
+                    len: buf.len(),
+                    limit: self.max_frame_bytes,
+                });
+            }
+            return Ok(None);
+        };
+        if consumed == 0 || consumed > window {
+            return Err(CodecError::Protocol(format!(
+                "decode consumed {consumed} of {window} bytes"
+            )));
+        }
+        let raw = buf.split_to(consumed).freeze();
+        let headers = command.headers().clone();
+        let header_section = match command.encoded_headers() {
+            Some(section) => Bytes::copy_from_slice(section),
+            None => {
+                let mut section = Vec::with_capacity(headers.encoded_len());
+                headers.encode_into(&mut section);
+                Bytes::from(section)
+            }
+        };
+        let body = command.body();
+        let payload = if raw.ends_with(body) {
+            raw.slice(raw.len() - body.len()..)
+        } else {
+            Bytes::copy_from_slice(body)
+        };
+        Ok(Some(Frame::new(FrameParts {
+            kind: command.kind(),
+            id: command.id(),
+            timeout_or_status: command.timeout_or_status(),
+            headers,
+            header_section,
+            raw,
+            payload,
+            state: Box::new(NativeFrameState { command }),
+        })))
+    }
+
+    fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
+        let edited = frame.headers_changed().then(|| frame.headers().clone());
+        let command = command_mut::<P::Command>(frame.state_mut())?;
+        if let Some(edited) = &edited {
+            apply_header_edits(command, edited);
+        }
+        command.set_id(id);
+        self.scratch.clear();
+        self.protocol
+            .encode(command, &mut self.scratch)
+            .map_err(|e| CodecError::Protocol(e.to_string()))?;
+        out.extend_from_slice(&self.scratch);
+        Ok(())
+    }
+
+    fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        let Some(command) = self.protocol.keepalive(id) else {
+            return Ok(None);
+        };
+        self.encode_command(&command)?;
+        Ok(Some(Bytes::copy_from_slice(&self.scratch)))
+    }
+
+    fn reply_keepalive(
+        &mut self,
+        request: &mut Frame,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        if request.kind() != FrameKind::HeartbeatRequest {
+            return Err(CodecError::WrongFrame(
+                "reply_keepalive needs a heartbeat request",
+            ));
+        }
+        let command = command_mut::<P::Command>(request.state_mut())?;
+        let reply = self
+            .protocol
+            .reply_keepalive(command)
+            .ok_or(CodecError::WrongFrame(
+                "the protocol has no heartbeat reply",
+            ))?;
+        self.encode_command(&reply)?;
+        out.extend_from_slice(&self.scratch);
+        Ok(())
+    }
+
+    fn hijack(
+        &mut self,
+        request: &Frame,
+        status: u32,
+        id: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let command = request
+            .state()
+            .downcast_ref::<NativeFrameState<P::Command>>()
+            .map(|s| &s.command)
+            .ok_or(CodecError::WrongFrame(
+                "the frame was not decoded by this native codec",
+            ))?;
+        let mapped = self.protocol.map_status(status);
+        let mut response = self
+            .protocol
+            .hijack(command, mapped)
+            .map_err(|e| CodecError::Protocol(e.to_string()))?;
+        response.set_id(id);
+        self.encode_command(&response)?;
+        out.extend_from_slice(&self.scratch);
+        Ok(())
+    }
+}
+
+impl<P: Protocol + Default> Default for NativeCodec<P> {
+    fn default() -> Self {
+        NativeCodec::new(P::default())
+    }
+}

@@ -1,0 +1,379 @@
+//! The real bolt plugin (`bolt.wasm`, built from protocols/bolt) and the same code natively
+//! (`NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same checks: the captured
+//! vectors, splits, concatenation, malformed input, heartbeats, hijack, context deletion.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use bolt::Bolt;
+use bytes::{Bytes, BytesMut};
+use codec_host::{Codec, CodecError, Frame, FrameKind, NativeCodec, Plugin, WasmCodec};
+use common::{bolt_request, bolt_vectors, expected_decode, plugin_wasm, with_bolt_id};
+use sha2::{Digest, Sha256};
+
+fn plugin() -> Arc<Plugin> {
+    static PLUGIN: OnceLock<Arc<Plugin>> = OnceLock::new();
+    PLUGIN
+        .get_or_init(|| common::load("wasm-bolt", plugin_wasm("bolt")))
+        .clone()
+}
+
+fn wasm() -> WasmCodec {
+    plugin().new_codec().expect("bolt instance")
+}
+
+/// Both codecs, named.
+fn both() -> Vec<(&'static str, Box<dyn Codec>)> {
+    vec![
+        ("wasm", Box::new(wasm())),
+        ("native", Box::new(NativeCodec::new(Bolt::default()))),
+    ]
+}
+
+fn decode_all(codec: &mut dyn Codec, bytes: &[u8]) -> Vec<Frame> {
+    let mut buf = BytesMut::from(bytes);
+    let mut frames = Vec::new();
+    while let Some(f) = codec.decode(&mut buf).expect("decode") {
+        frames.push(f);
+    }
+    assert!(buf.is_empty(), "{} bytes left over", buf.len());
+    frames
+}
+
+fn encode(codec: &mut dyn Codec, frame: &mut Frame, id: u64) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    codec.encode(frame, id, &mut out).expect("encode");
+    out.to_vec()
+}
+
+#[test]
+fn every_captured_frame_decodes_as_mosn_reports_and_re_encodes_byte_identically() {
+    let expected = expected_decode();
+    for (name, mut codec) in both() {
+        for (file, bytes) in bolt_vectors() {
+            let want = &expected[file.as_str()];
+            let ctx = format!("{name} {file}");
+            let mut frames = decode_all(codec.as_mut(), &bytes);
+            assert_eq!(frames.len(), 1, "{ctx}");
+            let f = &mut frames[0];
+            assert_eq!(
+                f.wire_len() as u64,
+                want["drain"].as_u64().unwrap(),
+                "{ctx}: drain"
+            );
+            assert_eq!(f.wire_len(), bytes.len(), "{ctx}");
+            let flag =
+                u8::from_str_radix(want["flag"].as_str().unwrap().trim_start_matches("0x"), 16)
+                    .unwrap();
+            assert_eq!(f.kind(), FrameKind::from_flag(flag), "{ctx}: kind");
+            assert_eq!(f.id(), want["id"].as_u64().unwrap(), "{ctx}: id");
+            assert_eq!(
+                u64::from(f.timeout_or_status()),
+                want["timeout_or_status"].as_u64().unwrap(),
+                "{ctx}: timeout/status"
+            );
+            assert_eq!(
+                f.payload().len() as u64,
+                want["payload_len"].as_u64().unwrap(),
+                "{ctx}"
+            );
+            let sha: String = Sha256::digest(f.payload())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                sha,
+                want["payload_sha256"].as_str().unwrap(),
+                "{ctx}: payload"
+            );
+            let mut headers: Vec<(String, String)> = f
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into(),
+                        String::from_utf8_lossy(v).into(),
+                    )
+                })
+                .collect();
+            headers.sort();
+            let mut want_headers: Vec<(String, String)> = want["headers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
+            want_headers.sort();
+            assert_eq!(headers, want_headers, "{ctx}: headers");
+            assert_eq!(f.raw().as_ref(), &bytes[..], "{ctx}: raw");
+
+            // Unchanged: byte for byte. Rewritten: only the id differs. Then a retry.
+            let id = f.id();
+            assert_eq!(encode(codec.as_mut(), f, id), bytes, "{ctx}: same id");
+            assert_eq!(
+                encode(codec.as_mut(), f, 4242),
+                with_bolt_id(&bytes, 4242),
+                "{ctx}: new id"
+            );
+            assert_eq!(
+                encode(codec.as_mut(), f, 7),
+                with_bolt_id(&bytes, 7),
+                "{ctx}: retry"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_split_point_needs_more_until_whole() {
+    for (name, mut codec) in both() {
+        for (file, bytes) in bolt_vectors() {
+            for cut in 0..bytes.len() {
+                let mut buf = BytesMut::from(&bytes[..cut]);
+                assert!(
+                    codec.decode(&mut buf).unwrap().is_none(),
+                    "{name} {file} cut {cut}"
+                );
+                assert_eq!(buf.len(), cut);
+                buf.extend_from_slice(&bytes[cut..]);
+                let f = codec.decode(&mut buf).unwrap().expect("whole");
+                assert_eq!(f.wire_len(), bytes.len());
+                assert!(buf.is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn concatenated_frames_decode_one_by_one() {
+    let vectors = bolt_vectors();
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        for (_, bytes) in &vectors {
+            all.extend_from_slice(bytes);
+        }
+    }
+    for (name, mut codec) in both() {
+        let frames = decode_all(codec.as_mut(), &all);
+        assert_eq!(frames.len(), vectors.len() * 20, "{name}");
+        for (f, (file, bytes)) in frames.iter().zip(vectors.iter().cycle()) {
+            assert_eq!(f.raw().as_ref(), &bytes[..], "{name} {file}");
+        }
+    }
+}
+
+/// Malformed inputs: each must be an error (not a panic, not a frame).
+fn malformed() -> Vec<(&'static str, Vec<u8>)> {
+    let good = bolt_request(1, 1000, b"C", &[("k", "v")], b"hi");
+    let mut bad_proto = good.clone();
+    bad_proto[0] = 0x07;
+    let mut bad_type = good.clone();
+    bad_type[1] = 0x09;
+    let mut bad_code = good.clone();
+    bad_code[3] = 0x55;
+    let mut absurd_content = good.clone();
+    absurd_content[18..22].copy_from_slice(&u32::MAX.to_be_bytes());
+    let garbage: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80)
+        .collect();
+    vec![
+        ("bad protocol byte", bad_proto),
+        ("unknown type", bad_type),
+        ("unknown command code", bad_code),
+        ("absurd content length", absurd_content),
+        ("garbage", garbage),
+    ]
+}
+
+#[test]
+fn malformed_input_is_a_clear_error_and_the_codec_keeps_working() {
+    let good = bolt_request(5, 1000, b"C", &[("k", "v")], b"hi");
+    for (name, mut codec) in both() {
+        for (what, bytes) in malformed() {
+            let mut buf = BytesMut::from(&bytes[..]);
+            match codec.decode(&mut buf) {
+                Err(CodecError::Rejected { .. } | CodecError::Protocol(_)) => {}
+                other => panic!("{name} {what}: expected an error, got {other:?}"),
+            }
+            assert_eq!(buf.len(), bytes.len(), "{name} {what}: nothing consumed");
+            let frames = decode_all(codec.as_mut(), &good);
+            assert_eq!(frames[0].id(), 5, "{name} after {what}");
+        }
+    }
+}
+
+#[test]
+fn a_truncated_header_map_is_reported_in_the_decode_error_header() {
+    // Header section length 10 but its key claims 100 bytes: the frame is complete, its
+    // header map is not (the team's convention, codec_abi::HEADER_DECODE_ERROR).
+    let mut frame = bolt_request(9, 1000, b"C", &[("k", "v")], b"hi");
+    frame[23..27].copy_from_slice(&100u32.to_be_bytes());
+    for (name, mut codec) in both() {
+        let frames = decode_all(codec.as_mut(), &frame);
+        let f = &frames[0];
+        assert_eq!(f.id(), 9, "{name}");
+        assert_eq!(f.headers().len(), 1, "{name}");
+        let reason = f
+            .headers()
+            .get_str(codec_abi::HEADER_DECODE_ERROR)
+            .expect("error header");
+        assert!(!reason.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn the_spec_vector_round_trips() {
+    // ABI §5.7: request id 7, timeout 1000, class "C", header k=v, body "hi".
+    let frame = common::hex(
+        "01 01 0001 01 00000007 01 000003e8 0001 000a 00000002 43 00000001 6b 00000001 76 6869",
+    );
+    assert_eq!(frame, bolt_request(7, 1000, b"C", &[("k", "v")], b"hi"));
+    for (name, mut codec) in both() {
+        let mut frames = decode_all(codec.as_mut(), &frame);
+        let f = &mut frames[0];
+        assert_eq!(
+            (f.kind(), f.id(), f.timeout_ms()),
+            (FrameKind::Request, 7, Some(1000)),
+            "{name}"
+        );
+        assert_eq!(
+            f.header_section().as_ref(),
+            &common::hex("00000001 6b 00000001 76")[..],
+            "{name}"
+        );
+        assert_eq!(f.payload().as_ref(), b"hi");
+        assert_eq!(
+            encode(codec.as_mut(), f, 9),
+            with_bolt_id(&frame, 9),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn keepalive_reply_and_hijack_agree_between_wasm_and_native() {
+    let vectors = bolt_vectors();
+    let find = |n: &str| {
+        vectors
+            .iter()
+            .find(|(f, _)| f.ends_with(n))
+            .unwrap()
+            .1
+            .clone()
+    };
+    let hb = find("hessian-draft/heartbeat-request.bin");
+    let req = find("hessian4/request-echo.bin");
+    let mut results: Vec<(Bytes, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (name, mut codec) in both() {
+        let ka = codec.keepalive(77).unwrap().expect("bolt has heartbeats");
+        assert_eq!(ka.len(), 22, "{name}");
+        let mut back = decode_all(codec.as_mut(), &ka);
+        assert_eq!(
+            (back[0].kind(), back[0].id()),
+            (FrameKind::HeartbeatRequest, 77),
+            "{name}"
+        );
+        assert_eq!(back[0].timeout_ms(), None, "{name}: timeout -1");
+
+        let mut hb_frames = decode_all(codec.as_mut(), &hb);
+        let mut ack = BytesMut::new();
+        codec.reply_keepalive(&mut hb_frames[0], &mut ack).unwrap();
+        let acked = decode_all(codec.as_mut(), &ack);
+        assert_eq!(
+            (acked[0].kind(), acked[0].id()),
+            (FrameKind::HeartbeatResponse, 7),
+            "{name}"
+        );
+        assert_eq!(acked[0].timeout_or_status(), 0, "{name}");
+        let mut out = BytesMut::new();
+        codec
+            .reply_keepalive(&mut back[0], &mut out)
+            .expect("reply to our own heartbeat");
+        out.clear();
+        let mut req_frames = decode_all(codec.as_mut(), &req);
+        assert!(matches!(
+            codec.reply_keepalive(&mut req_frames[0], &mut out),
+            Err(CodecError::WrongFrame(_))
+        ));
+
+        let mut hijacked = BytesMut::new();
+        codec
+            .hijack(&req_frames[0], 404, 123, &mut hijacked)
+            .unwrap();
+        let resp = decode_all(codec.as_mut(), &hijacked);
+        assert_eq!(
+            (resp[0].kind(), resp[0].id()),
+            (FrameKind::Response, 123),
+            "{name}"
+        );
+        assert_eq!(
+            resp[0].timeout_or_status(),
+            bolt::status::map_status(404),
+            "{name}"
+        );
+        // The request frame is still usable after a hijack (its context was not touched).
+        assert_eq!(
+            encode(codec.as_mut(), &mut req_frames[0], 9),
+            with_bolt_id(&req, 9),
+            "{name}"
+        );
+        results.push((ka, ack.to_vec(), hijacked.to_vec()));
+    }
+    assert_eq!(
+        results[0], results[1],
+        "wasm and native build the same bytes"
+    );
+}
+
+#[test]
+fn plugin_contexts_are_deleted_exactly_once() {
+    let mut codec = wasm();
+    let vectors = bolt_vectors();
+    let mut frames = Vec::new();
+    for (_, bytes) in &vectors {
+        frames.extend(decode_all(&mut codec, bytes));
+    }
+    let s = codec.context_stats();
+    assert_eq!(
+        (s.live, s.created, s.deleted),
+        (vectors.len(), vectors.len() as u64, 0)
+    );
+    for f in &mut frames[..5] {
+        let id = f.id();
+        encode(&mut codec, f, id + 1);
+    }
+    assert!(codec.keepalive(3).unwrap().is_some());
+    let mut out = BytesMut::new();
+    codec.hijack(&frames[0], 502, 1, &mut out).unwrap();
+    let s = codec.context_stats();
+    assert_eq!(
+        s.live,
+        vectors.len(),
+        "keepalive and hijack contexts are gone"
+    );
+    assert_eq!(s.created - s.deleted, vectors.len() as u64);
+    drop(frames);
+    codec.release_dropped_contexts().unwrap();
+    let s = codec.context_stats();
+    assert_eq!(s.live, 0);
+    assert_eq!(s.created, s.deleted);
+    assert_eq!(s.replaced_instances, 0);
+}
+
+#[test]
+fn header_edits_follow_the_same_rule_in_both() {
+    let frame = bolt_request(3, 1000, b"C", &[("service", "a"), ("k", "v")], b"hi");
+    let mut outs = Vec::new();
+    for (name, mut codec) in both() {
+        // Removing a key changes the count: applied (the frame is rebuilt without it).
+        let mut frames = decode_all(codec.as_mut(), &frame);
+        frames[0].headers_mut().remove(b"k");
+        let out = encode(codec.as_mut(), &mut frames[0], 3);
+        let back = decode_all(codec.as_mut(), &out);
+        assert_eq!(back[0].headers().len(), 1, "{name}");
+        assert_eq!(back[0].headers().get_str("service"), Some("a"), "{name}");
+        outs.push(out);
+    }
+    assert_eq!(outs[0], outs[1]);
+}
