@@ -479,3 +479,28 @@ async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
     let up = &stats["upstream"]["upstream.cluster.serverCluster"];
     assert_eq!(up["request_total"], 51);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_native_codec_serves_the_same_topology() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let hops = two_hops_with(app.local_addr(), |c| c.native());
+    let client = connect(hops.client_side).await;
+    let calls = (0..200).map(|i| {
+        let client = &client;
+        async move {
+            let id = client.next_id();
+            let r = client
+                .call(&Request::rpc(id, Some(SERVICE), format!("n-{i}")))
+                .await
+                .expect("response");
+            assert_eq!((r.id(), r.status()), (id, Some(SUCCESS)));
+            assert_eq!(r.content(), Bytes::from(format!("n-{i}")));
+        }
+    });
+    futures_join_all(calls).await;
+    let ack = client.heartbeat().await.expect("ack");
+    assert!(ack.is_heartbeat());
+    let id = client.next_id();
+    let r = client.call(&Request::rpc(id, None, "x")).await.unwrap();
+    assert_eq!((r.id(), r.status()), (id, Some(NO_PROCESSOR)));
+}

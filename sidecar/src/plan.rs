@@ -121,7 +121,9 @@ impl CodecPlan {
     pub fn new_codec(&self) -> Result<Box<dyn Codec>, CodecError> {
         match self {
             CodecPlan::Wasm { plugin, .. } => Ok(Box::new(plugin.new_codec()?)),
-            CodecPlan::NativeBolt { .. } => Err(CodecError::Instance("TEMP native pending".into())),
+            CodecPlan::NativeBolt { .. } => Ok(Box::new(codec_host::NativeCodec::new(
+                bolt::Bolt::default(),
+            ))),
         }
     }
 }
