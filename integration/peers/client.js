@@ -12,13 +12,15 @@
 //   hold S        one echo call, then keep the connection idle for up to S seconds; report
 //                 whether the server closed it meanwhile (closed_by_peer)
 //   load S        C workers call echo back to back for S seconds; report successes, errors
-//                 and the longest call; prints {"progress":...} lines every 200 ms meanwhile
+//                 and the longest call, plus the Bolt status of every response received
+//                 (statuses, error_responses); prints {"progress":...} lines every 200 ms
 // stdout: one JSON result line {"scenario":...,"ok":bool,...}; exit status 0 iff ok.
 // --breaker off forces sofa-rpc-node's client-side circuit breaker closed (it would otherwise
 // block calls for 5 s after a burst of errors, hiding what the server side does).
 
 const assert = require('assert');
 const { parseArgs, makeLogger } = require('./args');
+const { StatusTap } = require('./status_tap');
 
 const opts = parseArgs(process.argv.slice(2), {
   server: '127.0.0.1:2045',
@@ -218,6 +220,39 @@ async function heartbeat(peer, n) {
   };
 }
 
+async function late(peer, ms) {
+  const conn = peer.connections()[0];
+  if (!conn) return { ok: false, error: 'no connection to the server' };
+  const tap = new StatusTap(conn._socket, true);
+  let slowId = null;
+  const writeRequest = conn._encoder.writeRequest.bind(conn._encoder);
+  conn._encoder.writeRequest = (id, req, cb) => {
+    if (req.methodName === 'slow') slowId = id;
+    return writeRequest(id, req, cb);
+  };
+  const start = Date.now();
+  let slowError = null;
+  let slowResult = null;
+  try {
+    slowResult = await peer.invoke('slow', [ ms ]);
+  } catch (err) {
+    slowError = errorText(err);
+  }
+  // Give an answer for the call (from a proxy) until well after the server would have replied.
+  while (!tap.byId.has(slowId) && Date.now() < start + ms + 500) {
+    await sleep(10);
+  }
+  const echoes = await seq(peer, 3);
+  return {
+    ok: slowError !== null && echoes.ok,
+    slow_error: slowError,
+    slow_result: slowResult,
+    slow_response_status: tap.byId.has(slowId) ? tap.byId.get(slowId) : null,
+    echoes_after: echoes.succeeded,
+    connections: peer.connections().length,
+  };
+}
+
 async function hold(peer, seconds) {
   const got = await peer.invoke('echo', [ 'hold' ]);
   const conn = peer.connections()[0];
@@ -229,6 +264,8 @@ async function hold(peer, seconds) {
 }
 
 async function load(peer, seconds, concurrency) {
+  const conn = peer.connections()[0];
+  const tap = conn ? new StatusTap(conn._socket) : null;
   const start = Date.now();
   const end = start + seconds * 1000;
   const s = {
@@ -278,6 +315,8 @@ async function load(peer, seconds, concurrency) {
     concurrency,
     response_timeout_ms: responseTimeout,
     connections: peer.connections().length,
+    statuses: tap ? tap.counts : null,
+    error_responses: tap ? tap.errorResponses : null,
   }, s);
 }
 
@@ -289,7 +328,7 @@ function positiveInt(text, what) {
 
 async function main() {
   // Never outlive a test: whatever the scenario, give up well after it should have ended.
-  const budgetMs = 30000 + ([ 'load', 'hold' ].includes(scenario) ? Number(scenarioArg) * 1000 : 0);
+  const budgetMs = 30000 + ({ load: 1000, hold: 1000, late: 1 }[scenario] || 0) * (Number(scenarioArg) || 0);
   setTimeout(() => fail(`scenario did not finish within ${budgetMs} ms`), budgetMs).unref();
   const peer = new Peer();
   await peer.ready();
@@ -300,9 +339,10 @@ async function main() {
     case 'types': result = await types(peer); break;
     case 'throw': result = await throwScenario(peer); break;
     case 'heartbeat': result = await heartbeat(peer, scenarioArg ? positiveInt(scenarioArg, 'heartbeat N') : 3); break;
+    case 'late': result = await late(peer, positiveInt(scenarioArg, 'late MS')); break;
     case 'hold': result = await hold(peer, positiveInt(scenarioArg, 'hold S')); break;
     case 'load': result = await load(peer, positiveInt(scenarioArg, 'load S'), positiveInt(opts.concurrency, '--concurrency')); break;
-    default: fail(`unknown scenario ${JSON.stringify(scenario)} (seq N | concurrent N | types | throw | heartbeat N | hold S | load S)`);
+    default: fail(`unknown scenario ${JSON.stringify(scenario)} (seq N | concurrent N | types | throw | heartbeat N | late MS | hold S | load S)`);
   }
   emit(Object.assign({ scenario, hessian: opts.hessian, server: opts.server }, result));
   await peer.client.close();

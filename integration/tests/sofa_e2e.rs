@@ -466,6 +466,35 @@ fn both_hessian_dialects_pass_through_untouched() {
 }
 
 #[test]
+fn a_call_slower_than_its_timeout_gets_timeout_from_the_sidecar() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    let mut server = must(NodeServer::start(ports.app_server, "draft", None));
+    let mut sidecar = start_sidecar(&ports, None);
+
+    // slow(2500) with a 1000 ms timeout in the frame. The server itself would drop its late
+    // reply; the sidecar must answer with TIMEOUT (7) for the id. Then the connection still works.
+    let late = must(run_client(
+        ports.client_listener,
+        &["late", "2500", "--timeout", "1000"],
+    ));
+    assert!(ok(&late), "slow call past its timeout: {late}");
+    assert_eq!(late["slow_response_status"], 7, "TIMEOUT response: {late}");
+    assert_eq!(late["echoes_after"], 3, "calls after the timeout: {late}");
+    let closed: Vec<Value> = server
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "close")
+        .collect();
+    assert!(
+        closed.is_empty(),
+        "a timeout should not cost the upstream connection: {closed:?}"
+    );
+    assert_alive(&mut sidecar);
+}
+
+#[test]
 fn client_heartbeats_are_answered_by_the_sidecar_even_with_the_server_down() {
     require_peers();
     let _serial = serial();
@@ -606,6 +635,10 @@ fn killing_the_server_mid_load_gives_errors_not_hangs_and_calls_recover() {
     assert!(
         result["timeouts"] == 0 && result["overdue"] == 0,
         "calls were left unanswered instead of failing: {result}"
+    );
+    assert_eq!(
+        result["error_responses"], result["errors"],
+        "every failed call should be an error response from the sidecar: {result}"
     );
     assert!(
         result["ok_after_last_error"].as_u64() > Some(0),
