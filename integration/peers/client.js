@@ -6,6 +6,8 @@
 // Scenarios (one RpcClient, so one TCP connection to --server):
 //   seq N         N sequential echo calls; each must return its argument
 //   concurrent N  N echo calls in flight at once on the one connection
+//   mixed N       N sequential echo calls cycling through Bolt v1, v2 (ver1 1) and v2 with CRC32
+//                 (ver1 2) frames on the one connection
 //   types         echo of values whose encodings differ between Hessian dialects
 //   throw         throwError() must reject with an error mentioning RpcServerException
 //   heartbeat N   send N bolt heartbeats on the connection right away; count the acks
@@ -126,6 +128,38 @@ async function concurrent(peer, n) {
     completed_out_of_order: outOfOrder,
     connections: peer.connections().length,
   };
+}
+
+// Frame flavours sofa-bolt-node can write: [protocolType, boltVersion (ver1), crcEnable].
+// (It would also append a CRC to ver1 1 frames; Bolt says ver1 1 never has one, so that is not used.)
+const FLAVOURS = [
+  [ 'bolt', 1, false ],
+  [ 'bolt2', 1, false ],
+  [ 'bolt2', 2, true ],
+];
+
+async function mixed(peer, n) {
+  const conn = peer.connections()[0];
+  if (!conn) return { ok: false, error: 'no connection to the server' };
+  const perFlavour = {};
+  const problems = [];
+  for (let i = 0; i < n; i++) {
+    const [ protocolType, boltVersion, crcEnable ] = FLAVOURS[i % FLAVOURS.length];
+    const flavour = `${protocolType}/ver1=${boltVersion}${crcEnable ? '/crc' : ''}`;
+    Object.assign(conn._encoder, { protocolType, boltVersion, crcEnable });
+    const arg = `mixed-${i}-${flavour}`;
+    try {
+      const got = await peer.invoke('echo', [ arg ]);
+      if (got === arg) {
+        perFlavour[flavour] = (perFlavour[flavour] || 0) + 1;
+      } else {
+        problems.push(`call ${i} (${flavour}): got ${JSON.stringify(got)}`);
+      }
+    } catch (err) {
+      problems.push(`call ${i} (${flavour}): ${errorText(err)}`);
+    }
+  }
+  return { ok: problems.length === 0, calls: n, succeeded: perFlavour, problems: problems.slice(0, 5), connections: peer.connections().length };
 }
 
 // Values whose Hessian encodings differ between the 2.0 draft and the final spec
@@ -336,13 +370,14 @@ async function main() {
   switch (scenario) {
     case 'seq': result = await seq(peer, positiveInt(scenarioArg, 'seq N')); break;
     case 'concurrent': result = await concurrent(peer, positiveInt(scenarioArg, 'concurrent N')); break;
+    case 'mixed': result = await mixed(peer, positiveInt(scenarioArg, 'mixed N')); break;
     case 'types': result = await types(peer); break;
     case 'throw': result = await throwScenario(peer); break;
     case 'heartbeat': result = await heartbeat(peer, scenarioArg ? positiveInt(scenarioArg, 'heartbeat N') : 3); break;
     case 'late': result = await late(peer, positiveInt(scenarioArg, 'late MS')); break;
     case 'hold': result = await hold(peer, positiveInt(scenarioArg, 'hold S')); break;
     case 'load': result = await load(peer, positiveInt(scenarioArg, 'load S'), positiveInt(opts.concurrency, '--concurrency')); break;
-    default: fail(`unknown scenario ${JSON.stringify(scenario)} (seq N | concurrent N | types | throw | heartbeat N | late MS | hold S | load S)`);
+    default: fail(`unknown scenario ${JSON.stringify(scenario)} (seq N | concurrent N | mixed N | types | throw | heartbeat N | late MS | hold S | load S)`);
   }
   emit(Object.assign({ scenario, hessian: opts.hessian, server: opts.server }, result));
   await peer.client.close();

@@ -417,6 +417,24 @@ fn echo_calls_pass_both_hops_sequentially_and_200_in_flight() {
 }
 
 #[test]
+fn bolt_v1_v2_and_v2_crc_frames_share_one_connection() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    let _server = must(NodeServer::start(ports.app_server, "draft", None));
+    let mut sidecar = start_sidecar(&ports, None);
+
+    // The peers verify the CRC32, so v2+CRC frames pass only if the sidecar recomputes it after
+    // rewriting the request id.
+    let mixed = must(run_client(ports.client_listener, &["mixed", "30"]));
+    assert!(ok(&mixed), "mixed Bolt versions: {mixed}");
+    for flavour in ["bolt/ver1=1", "bolt2/ver1=1", "bolt2/ver1=2/crc"] {
+        assert_eq!(mixed["succeeded"][flavour], 10, "{flavour}: {mixed}");
+    }
+    assert_alive(&mut sidecar);
+}
+
+#[test]
 fn server_exception_comes_back_as_rpc_server_exception() {
     require_peers();
     let _serial = serial();
