@@ -155,8 +155,10 @@ async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener
         tokio::task::spawn_local(async move {
             if let Err(e) = c.writer.run_writer(write).await {
                 debug!(cause = %e, "downstream write failed");
-                c.gone.cancel();
             }
+            // Closed by us, by an overflowing queue, or by a write error: the connection
+            // is over either way.
+            c.gone.cancel();
         })
     };
 

@@ -1,6 +1,8 @@
 //! A per-connection outgoing byte queue with one writer task: producers (request tasks,
 //! heartbeat replies, hijacks) append encoded frames; the writer drains everything queued in
-//! one `write_all`, so frames queued together go out in one syscall.
+//! one `write_all`, so frames queued together go out in one syscall. A peer that stops reading
+//! cannot make the queue grow without bound: past [`MAX_PENDING`] bytes the queue closes (the
+//! connection is dropped) instead of buffering more.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -9,6 +11,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+/// Most bytes a queue holds before it gives up on a peer that does not read.
+pub const MAX_PENDING: usize = 64 << 20;
+
 /// Shared handle to a connection's outgoing queue. Cheap to clone; single-threaded.
 #[derive(Clone)]
 pub struct WriteQueue {
@@ -16,16 +21,23 @@ pub struct WriteQueue {
 }
 
 struct Inner {
+    max_pending: usize,
     buf: RefCell<BytesMut>,
     notify: Notify,
     closed: Cell<bool>,
 }
 
 impl WriteQueue {
-    /// A new, open queue.
+    /// A new, open queue holding at most [`MAX_PENDING`] bytes.
     pub fn new() -> WriteQueue {
+        WriteQueue::with_limit(MAX_PENDING)
+    }
+
+    /// A new, open queue holding at most `max_pending` bytes.
+    pub fn with_limit(max_pending: usize) -> WriteQueue {
         WriteQueue {
             inner: Rc::new(Inner {
+                max_pending,
                 buf: RefCell::new(BytesMut::with_capacity(16 * 1024)),
                 notify: Notify::new(),
                 closed: Cell::new(false),
@@ -45,6 +57,13 @@ impl WriteQueue {
         let mut buf = self.inner.buf.borrow_mut();
         let before = buf.len();
         match fill(&mut buf) {
+            Ok(()) if buf.len() > self.inner.max_pending => {
+                // The peer is not reading: stop buffering for it.
+                buf.truncate(before);
+                drop(buf);
+                self.close();
+                Ok(false)
+            }
             Ok(()) => {
                 if buf.len() > before {
                     self.inner.notify.notify_one();
@@ -149,6 +168,15 @@ mod tests {
                 writer.await.unwrap().unwrap();
             })
             .await;
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_gets_closed_not_buffered_forever() {
+        let q = WriteQueue::with_limit(100);
+        assert!(q.push(&[0; 60]));
+        assert!(!q.push(&[0; 60]), "over the limit: refused");
+        assert!(q.is_closed());
+        assert_eq!(q.pending(), 60, "what was queued before is still flushed");
     }
 
     #[test]

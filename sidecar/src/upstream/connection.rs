@@ -100,8 +100,8 @@ impl UpstreamConn {
             tokio::task::spawn_local(async move {
                 if let Err(e) = c.writer.run_writer(write).await {
                     debug!(addr = %c.addr, cause = %e, "upstream write failed");
-                    c.close(false);
                 }
+                c.close(false);
             });
         }
         {
