@@ -3,6 +3,7 @@
 //! time through a [`LogHandle`] (the admin API's `update_loglevel`).
 
 use std::fs::{File, OpenOptions};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -77,8 +78,13 @@ pub fn init(
     let (filter, handle) = reload::Layer::new(level_filter(level));
     let fmt = tracing_subscriber::fmt::layer().with_target(true);
     let fmt = match &settings.path {
-        LogPath::Stdout => fmt.with_writer(BoxMakeWriter::new(std::io::stdout)),
-        LogPath::Stderr => fmt.with_writer(BoxMakeWriter::new(std::io::stderr)),
+        // Colours only on a terminal: piped logs stay plain text.
+        LogPath::Stdout => fmt
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(BoxMakeWriter::new(std::io::stdout)),
+        LogPath::Stderr => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(BoxMakeWriter::new(std::io::stderr)),
         LogPath::File(path) => fmt
             .with_ansi(false)
             .with_writer(BoxMakeWriter::new(Mutex::new(open_log_file(path)?))),
