@@ -1,120 +1,29 @@
-//! MD5 (RFC 1321), only to check a plugin file against `vm_config.md5` as MOSN does. Not
-//! used for anything security-related.
+//! MD5 of a plugin file, only to check it against `vm_config.md5` as MOSN does (not used for
+//! anything security-related). The digest itself comes from the `md-5` crate.
 
-/// Per-round left-rotation amounts.
-const SHIFTS: [u32; 64] = [
-    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, //
-    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, //
-    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, //
-    6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
-];
-
-/// `floor(|sin(i + 1)| * 2^32)`.
-const K: [u32; 64] = [
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-];
+use md5::{Digest, Md5};
 
 /// The MD5 digest of `data` as 32 lowercase hex digits.
 pub(crate) fn md5_hex(data: &[u8]) -> String {
-    md5(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The MD5 digest of `data`.
-fn md5(data: &[u8]) -> [u8; 16] {
-    let mut state: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
-    let mut chunks = data.chunks_exact(64);
-    for block in &mut chunks {
-        compress(&mut state, block);
-    }
-    // Padding: 0x80, zeros to 56 mod 64, then the bit length little-endian.
-    let rem = chunks.remainder();
-    let mut tail = [0u8; 128];
-    tail[..rem.len()].copy_from_slice(rem);
-    tail[rem.len()] = 0x80;
-    let tail_len = if rem.len() < 56 { 64 } else { 128 };
-    let bits = (data.len() as u64).wrapping_mul(8);
-    tail[tail_len - 8..tail_len].copy_from_slice(&bits.to_le_bytes());
-    for block in tail[..tail_len].chunks_exact(64) {
-        compress(&mut state, block);
-    }
-    let mut out = [0u8; 16];
-    for (i, word) in state.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
-    }
-    out
-}
-
-fn compress(state: &mut [u32; 4], block: &[u8]) {
-    let mut m = [0u32; 16];
-    for (i, word) in block.chunks_exact(4).enumerate() {
-        m[i] = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-    }
-    let [mut a, mut b, mut c, mut d] = *state;
-    for i in 0..64 {
-        let (f, g) = match i / 16 {
-            0 => ((b & c) | (!b & d), i),
-            1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-            2 => (b ^ c ^ d, (3 * i + 5) % 16),
-            _ => (c ^ (b | !d), (7 * i) % 16),
-        };
-        let rotated = a
-            .wrapping_add(f)
-            .wrapping_add(K[i])
-            .wrapping_add(m[g])
-            .rotate_left(SHIFTS[i]);
-        a = d;
-        d = c;
-        c = b;
-        b = b.wrapping_add(rotated);
-    }
-    state[0] = state[0].wrapping_add(a);
-    state[1] = state[1].wrapping_add(b);
-    state[2] = state[2].wrapping_add(c);
-    state[3] = state[3].wrapping_add(d);
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::md5_hex;
 
     #[test]
     fn rfc1321_test_suite() {
-        let cases: [(&[u8], &str); 7] = [
-            (b"", "d41d8cd98f00b204e9800998ecf8427e"),
-            (b"a", "0cc175b9c0f1b6a831c399e269772661"),
-            (b"abc", "900150983cd24fb0d6963f7d28e17f72"),
-            (b"message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
-            (
-                b"abcdefghijklmnopqrstuvwxyz",
-                "c3fcd3d76192e4007dfb496cca67e13b",
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            md5_hex(
+                b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"
             ),
-            (
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-                "d174ab98d277d9f5a5611c2c9f419d9f",
-            ),
-            (
-                b"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
-                "57edf4a22be3c955ac49da2e2107b67a",
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(md5_hex(input), want, "{:?}", String::from_utf8_lossy(input));
-        }
-    }
-
-    #[test]
-    fn padding_boundaries() {
-        // 55, 56 and 64 bytes exercise the one- and two-block tails.
-        assert_eq!(md5_hex(&[b'a'; 1000]), "cabe45dcc9ae5b66ba86600cca6b8ba8");
-        assert_eq!(md5_hex(&[0u8; 55]), "c9ea3314b91c9fd4e38f9432064fd1f2");
-        assert_eq!(md5_hex(&[0u8; 56]), "e3c4dd21a9171fd39d208efa09bf7883");
-        assert_eq!(md5_hex(&[0u8; 64]), "3b5d3c7d207e37dceeedd301e35e2e58");
+            "57edf4a22be3c955ac49da2e2107b67a"
+        );
     }
 }
