@@ -252,3 +252,78 @@ fn error(call: &'static str, e: VmError) -> CodecError {
         VmError::Instantiate(m) => CodecError::Instance(m),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::limits::Limits;
+    use crate::plugin::PluginConfig;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let d: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+        d.chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    fn bolt() -> Arc<Plugin> {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/plugin/bolt.wasm");
+        assert!(
+            path.exists(),
+            "{} is missing: run `make plugins`",
+            path.display()
+        );
+        Plugin::load(PluginConfig {
+            name: "bolt".into(),
+            wasm_path: path,
+            vm_config: vec![],
+            plugin_config: vec![("protocol".into(), "x-bolt".into())],
+            root_id: 1,
+            limits: Limits::new(),
+        })
+        .unwrap()
+    }
+
+    /// ABI §5.7, byte for byte through the raw exports: decode result, then the encode of
+    /// the spec's own input (new id 9, command id 7, payload "hi").
+    #[test]
+    fn spec_vector_through_the_raw_exports() {
+        let frame = hex(
+            "01 01 0001 01 00000007 01 000003e8 0001 000a 00000002 43 00000001 6b 00000001 76 6869",
+        );
+        let mut inst = PluginInstance::start(&bolt()).unwrap();
+        assert_eq!(inst.lifecycle(), Lifecycle::Ready);
+        let ctx = inst.new_ctx().unwrap();
+        assert_eq!(inst.decode(ctx, &frame).unwrap(), 0);
+        assert_eq!(
+            inst.result(13).unwrap(),
+            &hex("0000000a 00000001 6b 00000001 76 41 0000000000000007 000003e8 00000023 00000002 6869")[..]
+        );
+        let input = hex("0000000a 00000001 6b 00000001 76 40 0000000000000009 0000000000000007 000003e8 00000002 6869");
+        assert_eq!(inst.encode(ctx, &input).unwrap(), 0);
+        let mut want = hex("00000000 41 0000000000000009 000003e8 00000023");
+        let mut renumbered = frame.clone();
+        renumbered[5..9].copy_from_slice(&9u32.to_be_bytes());
+        want.extend_from_slice(&renumbered);
+        assert_eq!(inst.result(14).unwrap(), &want[..]);
+        // The cached id is now 9: the old command id is refused, the new one accepted.
+        assert_eq!(inst.encode(ctx, &input).unwrap(), 10);
+        let retry = hex("0000000a 00000001 6b 00000001 76 40 000000000000000b 0000000000000009 000003e8 00000000");
+        assert_eq!(inst.encode(ctx, &retry).unwrap(), 0);
+        inst.delete_ctx(ctx).unwrap();
+        assert_eq!(inst.context_counts(), (0, 1, 1));
+    }
+
+    #[test]
+    fn need_more_data_reports_nothing() {
+        let mut inst = PluginInstance::start(&bolt()).unwrap();
+        let ctx = inst.spare_ctx().unwrap();
+        assert_eq!(inst.decode(ctx, &[0x01, 0x01]).unwrap(), 99);
+        assert_eq!(inst.result(13), None);
+        assert_eq!(inst.spare_ctx().unwrap(), ctx, "kept for the retry");
+    }
+}

@@ -23,14 +23,17 @@ pub struct Limits {
 impl Limits {
     /// Memory cap when `vm_config.mem` is 0 or absent: 64 MiB.
     pub const DEFAULT_MEMORY_MIB: u32 = 64;
-    /// CPU budget per call when none is configured: 200 million points.
+    /// CPU budget per call when none is configured: 64 million points.
     ///
-    /// Measured on this host (see the crate's `cpu_budget` test output and the report):
-    /// cranelift runs a metered guest loop at roughly 2-3 billion points per second, so an
-    /// infinite loop is stopped after about 70-100 ms; a bolt decode + encode of a 362-byte
-    /// frame costs about two thousand points, and a 4 MiB frame (the default frame cap) far
-    /// less than a million with bulk-memory copies: the budget is 100× above any real call.
-    pub const DEFAULT_CPU_POINTS: u64 = 200_000_000;
+    /// Measured with cranelift on the 2-core build host: the worst case for the host is a
+    /// loop of one-operator basic blocks (every point pays the metering check), which burns
+    /// about 0.7 billion points per second, so an endless loop stops within ~100 ms; loops
+    /// with more work per block stop sooner (the misbehave plugin's loop: ~5 ms). A real call
+    /// needs far less: start-up, decode and encode of a Bolt frame each fit in 6,400 points,
+    /// for 362 bytes and for 4 MiB alike (bulk-memory copies cost one point), a 10,000×
+    /// margin; a plugin touching every byte of a 4 MiB frame at ~10 operators per byte
+    /// (a byte-wise CRC) still fits.
+    pub const DEFAULT_CPU_POINTS: u64 = 64_000_000;
     /// Frame cap when none is configured: 4 MiB (gRPC's default message cap; MOSN's own
     /// bolt plugin was exercised with 3 MiB bodies).
     pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 << 20;
