@@ -482,7 +482,9 @@ async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_native_codec_serves_the_same_topology() {
-    let app = EchoServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let hops = two_hops_with(app.local_addr(), |c| c.native());
     let client = connect(hops.client_side).await;
     let calls = (0..200).map(|i| {
