@@ -106,22 +106,7 @@ async fn thousands_of_concurrent_calls_are_multiplexed_with_correct_ids() {
 
     // 1,000 concurrent calls on one client connection.
     let client = connect(hops.client_side).await;
-    let calls = (0..1000).map(|i| {
-        let client = &client;
-        async move {
-            let id = client.next_id();
-            let body = format!("call-{i}");
-            let r = client
-                .call(&Request::rpc(id, Some(SERVICE), body.clone()))
-                .await
-                .expect("response");
-            assert_eq!(r.id(), id);
-            assert_eq!(r.status(), Some(SUCCESS));
-            assert_eq!(r.content(), Bytes::from(body));
-            id
-        }
-    });
-    let ids: Vec<u32> = futures_join_all(calls).await;
+    let ids = concurrent_echo_calls(&client, 1000, "call").await;
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000);
 
     // The same from 20 client connections at once (1,000 calls each).
@@ -130,20 +115,7 @@ async fn thousands_of_concurrent_calls_are_multiplexed_with_correct_ids() {
         let addr = hops.client_side;
         tasks.push(tokio::spawn(async move {
             let client = connect(addr).await;
-            let calls = (0..1000).map(|i| {
-                let client = &client;
-                async move {
-                    let id = client.next_id();
-                    let body = format!("conn-{c}-call-{i}");
-                    let r = client
-                        .call(&Request::rpc(id, Some(SERVICE), body.clone()))
-                        .await
-                        .expect("response");
-                    assert_eq!(r.id(), id);
-                    assert_eq!(r.content(), Bytes::from(body));
-                }
-            });
-            futures_join_all(calls).await;
+            concurrent_echo_calls(&client, 1000, &format!("conn-{c}")).await;
         }));
     }
     for t in tasks {
@@ -162,6 +134,23 @@ async fn thousands_of_concurrent_calls_are_multiplexed_with_correct_ids() {
     assert_eq!(upstream_ids.len(), 21_000);
     assert!(upstream_ids.iter().all(|id| *id < CLIENT_FIRST_ID));
     drop(hops);
+}
+
+/// Makes `n` concurrent echo calls on `client`, each with its own body, and checks that every
+/// answer carries the caller's id, SUCCESS and the caller's body. Returns the ids used.
+async fn concurrent_echo_calls(client: &BoltClient, n: usize, tag: &str) -> Vec<u32> {
+    let calls = (0..n).map(|i| async move {
+        let id = client.next_id();
+        let body = Bytes::from(format!("{tag}-{i}"));
+        let r = client
+            .call(&Request::rpc(id, Some(SERVICE), body.clone()))
+            .await
+            .expect("response");
+        assert_eq!((r.id(), r.status()), (id, Some(SUCCESS)));
+        assert_eq!(r.content(), body);
+        id
+    });
+    futures_join_all(calls).await
 }
 
 /// Joins futures without an extra dependency.
@@ -487,19 +476,7 @@ async fn the_native_codec_serves_the_same_topology() {
         .unwrap();
     let hops = two_hops_with(app.local_addr(), |c| c.native());
     let client = connect(hops.client_side).await;
-    let calls = (0..200).map(|i| {
-        let client = &client;
-        async move {
-            let id = client.next_id();
-            let r = client
-                .call(&Request::rpc(id, Some(SERVICE), format!("n-{i}")))
-                .await
-                .expect("response");
-            assert_eq!((r.id(), r.status()), (id, Some(SUCCESS)));
-            assert_eq!(r.content(), Bytes::from(format!("n-{i}")));
-        }
-    });
-    futures_join_all(calls).await;
+    concurrent_echo_calls(&client, 200, "native").await;
     let ack = client.heartbeat().await.expect("ack");
     assert!(ack.is_heartbeat());
     let id = client.next_id();
