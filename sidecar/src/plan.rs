@@ -158,7 +158,7 @@ pub enum PlanError {
         name: String,
         /// The load error.
         #[source]
-        source: codec_host::LoadError,
+        source: Box<codec_host::LoadError>,
     },
     /// A cluster cannot be set up.
     #[error("cluster {name}: {reason}")]
@@ -222,7 +222,7 @@ impl Plan {
                     })
                     .map_err(|source| PlanError::Plugin {
                         name: p.name.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
                     CodecPlan::Wasm {
                         protocol: c.protocol.clone(),

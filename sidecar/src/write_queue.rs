@@ -108,18 +108,17 @@ impl WriteQueue {
     pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut sink: W) -> std::io::Result<()> {
         let mut out = BytesMut::with_capacity(16 * 1024);
         loop {
-            {
+            // Swap buffers so producers keep appending while we write; the borrow ends here.
+            let finished = {
                 let mut buf = self.inner.buf.borrow_mut();
-                if buf.is_empty() {
-                    if self.inner.closed.get() {
-                        drop(buf);
-                        let _ = sink.shutdown().await;
-                        return Ok(());
-                    }
-                } else {
-                    // Swap buffers so producers keep appending while we write.
+                if !buf.is_empty() {
                     std::mem::swap(&mut *buf, &mut out);
                 }
+                out.is_empty() && self.inner.closed.get()
+            };
+            if finished {
+                let _ = sink.shutdown().await;
+                return Ok(());
             }
             if out.is_empty() {
                 self.inner.notify.notified().await;

@@ -197,9 +197,7 @@ impl PoolInner {
                     if Rc::ptr_eq(&slot.borrow(), &cell) {
                         *slot.borrow_mut() = Rc::new(OnceCell::new());
                     }
-                    if let Err(f) = outcome {
-                        return Err(f);
-                    }
+                    outcome?;
                 }
             }
         }
