@@ -39,9 +39,10 @@ impl DroppedContexts {
         self.0.borrow_mut().push(ctx);
     }
 
-    /// Takes every queued context.
-    fn take(&self) -> Vec<u32> {
-        std::mem::take(&mut *self.0.borrow_mut())
+    /// Moves every queued context into `into` (which must be empty), keeping both
+    /// allocations for reuse: no allocation per frame.
+    fn take_into(&self, into: &mut Vec<u32>) {
+        std::mem::swap(&mut *self.0.borrow_mut(), into);
     }
 }
 
@@ -52,6 +53,8 @@ pub(crate) struct PluginInstance {
     root: u32,
     ctxs: ContextIds,
     dropped: Rc<DroppedContexts>,
+    /// Scratch list for draining `dropped`.
+    draining: Vec<u32>,
     /// A created context not yet holding a frame: the next decode's (kept across
     /// need-more-data retries, ABI §6.2).
     spare: Option<u32>,
@@ -90,6 +93,7 @@ impl PluginInstance {
             root,
             ctxs: ContextIds::new(root),
             dropped: Rc::new(DroppedContexts::default()),
+            draining: Vec::new(),
             spare: None,
         };
         let r = inst.vm.start();
@@ -167,10 +171,19 @@ impl PluginInstance {
 
     /// Deletes the contexts of every frame dropped since the last call.
     pub(crate) fn release_dropped(&mut self) -> Result<(), CodecError> {
-        for ctx in self.dropped.take() {
-            self.delete_ctx(ctx)?;
+        let mut queued = std::mem::take(&mut self.draining);
+        self.dropped.take_into(&mut queued);
+        let mut result = Ok(());
+        for &ctx in &queued {
+            result = self.delete_ctx(ctx);
+            if result.is_err() {
+                // Poisoned: the rest die with the instance.
+                break;
+            }
         }
-        Ok(())
+        queued.clear();
+        self.draining = queued;
+        result
     }
 
     /// The context the next decode runs on (created on first need).

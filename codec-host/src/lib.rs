@@ -30,6 +30,7 @@ pub mod codec;
 mod contexts;
 mod engine;
 pub mod error;
+mod frame_slices;
 mod guest_output;
 mod imports;
 mod instance;

@@ -10,6 +10,7 @@ use codec_sdk::{Command, Decoded, Protocol};
 
 use crate::codec::{Codec, Frame, FrameKind, FrameParts};
 use crate::error::CodecError;
+use crate::frame_slices::payload_and_headers;
 use crate::limits::Limits;
 
 /// A codec that runs protocol `P` natively. Frames carry the decoded command, so encode
@@ -124,20 +125,15 @@ impl<P: Protocol> Codec for NativeCodec<P> {
         }
         let raw = buf.split_to(consumed).freeze();
         let headers = command.headers().clone();
-        let header_section = match command.encoded_headers() {
-            Some(section) => Bytes::copy_from_slice(section),
+        let mut encoded = Vec::new();
+        let section = match command.encoded_headers() {
+            Some(section) => section,
             None => {
-                let mut section = Vec::with_capacity(headers.encoded_len());
-                headers.encode_into(&mut section);
-                Bytes::from(section)
+                headers.encode_into(&mut encoded);
+                &encoded
             }
         };
-        let body = command.body();
-        let payload = if raw.ends_with(body) {
-            raw.slice(raw.len() - body.len()..)
-        } else {
-            Bytes::copy_from_slice(body)
-        };
+        let (payload, header_section) = payload_and_headers(&raw, command.body(), section);
         Ok(Some(Frame::new(FrameParts {
             kind: command.kind(),
             id: command.id(),

@@ -13,6 +13,7 @@ use codec_abi::{
 
 use crate::codec::{Codec, Frame, FrameParts};
 use crate::error::CodecError;
+use crate::frame_slices::payload_and_headers;
 use crate::instance::{DroppedContexts, Lifecycle, PluginInstance};
 use crate::plugin::Plugin;
 
@@ -483,15 +484,10 @@ fn take_frame(result: &[u8], buf: &mut BytesMut, input_len: usize) -> Result<Dec
     }
     let headers = HeaderMap::decode(view.headers)?;
     let raw = buf.split_to(drain).freeze();
-    let payload = if raw.ends_with(view.payload) {
-        // Zero copy: the protocol body is the frame's tail (bolt's content).
-        raw.slice(raw.len() - view.payload.len()..)
-    } else {
-        Bytes::copy_from_slice(view.payload)
-    };
+    let (payload, header_section) = payload_and_headers(&raw, view.payload, view.headers);
     Ok(Decoded {
         headers,
-        header_section: Bytes::copy_from_slice(view.headers),
+        header_section,
         flag: view.flag,
         id: view.id,
         timeout_or_status: view.timeout_or_status,
