@@ -215,3 +215,21 @@ fn hex_md5(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_by_workers<T: Send + Sync>() {}
+
+    #[test]
+    fn a_plugin_is_shared_by_workers() {
+        shared_by_workers::<Plugin>();
+        shared_by_workers::<Arc<Plugin>>();
+    }
+
+    #[test]
+    fn md5_is_lower_case_hex() {
+        assert_eq!(hex_md5(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+}
