@@ -139,18 +139,17 @@ impl WasmCodec {
     /// belongs to a replaced instance (or another codec) is re-decoded from its raw bytes on
     /// a fresh context first.
     fn frame_ctx(&mut self, frame: &mut Frame) -> Result<(u32, u64), CodecError> {
-        let raw = frame.raw().clone();
+        const FOREIGN: CodecError =
+            CodecError::WrongFrame("the frame was not decoded by a Wasm codec");
         let inst = self.ready()?;
-        let state =
-            frame
-                .state_mut()
-                .downcast_mut::<WasmFrameState>()
-                .ok_or(CodecError::WrongFrame(
-                    "the frame was not decoded by a Wasm codec",
-                ))?;
+        let state = frame
+            .state()
+            .downcast_ref::<WasmFrameState>()
+            .ok_or(FOREIGN)?;
         if Rc::ptr_eq(&state.owner, inst.dropped_queue()) {
             return Ok((state.ctx, state.cached_id));
         }
+        let raw = frame.raw().clone();
         if raw.is_empty() {
             return Err(CodecError::ContextLost);
         }
@@ -173,6 +172,10 @@ impl WasmCodec {
         };
         // Replacing the state drops the old one, which hands its context back to its own
         // (replaced) instance's queue.
+        let state = frame
+            .state_mut()
+            .downcast_mut::<WasmFrameState>()
+            .ok_or(FOREIGN)?;
         *state = WasmFrameState {
             ctx,
             cached_id: id,
