@@ -447,7 +447,17 @@ async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
 
     // Both listeners live in this process, so its counters cover both hops: the client
     // side saw 58 requests, the server side 51 (the no-route ones stopped at the client side).
-    let stats = admin_get(admin, "/api/v1/stats").await;
+    // The server-side copy of the slow call may still be timing out when the client already
+    // has its answer: wait (bounded) until nothing is active before checking the invariant.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let stats = admin_get(admin, "/api/v1/stats").await;
+        let active = stats["downstream"]["downstream.proxy.global"]["request_active"].as_u64();
+        if active == Some(0) || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let g = &stats["downstream"]["downstream.proxy.global"];
     let n = |k: &str| {
         g[k].as_u64()
