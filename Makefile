@@ -45,7 +45,9 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p misbehave -- -D warnings
 
-unit: build peers
+# `cargo test` builds the binaries the end-to-end tests run (target/debug/sidecar, bolt-echo)
+# with the test feature set; a separate `cargo build --bins` would compile wasmer once more.
+unit: plugins peers
 	$(CARGO) test --workspace
 
 test: lint unit
