@@ -101,11 +101,13 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         let limit = |v: Option<u32>| v.map_or("unlimited".to_owned(), |n| n.to_string());
         writeln!(
             out,
-            "  {} {} {} connect timeout {}, max_connections {}, max_requests {}{}",
+            "  {} {} {} connect timeout {}, {} connection(s) per host per worker when \
+             multiplexed (ping-pong cap {}), max_requests {}{}",
             cl.name,
             cl.kind,
             cl.lb,
             dur(cl.connect_timeout),
+            cb.multiplex_connections_per_host(),
             limit(cb.max_connections),
             limit(cb.max_requests),
             cl.pool_mode
