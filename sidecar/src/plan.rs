@@ -41,7 +41,8 @@ pub struct RouteDecision {
     pub timeout: Option<Duration>,
     /// Retry on upstream close and per-try timeout (route `retry_on`).
     pub retry_on: bool,
-    /// Per-try timeout (route `retry_timeout`), dropped when ≥ the request timeout.
+    /// Per-try timeout (route `retry_timeout`); each try is also bounded by the request's
+    /// deadline.
     pub per_try_timeout: Option<Duration>,
     /// Attempts for retryable failures: max(3, num_retries) as in MOSN.
     pub attempts: u32,
@@ -180,15 +181,13 @@ impl ListenerPlan {
         };
         let timeout = route.timeout();
         let policy = route.retry_policy();
-        let request_timeout = timeout.unwrap_or(crate::proxy::DEFAULT_TIMEOUT);
         Some(RouteDecision {
             cluster,
             timeout,
             retry_on: policy.is_some_and(|p| p.retry_on),
-            // Dropped when it would not fire before the request timeout (spec §2.7).
-            per_try_timeout: policy
-                .and_then(|p| p.retry_timeout)
-                .filter(|t| *t < request_timeout),
+            // Each try is capped by the request's own deadline, so a per-try timeout that is
+            // not shorter than the request timeout simply never fires (spec §2.7).
+            per_try_timeout: policy.and_then(|p| p.retry_timeout),
             attempts: policy.map_or(3, |p| p.num_retries.max(3)),
         })
     }

@@ -15,7 +15,7 @@ use crate::failure::Failure;
 use crate::plan::{ClusterPlan, RouteDecision};
 use crate::stats::DownstreamStats;
 use crate::upstream::UpstreamConn;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerCluster};
 
 /// Timeout when neither the frame nor the route sets one (spec §2.7).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -160,10 +160,27 @@ async fn forward(worker: &Rc<Worker>, conn: &Rc<Downstream>, request: &mut Frame
         return Outcome::Failed(Failure::Overflow);
     };
 
+    let outcome = attempts(worker, cluster, request, &route, deadline).await;
+    if matches!(outcome, Outcome::Failed(Failure::Timeout)) {
+        plan.stats.request_timeout.inc();
+    }
+    outcome
+}
+
+/// Tries hosts until one answers or the failure is final (spec §2.8): connection failures
+/// are always retried, an upstream close and a per-try timeout only with `retry_on`; each try
+/// is bounded by the request's deadline.
+async fn attempts(
+    worker: &Rc<Worker>,
+    cluster: &WorkerCluster,
+    request: &mut Frame,
+    route: &RouteDecision,
+    deadline: Instant,
+) -> Outcome {
     let mut last = Failure::NoHealthyHost;
     for attempt in 0..route.attempts.max(1) {
         if attempt > 0 {
-            plan.stats.request_retry.inc();
+            cluster.plan.stats.request_retry.inc();
             tokio::time::sleep(RETRY_BACKOFF).await;
             if Instant::now() >= deadline {
                 return Outcome::Failed(Failure::Timeout);
@@ -172,27 +189,18 @@ async fn forward(worker: &Rc<Worker>, conn: &Rc<Downstream>, request: &mut Frame
         let Some(host) = cluster.balancer.choose() else {
             return Outcome::Failed(Failure::NoHealthyHost);
         };
-        let result = try_host(worker, ci, host, request, &route, deadline).await;
-        match result {
+        match try_host(worker, route.cluster, host, request, route, deadline).await {
             Ok(outcome) => return outcome,
             Err(f) if f.retryable(route.retry_on) => last = f,
-            Err(Failure::Timeout) if route.per_try_timeout.is_some() && route.retry_on => {
-                if Instant::now() >= deadline {
-                    plan.stats.request_timeout.inc();
-                    return Outcome::Failed(Failure::Timeout);
-                }
-                last = Failure::Timeout;
+            Err(Failure::Timeout)
+                if route.per_try_timeout.is_some()
+                    && route.retry_on
+                    && Instant::now() < deadline =>
+            {
+                last = Failure::Timeout
             }
-            Err(f) => {
-                if f == Failure::Timeout {
-                    plan.stats.request_timeout.inc();
-                }
-                return Outcome::Failed(f);
-            }
+            Err(f) => return Outcome::Failed(f),
         }
-    }
-    if last == Failure::Timeout {
-        plan.stats.request_timeout.inc();
     }
     Outcome::Failed(last)
 }
