@@ -1,4 +1,4 @@
-//! The admin API (spec §6), a small HTTP/1.1 server: `GET /api/v1/stats` (counters as
+//! The admin API (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §6), a small HTTP/1.1 server: `GET /api/v1/stats` (counters as
 //! MOSN-style JSON), `GET /api/v1/config_dump` (the configuration as loaded),
 //! `GET /api/v1/states`, `GET /api/v1/version`, `GET /` (the endpoint list). Other methods
 //! get 405, unknown paths 404.

@@ -1,16 +1,15 @@
-//! Clusters at run time: the shared, read-only cluster config with its host health flags
-//! ([`LbSettings`], one per cluster per process), and the per-worker [`LoadBalancer`] built
-//! from it, which owns that worker's LB state and per-host active-request counts. The
-//! request path takes no lock: balancers are `!Sync` and use `Cell`s; health flags are
-//! atomics that only a health checker writes.
-//!
-//! Circuit-breaker limits come from [`ClusterConfig::circuit_breakers`]; `max_requests` is
-//! process-wide and enforced by the runtime, not here.
+//! Clusters at run time, in three parts:
+//! * [`HostSet`] (one per cluster per process): the cluster's hosts with their live health
+//!   flags, atomics that only a health checker writes;
+//! * [`LoadBalancer`] (one per cluster per worker), built from the host set: that worker's
+//!   LB state and per-host active-request counts, `!Sync`, in `Cell`s, so the request path
+//!   takes no lock;
+//! * [`CircuitBreaker`] (one per cluster per process): `max_requests` across all workers.
 
 mod lb;
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ClusterConfig, HostConfig, LbType};
@@ -56,19 +55,19 @@ impl HostHealth {
     }
 }
 
-/// Everything a worker needs to build its own balancer for one cluster: the cluster config
-/// and the shared health flags. Cheap to clone.
+/// A cluster's hosts (its config) and their live health flags, shared by every worker;
+/// each worker builds its own [`LoadBalancer`] from it. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct LbSettings {
+pub struct HostSet {
     config: Arc<ClusterConfig>,
     health: Arc<HostHealth>,
 }
 
-impl LbSettings {
+impl HostSet {
     /// Settings for `config`, every host healthy.
-    pub fn new(config: Arc<ClusterConfig>) -> LbSettings {
+    pub fn new(config: Arc<ClusterConfig>) -> HostSet {
         let health = Arc::new(HostHealth::all_healthy(config.hosts.len()));
-        LbSettings { config, health }
+        HostSet { config, health }
     }
 
     /// The cluster config.
@@ -107,7 +106,7 @@ impl LbSettings {
 /// takes `&self` so the worker's tasks can share it (e.g. in an `Rc`).
 #[derive(Debug)]
 pub struct LoadBalancer {
-    settings: LbSettings,
+    settings: HostSet,
     weights: Box<[u32]>,
     active: Box<[Cell<u32>]>,
     state: RefCell<(Algorithm, fastrand::Rng)>,
@@ -159,9 +158,70 @@ impl LoadBalancer {
         }
     }
 
+    /// Counts a request to host `index` as active until the returned guard is dropped.
+    pub fn track(&self, index: usize) -> ActiveRequest<'_> {
+        self.request_started(index);
+        ActiveRequest {
+            balancer: self,
+            index,
+        }
+    }
+
     /// This worker's active requests on host `index`.
     pub fn active_requests(&self, index: usize) -> u32 {
         self.active.get(index).map_or(0, Cell::get)
+    }
+}
+
+/// A request counted as active on one host of a [`LoadBalancer`] (least-request uses the
+/// counts); finished on drop.
+pub struct ActiveRequest<'a> {
+    balancer: &'a LoadBalancer,
+    index: usize,
+}
+
+impl Drop for ActiveRequest<'_> {
+    fn drop(&mut self) {
+        self.balancer.request_finished(self.index);
+    }
+}
+
+/// The `max_requests` circuit breaker of a cluster: requests in flight across all workers.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    max_requests: usize,
+    active: AtomicUsize,
+}
+
+impl CircuitBreaker {
+    /// A breaker admitting at most `max_requests` at once (0 = unlimited).
+    pub fn new(max_requests: usize) -> CircuitBreaker {
+        CircuitBreaker {
+            max_requests,
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Admits one request; `None` on overflow. The slot is released when the returned guard
+    /// is dropped.
+    pub fn admit(&self) -> Option<Admission<'_>> {
+        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_requests != 0 && now > self.max_requests {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admission { breaker: self })
+    }
+}
+
+/// A request counted against a [`CircuitBreaker`]; released on drop.
+pub struct Admission<'a> {
+    breaker: &'a CircuitBreaker,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.breaker.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -172,8 +232,8 @@ mod tests {
         CircuitBreakers, ClusterType, HostAddress, KeepaliveConfig, DEFAULT_CONNECT_TIMEOUT,
     };
 
-    fn settings(lb: LbType, weights: &[u32]) -> LbSettings {
-        LbSettings::new(Arc::new(ClusterConfig {
+    fn settings(lb: LbType, weights: &[u32]) -> HostSet {
+        HostSet::new(Arc::new(ClusterConfig {
             name: "c".into(),
             kind: ClusterType::Simple,
             lb,
@@ -216,6 +276,21 @@ mod tests {
             (share - expected).abs() < 0.03,
             "host {i}: share {share:.3}, expected {expected:.3} ({counts:?})"
         );
+    }
+
+    #[test]
+    fn the_breaker_admits_up_to_its_limit_and_releases_on_drop() {
+        let breaker = CircuitBreaker::new(2);
+        let a = breaker.admit().expect("first");
+        let _b = breaker.admit().expect("second");
+        assert!(breaker.admit().is_none(), "third overflows");
+        drop(a);
+        assert!(breaker.admit().is_some(), "a released slot is reused");
+        let unlimited = CircuitBreaker::new(0);
+        let held: Vec<_> = (0..1000)
+            .map(|_| unlimited.admit().expect("unlimited"))
+            .collect();
+        assert_eq!(held.len(), 1000);
     }
 
     #[test]

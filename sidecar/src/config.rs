@@ -1,4 +1,4 @@
-//! The MOSN-format JSON config (xprotocol spec §7), parsed into validated, typed structs
+//! The MOSN-format JSON config (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §7), parsed into validated, typed structs
 //! before anything starts. Fields the sidecar does not implement are accepted and reported
 //! as [`ConfigWarning`]s (one per field), never logged from here.
 //!

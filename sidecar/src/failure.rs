@@ -1,4 +1,6 @@
-//! Why the sidecar answers a request itself, and with which proxy code (spec §2.6). The code
+//! Why the sidecar answers a request itself, and with which proxy code (xprotocol spec,
+//! `docs/xprotocol-proxy-and-bolt.md` §2.6). Which failures are retried is the retry plan's
+//! rule (`retry`). The code
 //! goes to the plugin's hijack, which maps it to a protocol status (Bolt: 404→6, 502→16, …).
 
 use std::fmt;
@@ -36,16 +38,6 @@ impl Failure {
             Failure::HeaderDecode => 2,
         }
     }
-
-    /// Whether another attempt may succeed: connection failures always (spec §2.8), an
-    /// upstream close only when the route's `retry_on` is set.
-    pub fn retryable(self, retry_on: bool) -> bool {
-        match self {
-            Failure::ConnectFailed => true,
-            Failure::UpstreamClosed => retry_on,
-            _ => false,
-        }
-    }
 }
 
 impl fmt::Display for Failure {
@@ -77,13 +69,5 @@ mod tests {
         assert_eq!(Failure::Timeout.proxy_code(), 504);
         assert_eq!(Failure::Overflow.proxy_code(), 503);
         assert_eq!(Failure::HeaderDecode.proxy_code(), 2);
-    }
-
-    #[test]
-    fn only_connection_failures_retry_without_retry_on() {
-        assert!(Failure::ConnectFailed.retryable(false));
-        assert!(!Failure::UpstreamClosed.retryable(false));
-        assert!(Failure::UpstreamClosed.retryable(true));
-        assert!(!Failure::Timeout.retryable(true));
     }
 }

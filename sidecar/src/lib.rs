@@ -7,11 +7,14 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod downstream;
 pub mod failure;
+pub mod framed;
 pub mod logging;
 pub mod plan;
 pub mod proxy;
+pub mod retry;
 pub mod router;
 pub mod server;
 pub mod stats;

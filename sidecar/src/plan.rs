@@ -3,20 +3,18 @@
 //! loaded plugins), shared read-only by every worker.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use codec_host::{Codec, CodecError, HeaderMap};
 
-use crate::cluster::LbSettings;
+use crate::cluster::{CircuitBreaker, HostSet};
 use crate::config::{
-    ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, NativeCodec, PluginConfig,
-    PoolMode as ConfigPoolMode,
+    ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, NativeCodec, PluginConfig, PoolMode,
 };
-use crate::router::RouteTable;
+use crate::router::{Route, RouteTable};
 use crate::stats::{ClusterStats, Stats};
-use crate::upstream::{KeepaliveSettings, PoolMode, PoolSettings};
+use crate::upstream::PoolSettings;
 
 /// A listener as the runtime needs it.
 pub struct ListenerPlan {
@@ -32,24 +30,10 @@ pub struct ListenerPlan {
     pub idle_timeout: Duration,
 }
 
-/// What routing decided for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteDecision {
-    /// Target cluster (index into [`Plan::clusters`]).
-    pub cluster: usize,
-    /// Route timeout, used when the frame sets none.
-    pub timeout: Option<Duration>,
-    /// Retry on upstream close and per-try timeout (route `retry_on`).
-    pub retry_on: bool,
-    /// Per-try timeout (route `retry_timeout`); each try is also bounded by the request's
-    /// deadline.
-    pub per_try_timeout: Option<Duration>,
-    /// Attempts for retryable failures: max(3, num_retries) as in MOSN.
-    pub attempts: u32,
-}
-
-/// A cluster as the runtime needs it.
-pub struct ClusterPlan {
+/// A cluster as every worker shares it: its settings and its live process-wide state (the
+/// circuit breaker, the counters, the hosts' health). Each worker builds its own balancer
+/// and pools from it.
+pub struct SharedCluster {
     /// Cluster name.
     pub name: String,
     /// Protocol spoken to its hosts.
@@ -58,37 +42,12 @@ pub struct ClusterPlan {
     pub hosts: Vec<SocketAddr>,
     /// Pool settings per host (per worker).
     pub pool: PoolSettings,
-    /// Circuit breaker: most requests in flight across all workers (0 = unlimited).
-    pub max_requests: usize,
-    active_requests: AtomicUsize,
+    /// Circuit breaker: most requests in flight across all workers.
+    pub breaker: CircuitBreaker,
     /// Counters.
     pub stats: Arc<ClusterStats>,
-    /// Load-balancer settings, from which each worker builds its own balancer.
-    pub lb: LbSettings,
-}
-
-impl ClusterPlan {
-    /// Admits one request under the `max_requests` circuit breaker; `None` on overflow.
-    /// The returned guard releases the slot when dropped.
-    pub fn admit(&self) -> Option<Admission<'_>> {
-        let now = self.active_requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.max_requests != 0 && now > self.max_requests {
-            self.active_requests.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Admission { plan: self })
-    }
-}
-
-/// A request counted against a cluster's circuit breaker.
-pub struct Admission<'a> {
-    plan: &'a ClusterPlan,
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.plan.active_requests.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// The hosts with their health flags, from which each worker builds its balancer.
+    pub host_set: HostSet,
 }
 
 /// How each worker gets its codec for one protocol.
@@ -134,7 +93,7 @@ pub struct Plan {
     /// Listeners in config order.
     pub listeners: Vec<ListenerPlan>,
     /// Clusters in config order.
-    pub clusters: Vec<Arc<ClusterPlan>>,
+    pub clusters: Vec<Arc<SharedCluster>>,
     /// Codecs, one per protocol.
     pub codecs: Vec<CodecPlan>,
     /// Worker threads.
@@ -172,24 +131,9 @@ pub enum PlanError {
 }
 
 impl ListenerPlan {
-    /// Routes a request by its headers; `None` = no route (404).
-    pub fn route(&self, headers: &HeaderMap) -> Option<RouteDecision> {
-        let route = self.routes.as_ref()?.route(headers)?;
-        let cluster = match route.single_cluster() {
-            Some(c) => c.index,
-            None => route.cluster(&mut fastrand::Rng::new()).index,
-        };
-        let timeout = route.timeout();
-        let policy = route.retry_policy();
-        Some(RouteDecision {
-            cluster,
-            timeout,
-            retry_on: policy.is_some_and(|p| p.retry_on),
-            // Each try is capped by the request's own deadline, so a per-try timeout that is
-            // not shorter than the request timeout simply never fires (spec §2.7).
-            per_try_timeout: policy.and_then(|p| p.retry_timeout),
-            attempts: policy.map_or(3, |p| p.num_retries.max(3)),
-        })
+    /// The route for a request with `headers`; `None` = no route (404).
+    pub fn route(&self, headers: &HeaderMap) -> Option<&Route> {
+        self.routes.as_ref()?.route(headers)
     }
 }
 
@@ -294,19 +238,7 @@ impl Plan {
                 .unwrap_or_default();
             let codec_mode = config
                 .codec(&protocol)
-                .map_or(ConfigPoolMode::Multiplex, |k| k.pool_mode);
-            let (mode, max_connections) = match c.effective_pool_mode(codec_mode) {
-                ConfigPoolMode::Multiplex => (
-                    PoolMode::Multiplex,
-                    c.circuit_breakers.multiplex_connections_per_host() as usize,
-                ),
-                // "tcp" (one upstream connection per downstream connection) is served as
-                // ping-pong: exclusive connections, never shared between requests.
-                ConfigPoolMode::PingPong | ConfigPoolMode::Tcp => (
-                    PoolMode::PingPong,
-                    c.circuit_breakers.max_connections.unwrap_or(0) as usize,
-                ),
-            };
+                .map_or(PoolMode::Multiplex, |k| k.pool_mode);
             let mut hosts = Vec::new();
             for h in &c.hosts {
                 hosts.push(resolve(&h.address).map_err(|reason| PlanError::Cluster {
@@ -314,26 +246,16 @@ impl Plan {
                     reason,
                 })?);
             }
-            clusters.push(Arc::new(ClusterPlan {
+            clusters.push(Arc::new(SharedCluster {
                 name: c.name.clone(),
                 protocol,
                 hosts,
-                pool: PoolSettings {
-                    mode,
-                    max_connections,
-                    connect_timeout: c.connect_timeout,
-                    keepalive: KeepaliveSettings {
-                        idle: c.keepalive.idle,
-                        timeout: c.keepalive.timeout,
-                        max_failures: c.keepalive.max_failures.max(1),
-                    },
-                },
-                max_requests: c.circuit_breakers.max_requests.unwrap_or(0) as usize,
-                active_requests: AtomicUsize::new(0),
+                pool: PoolSettings::new(c, codec_mode),
+                breaker: CircuitBreaker::new(c.circuit_breakers.max_requests.unwrap_or(0) as usize),
                 stats: stats
                     .cluster(&c.name)
                     .unwrap_or_else(|| Arc::new(ClusterStats::default())),
-                lb: LbSettings::new(c.clone()),
+                host_set: HostSet::new(c.clone()),
             }));
         }
 

@@ -1,4 +1,4 @@
-//! Request routing (xprotocol spec §3), compiled once from the config: a [`RouteTable`] per
+//! Request routing (xprotocol spec, `docs/xprotocol-proxy-and-bolt.md` §3), compiled once from the config: a [`RouteTable`] per
 //! route config, matched against a decoded frame's header map.
 //!
 //! Virtual hosts: RPC frames carry no host, so a table uses the route config's default
@@ -24,8 +24,9 @@ use regex::bytes::Regex;
 
 use crate::config::{
     ClusterRef, ClusterTarget, Config, HeaderMatcherConfig, RetryPolicy, RouteConfig, RouteMatch,
-    WeightedCluster,
+    WeightedCluster, DEFAULT_GLOBAL_TIMEOUT,
 };
+use crate::retry::RetryPlan;
 
 /// The routes of one route config's default virtual host, ready to match.
 #[derive(Debug)]
@@ -41,6 +42,7 @@ pub struct Route {
     target: Target,
     timeout: Option<Duration>,
     retry_policy: Option<RetryPolicy>,
+    retry: RetryPlan,
     json_path: String,
 }
 
@@ -88,6 +90,7 @@ impl RouteTable {
                         target: Target::compile(&r.action.target),
                         timeout: r.action.timeout,
                         retry_policy: r.action.retry_policy.clone(),
+                        retry: RetryPlan::new(r.action.retry_policy.as_ref()),
                         json_path: r.json_path.clone(),
                     })
                     .collect()
@@ -130,9 +133,17 @@ impl Route {
     pub fn cluster(&self, rng: &mut fastrand::Rng) -> &ClusterRef {
         match &self.target {
             Target::Cluster(c) => c,
+            Target::Weighted { clusters, total } => pick_weighted(clusters, rng.u32(0..*total)),
+        }
+    }
+
+    /// The target cluster for one request, drawn from the thread's generator when the
+    /// route is weighted.
+    pub fn pick_cluster(&self) -> &ClusterRef {
+        match &self.target {
+            Target::Cluster(c) => c,
             Target::Weighted { clusters, total } => {
-                let draw = rng.u32(0..*total);
-                pick_weighted(clusters, draw)
+                pick_weighted(clusters, fastrand::u32(0..*total))
             }
         }
     }
@@ -145,15 +156,26 @@ impl Route {
         }
     }
 
-    /// The route `timeout` (the runtime applies
-    /// [`crate::config::DEFAULT_GLOBAL_TIMEOUT`] when neither route nor request sets one).
+    /// The route `timeout` as configured.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// How long a request may take (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §2.7): its own timeout when it sets one, else the
+    /// route's, else [`DEFAULT_GLOBAL_TIMEOUT`] (better than MOSN, where Bolt's -1 waits
+    /// forever).
+    pub fn request_timeout(&self, requested: Option<Duration>) -> Duration {
+        requested.or(self.timeout).unwrap_or(DEFAULT_GLOBAL_TIMEOUT)
     }
 
     /// The route's retry policy, if configured.
     pub fn retry_policy(&self) -> Option<&RetryPolicy> {
         self.retry_policy.as_ref()
+    }
+
+    /// The route's compiled retry plan.
+    pub fn retry(&self) -> &RetryPlan {
+        &self.retry
     }
 
     /// JSON path of the route in the config (for logs).
@@ -474,5 +496,14 @@ mod tests {
         assert_eq!(route.timeout(), Some(Duration::from_secs(3)));
         assert_eq!(route.retry_policy().map(|p| p.num_retries), Some(2));
         assert_eq!(route.json_path(), "route-to-a");
+        assert_eq!(route.retry().attempts(), 3);
+        assert_eq!(route.request_timeout(None), Duration::from_secs(3));
+        assert_eq!(
+            route.request_timeout(Some(Duration::from_millis(20))),
+            Duration::from_millis(20)
+        );
+        let untimed = one_vhost(vec![rule(vec![], "a")]);
+        let route = untimed.route(&headers(&[])).expect("route");
+        assert_eq!(route.request_timeout(None), DEFAULT_GLOBAL_TIMEOUT);
     }
 }

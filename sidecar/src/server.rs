@@ -13,8 +13,9 @@ use tracing::{error, info, warn};
 
 use crate::admin;
 use crate::config::Config;
+use crate::context::Accepted;
 use crate::plan::{Plan, PlanError};
-use crate::worker::{self, Accepted};
+use crate::worker;
 
 /// Why the sidecar could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Process-wide counters (atomics; no locks on the request path), shaped after MOSN's
-//! `downstream.proxy.global` and `upstream.cluster.<name>` namespaces (spec §6).
+//! `downstream.proxy.global` and `upstream.cluster.<name>` namespaces (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §6).
 //!
 //! Every request that enters ends in exactly one outcome, so at any quiet moment
 //! `request_total == response_forwarded + oneway_forwarded + hijacked + reset` and

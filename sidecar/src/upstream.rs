@@ -4,5 +4,5 @@ pub mod connection;
 pub mod inflight;
 pub mod pool;
 
-pub use connection::{KeepaliveSettings, ResponseResult, UpstreamConn};
-pub use pool::{HostPool, Lease, PoolMode, PoolSettings};
+pub use connection::{PendingResponse, ResponseResult, UpstreamConn};
+pub use pool::{HostPool, Lease, PoolSettings};

@@ -76,7 +76,7 @@ pub struct WasmCodecConfig {
     /// Root context id (non-zero).
     pub root_id: i32,
     /// Plugin-configuration pairs (buffer type 7): every string-valued member of the codec
-    /// `config`, sorted by key (ABI §7).
+    /// `config`, sorted by key (ABI spec (`docs/mosn-wasm-codec-abi.md`) §7).
     pub plugin_config_pairs: Vec<(String, String)>,
     /// `disable_worker_pool` (accepted; requests are handled on the connection's worker).
     pub disable_worker_pool: bool,

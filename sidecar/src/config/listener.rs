@@ -202,7 +202,7 @@ fn parse_proxy(
         ext.finish(warnings);
     }
     let (protocol, protocol_path) = if downstream == "X" {
-        // Legacy form (xprotocol §2.1): the real protocol is the sub-protocol.
+        // Legacy form (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §2.1): the real protocol is the sub-protocol.
         let sub = sub_protocol.ok_or_else(|| {
             invalid(
                 p.child("extend_config.sub_protocol"),

@@ -1,5 +1,5 @@
 //! `wasm_global_plugins[]` (and inline `vm_config`s of codecs): which Wasm module to load,
-//! how many instances, and the VM-config pairs handed to the guest (ABI §7).
+//! how many instances, and the VM-config pairs handed to the guest (ABI spec (`docs/mosn-wasm-codec-abi.md`) §7).
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +41,7 @@ pub struct VmConfig {
 
 impl VmConfig {
     /// The VM-configuration pairs (buffer type 6): the string fields of `vm_config` keyed by
-    /// MOSN's Go field names, in field order, empty strings included (ABI §7).
+    /// MOSN's Go field names, in field order, empty strings included (ABI spec (`docs/mosn-wasm-codec-abi.md`) §7).
     pub fn pairs(&self) -> Vec<(String, String)> {
         vec![
             ("Engine".to_owned(), self.engine.as_str().to_owned()),

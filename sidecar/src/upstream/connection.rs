@@ -1,37 +1,29 @@
-//! One upstream connection: writes encoded requests, reads and matches responses by
-//! upstream id, answers heartbeats from the upstream, and keeps itself alive with heartbeats
-//! after an idle period, closing after too many misses (spec §2.5).
+//! One upstream connection: a [`FramedConn`] whose handler matches responses to requests by
+//! upstream id, answers the upstream's heartbeats, and keeps the connection alive with its
+//! own heartbeats after an idle period, closing it after too many misses (xprotocol spec,
+//! `docs/xprotocol-proxy-and-bolt.md` §2.5). One task reads and keeps alive; the framed
+//! connection's writer task writes.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use codec_host::{Frame, FrameKind};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::inflight::InFlight;
+use crate::config::KeepaliveConfig;
 use crate::failure::Failure;
+use crate::framed::{CodecRef, FrameSink, FramedConn, ReadError, SendError};
 use crate::stats::ClusterStats;
-use crate::worker::CodecRef;
-use crate::write_queue::WriteQueue;
-
-/// Keepalive settings of a cluster (spec §2.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeepaliveSettings {
-    /// Idle time without reads before a heartbeat is sent.
-    pub idle: Duration,
-    /// How long to wait for the heartbeat's ack.
-    pub timeout: Duration,
-    /// Consecutive misses that close the connection.
-    pub max_failures: u32,
-}
 
 /// What a response waiter receives.
 pub type ResponseResult = Result<Frame, Failure>;
@@ -44,19 +36,16 @@ enum Pending {
 /// A live upstream connection shared by the requests of one worker.
 pub struct UpstreamConn {
     addr: SocketAddr,
-    codec: CodecRef,
-    writer: WriteQueue,
+    sink: FrameSink,
     inflight: RefCell<InFlight<Pending>>,
     closed: Cell<bool>,
-    close_signal: Notify,
-    last_read: Cell<Instant>,
     oneway_ids: Cell<u32>,
     stats: Arc<ClusterStats>,
 }
 
 impl UpstreamConn {
-    /// Connects to `addr` within `connect_timeout` and starts the connection's reader,
-    /// writer and keepalive tasks on the current worker.
+    /// Connects to `addr` within `connect_timeout` and starts the connection's handler and
+    /// writer tasks on the current worker.
     ///
     /// # Errors
     /// [`Failure::ConnectFailed`] when the connection cannot be made in time.
@@ -64,7 +53,7 @@ impl UpstreamConn {
         addr: SocketAddr,
         connect_timeout: Duration,
         codec: CodecRef,
-        keepalive: KeepaliveSettings,
+        keepalive: KeepaliveConfig,
         stats: Arc<ClusterStats>,
     ) -> Result<Rc<UpstreamConn>, Failure> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
@@ -83,35 +72,19 @@ impl UpstreamConn {
         let _ = stream.set_nodelay(true);
         stats.connection_total.inc();
         stats.connection_active.inc();
-        let (read, write) = stream.into_split();
+        let framed = FramedConn::new(stream, codec, {
+            let stats = stats.clone();
+            move |n| stats.connection_bytes_read_total.add(n as u64)
+        });
         let conn = Rc::new(UpstreamConn {
             addr,
-            codec,
-            writer: WriteQueue::new(),
+            sink: framed.sink().clone(),
             inflight: RefCell::new(InFlight::new()),
             closed: Cell::new(false),
-            close_signal: Notify::new(),
-            last_read: Cell::new(Instant::now()),
             oneway_ids: Cell::new(0),
             stats,
         });
-        {
-            let c = conn.clone();
-            tokio::task::spawn_local(async move {
-                if let Err(e) = c.writer.run_writer(write).await {
-                    debug!(addr = %c.addr, cause = %e, "upstream write failed");
-                }
-                c.close(false);
-            });
-        }
-        {
-            let c = conn.clone();
-            tokio::task::spawn_local(async move { c.read_loop(read).await });
-        }
-        {
-            let c = Rc::downgrade(&conn);
-            tokio::task::spawn_local(keepalive_loop(c, keepalive));
-        }
+        tokio::task::spawn_local(conn.clone().run(framed, Keepalive::new(keepalive)));
         Ok(conn)
     }
 
@@ -130,17 +103,15 @@ impl UpstreamConn {
         self.inflight.borrow().len()
     }
 
-    /// Encodes `frame` with a fresh upstream id and queues it; the receiver gets the
-    /// response (or the failure that ended the wait).
+    /// Encodes `frame` with a fresh upstream id and queues it; the returned future resolves
+    /// to the response (or the failure that ended the wait) and forgets the id when dropped
+    /// unanswered.
     ///
     /// # Errors
     /// [`Failure::ConnectFailed`] when the connection is closed (retryable),
     /// [`Failure::Overflow`] when its id table is full, [`Failure::EncodeFailed`] when the
     /// codec cannot encode the frame.
-    pub fn send(
-        &self,
-        frame: &mut Frame,
-    ) -> Result<(u32, oneshot::Receiver<ResponseResult>), Failure> {
+    pub fn send(self: &Rc<Self>, frame: &mut Frame) -> Result<PendingResponse, Failure> {
         if self.closed.get() {
             return Err(Failure::ConnectFailed);
         }
@@ -155,7 +126,12 @@ impl UpstreamConn {
             return Err(f);
         }
         self.stats.request_total.inc();
-        Ok((id, rx))
+        Ok(PendingResponse {
+            conn: self.clone(),
+            id,
+            rx,
+            answered: false,
+        })
     }
 
     /// Encodes and queues a oneway request with a fresh id; no id is registered, since
@@ -175,23 +151,19 @@ impl UpstreamConn {
     }
 
     fn write_frame(&self, frame: &mut Frame, id: u64) -> Result<(), Failure> {
-        let codec = &self.codec;
-        match self
-            .writer
-            .push_with(|buf| codec.borrow_mut().encode(frame, id, buf))
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Failure::ConnectFailed),
-            Err(e) => {
+        match self.sink.send(frame, id) {
+            Ok(()) => Ok(()),
+            Err(SendError::Codec(e)) => {
                 warn!(addr = %self.addr, cause = %e, "cannot encode request for upstream");
                 Err(Failure::EncodeFailed)
             }
+            Err(_) => Err(Failure::ConnectFailed),
         }
     }
 
     /// Forgets a request whose waiter gave up (timeout, downstream gone); a late response
     /// for it is dropped and counted.
-    pub fn cancel(&self, id: u32) {
+    fn cancel(&self, id: u32) {
         self.inflight.borrow_mut().remove(id as u64);
     }
 
@@ -207,8 +179,7 @@ impl UpstreamConn {
             self.stats.connection_local_close.inc();
         }
         self.stats.connection_active.dec();
-        self.writer.close();
-        self.close_signal.notify_one();
+        self.sink.close();
         let pending = self.inflight.borrow_mut().drain();
         for p in pending {
             if let Pending::Request(tx) = p {
@@ -218,45 +189,41 @@ impl UpstreamConn {
         }
     }
 
-    async fn read_loop(self: Rc<Self>, mut read: tokio::net::tcp::OwnedReadHalf) {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        loop {
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
-            }
-            let n = tokio::select! {
-                r = read.read_buf(&mut buf) => r,
-                _ = self.close_signal.notified() => return,
+    /// The connection's handler: frames in, heartbeats out, until it closes.
+    async fn run(self: Rc<Self>, mut framed: FramedConn, mut keepalive: Keepalive) {
+        let sink = self.sink.clone();
+        while !self.closed.get() {
+            let wake = keepalive.wake(framed.last_read());
+            let read = tokio::select! {
+                biased;
+                read = framed.next_frame() => read,
+                _ = tokio::time::sleep_until(wake), if keepalive.is_on() => {
+                    keepalive.on_timer(&self, framed.last_read());
+                    continue;
+                }
+                // Closed by us (pool shutdown, keepalive), a write error or an overflow.
+                _ = sink.closed() => {
+                    self.close(false);
+                    continue;
+                }
             };
-            match n {
-                Ok(0) => {
+            match read {
+                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(None) => {
                     debug!(addr = %self.addr, "upstream closed the connection");
                     self.close(true);
-                    return;
                 }
-                Ok(n) => {
-                    self.stats.connection_bytes_read_total.add(n as u64);
-                    self.last_read.set(Instant::now());
-                }
-                Err(e) => {
+                Err(ReadError::Io(e)) => {
                     debug!(addr = %self.addr, cause = %e, "upstream read failed");
                     self.close(true);
-                    return;
                 }
-            }
-            loop {
-                let decoded = self.codec.borrow_mut().decode(&mut buf);
-                match decoded {
-                    Ok(Some(frame)) => self.on_frame(frame),
-                    Ok(None) => break,
-                    Err(e) => {
-                        warn!(addr = %self.addr, cause = %e, "closing upstream connection: codec rejected its bytes");
-                        self.close(false);
-                        return;
-                    }
+                Err(ReadError::Codec(e)) => {
+                    warn!(addr = %self.addr, cause = %e, "closing upstream connection: codec rejected its bytes");
+                    self.close(false);
                 }
             }
         }
+        framed.close().await;
     }
 
     fn on_frame(&self, mut frame: Frame) {
@@ -278,11 +245,7 @@ impl UpstreamConn {
                 }
             }
             FrameKind::HeartbeatRequest => {
-                let codec = &self.codec;
-                if let Err(e) = self
-                    .writer
-                    .push_with(|buf| codec.borrow_mut().reply_keepalive(&mut frame, buf))
-                {
+                if let Err(e) = self.sink.reply_keepalive(&mut frame) {
                     warn!(addr = %self.addr, cause = %e, "cannot answer upstream heartbeat");
                 }
             }
@@ -293,60 +256,128 @@ impl UpstreamConn {
     }
 }
 
-/// Sends a heartbeat whenever the connection has read nothing for `idle`, and closes it
-/// after `max_failures` consecutive heartbeats go unanswered within `timeout`.
-async fn keepalive_loop(conn: std::rc::Weak<UpstreamConn>, settings: KeepaliveSettings) {
-    let mut misses = 0u32;
-    loop {
-        let wake = match conn.upgrade() {
-            Some(c) if !c.is_closed() => c.last_read.get() + settings.idle,
-            _ => return,
-        };
-        tokio::time::sleep_until(wake).await;
-        let Some(c) = conn.upgrade() else { return };
-        if c.is_closed() {
+/// The response to one request sent on an upstream connection. Dropped before it resolves
+/// (a timeout, the downstream gone), it forgets the request's upstream id, so a late
+/// response finds nothing and is counted as late.
+pub struct PendingResponse {
+    conn: Rc<UpstreamConn>,
+    id: u32,
+    rx: oneshot::Receiver<ResponseResult>,
+    answered: bool,
+}
+
+impl Future for PendingResponse {
+    type Output = ResponseResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ResponseResult> {
+        let received = ready!(Pin::new(&mut self.rx).poll(cx));
+        self.answered = true;
+        // A dropped sender means the connection went away with the request.
+        Poll::Ready(received.unwrap_or(Err(Failure::UpstreamClosed)))
+    }
+}
+
+impl Drop for PendingResponse {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.conn.cancel(self.id);
+        }
+    }
+}
+
+/// The keepalive state of one connection: a heartbeat whenever nothing was read for `idle`,
+/// a miss when its ack does not arrive within `timeout`, and a close after `max_failures`
+/// consecutive misses.
+struct Keepalive {
+    settings: KeepaliveConfig,
+    /// Idleness is measured from the later of the last read and this (the last probe).
+    probed_at: Instant,
+    /// After a miss: probe again right away rather than after another idle period.
+    reprobe: bool,
+    awaiting: Option<(u32, Instant)>,
+    misses: u32,
+    on: bool,
+}
+
+impl Keepalive {
+    fn new(settings: KeepaliveConfig) -> Keepalive {
+        Keepalive {
+            settings: KeepaliveConfig {
+                max_failures: settings.max_failures.max(1),
+                ..settings
+            },
+            probed_at: Instant::now(),
+            reprobe: false,
+            awaiting: None,
+            misses: 0,
+            on: true,
+        }
+    }
+
+    /// False once the protocol turned out to have no heartbeat (or cannot build one).
+    fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// When the timer should fire next.
+    fn wake(&self, last_read: Instant) -> Instant {
+        match self.awaiting {
+            Some((_, until)) => until,
+            None if self.reprobe => self.probed_at,
+            None => last_read.max(self.probed_at) + self.settings.idle,
+        }
+    }
+
+    fn on_timer(&mut self, conn: &UpstreamConn, last_read: Instant) {
+        let now = Instant::now();
+        if let Some((id, _)) = self.awaiting.take() {
+            self.check_ack(conn, id);
+        } else if self.reprobe || last_read.max(self.probed_at) + self.settings.idle <= now {
+            self.probe(conn, now);
+        }
+    }
+
+    /// The ack's wait is over: still registered means nobody answered in time.
+    fn check_ack(&mut self, conn: &UpstreamConn, id: u32) {
+        if conn.inflight.borrow_mut().remove(id as u64).is_none() {
+            self.misses = 0;
             return;
         }
-        if c.last_read.get() + settings.idle > Instant::now() {
-            continue; // traffic arrived meanwhile
+        self.misses += 1;
+        conn.stats.keepalive_timeout.inc();
+        if self.misses >= self.settings.max_failures {
+            warn!(addr = %conn.addr, misses = self.misses, "closing upstream connection: heartbeats unanswered");
+            conn.close(false);
+        } else {
+            self.reprobe = true;
         }
-        let Ok(id) = c.inflight.borrow_mut().insert(Pending::Heartbeat) else {
-            continue;
+    }
+
+    fn probe(&mut self, conn: &UpstreamConn, now: Instant) {
+        self.probed_at = now;
+        self.reprobe = false;
+        let Ok(id) = conn.inflight.borrow_mut().insert(Pending::Heartbeat) else {
+            return; // id table full: the connection is busy anyway; try after another idle
         };
-        let heartbeat = c.codec.borrow_mut().keepalive(id as u64);
-        match heartbeat {
-            Ok(Some(bytes)) => {
-                c.writer.push(&bytes);
-                c.stats.keepalive_sent.inc();
-            }
-            Ok(None) => {
-                c.inflight.borrow_mut().remove(id as u64);
-                debug!(addr = %c.addr, "protocol has no keepalive; idle upstream is not probed");
-                return;
+        match conn.sink.keepalive(id as u64) {
+            Ok(()) => {
+                conn.stats.keepalive_sent.inc();
+                self.awaiting = Some((id, now + self.settings.timeout));
             }
             Err(e) => {
-                c.inflight.borrow_mut().remove(id as u64);
-                warn!(addr = %c.addr, cause = %e, "cannot build keepalive heartbeat");
-                return;
+                conn.inflight.borrow_mut().remove(id as u64);
+                match e {
+                    SendError::Closed => {}
+                    SendError::Unsupported => {
+                        debug!(addr = %conn.addr, "protocol has no keepalive; idle upstream is not probed");
+                        self.on = false;
+                    }
+                    SendError::Codec(e) => {
+                        warn!(addr = %conn.addr, cause = %e, "cannot build keepalive heartbeat");
+                        self.on = false;
+                    }
+                }
             }
-        }
-        drop(c);
-        tokio::time::sleep(settings.timeout).await;
-        let Some(c) = conn.upgrade() else { return };
-        // Still registered: nobody answered in time.
-        let missed = c.inflight.borrow_mut().remove(id as u64).is_some();
-        if missed {
-            misses += 1;
-            c.stats.keepalive_timeout.inc();
-            if misses >= settings.max_failures {
-                warn!(addr = %c.addr, misses, "closing upstream connection: heartbeats unanswered");
-                c.close(false);
-                return;
-            }
-            // Probe again right away rather than after another idle period.
-            c.last_read.set(Instant::now() - settings.idle);
-        } else {
-            misses = 0;
         }
     }
 }

@@ -1,9 +1,10 @@
-//! Per-worker connection pools to one upstream host (spec §2.10).
+//! Per-worker connection pools to one upstream host (xprotocol spec,
+//! `docs/xprotocol-proxy-and-bolt.md` §2.10).
 //!
 //! * Multiplex (default): `slots` shared connections; requests from every downstream
 //!   connection of the worker are spread over them round-robin, each with its own upstream
 //!   id. A slot connects on first use; concurrent requests wait for the same connect.
-//! * Ping-pong: one request per connection at a time; idle connections are reused LIFO and new
+//! * Ping-pong (and `tcp`): one request per connection at a time; idle connections are reused LIFO and new
 //!   ones opened up to `max_connections` (0 = unlimited).
 
 use std::cell::{Cell, RefCell};
@@ -15,31 +16,47 @@ use std::time::Duration;
 use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
-use super::connection::{KeepaliveSettings, UpstreamConn};
+use super::connection::UpstreamConn;
+use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
+use crate::framed::CodecRef;
 use crate::stats::ClusterStats;
-use crate::worker::CodecRef;
-
-/// How a pool shares its connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolMode {
-    /// Many requests per connection, matched by id.
-    Multiplex,
-    /// One request per connection at a time.
-    PingPong,
-}
 
 /// What a pool needs to open connections.
 #[derive(Clone)]
 pub struct PoolSettings {
-    /// Sharing mode.
+    /// Sharing mode (`tcp` is served as ping-pong: exclusive connections, never shared
+    /// between requests).
     pub mode: PoolMode,
     /// Multiplex: connections per host (≥ 1). Ping-pong: cap (0 = unlimited).
     pub max_connections: usize,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Keepalive of each connection.
-    pub keepalive: KeepaliveSettings,
+    pub keepalive: KeepaliveConfig,
+}
+
+impl PoolSettings {
+    /// The pool settings of `cluster`, whose protocol's codec defaults to `codec_mode`.
+    pub fn new(cluster: &ClusterConfig, codec_mode: PoolMode) -> PoolSettings {
+        let mode = cluster.effective_pool_mode(codec_mode);
+        let limits = &cluster.circuit_breakers;
+        let max_connections = match mode {
+            PoolMode::Multiplex => limits.multiplex_connections_per_host() as usize,
+            PoolMode::PingPong | PoolMode::Tcp => limits.max_connections.unwrap_or(0) as usize,
+        };
+        PoolSettings {
+            mode,
+            max_connections,
+            connect_timeout: cluster.connect_timeout,
+            keepalive: cluster.keepalive,
+        }
+    }
+
+    /// True when requests share connections (multiplex); false for exclusive ones.
+    fn shares_connections(&self) -> bool {
+        self.mode == PoolMode::Multiplex
+    }
 }
 
 type ConnectCell = Rc<OnceCell<Result<Rc<UpstreamConn>, Failure>>>;
@@ -93,9 +110,10 @@ impl HostPool {
         codec: CodecRef,
         stats: Arc<ClusterStats>,
     ) -> HostPool {
-        let slots = match settings.mode {
-            PoolMode::Multiplex => settings.max_connections.max(1),
-            PoolMode::PingPong => 0,
+        let slots = if settings.shares_connections() {
+            settings.max_connections.max(1)
+        } else {
+            0
         };
         HostPool {
             inner: Rc::new(PoolInner {
@@ -125,35 +143,32 @@ impl HostPool {
     /// [`Failure::ConnectFailed`] when connecting fails, [`Failure::Timeout`] when the
     /// deadline passes first, [`Failure::Overflow`] never (ping-pong waits for a release).
     pub async fn lease(&self, deadline: Instant) -> Result<Lease, Failure> {
-        match self.inner.settings.mode {
-            PoolMode::Multiplex => {
-                let conn = tokio::time::timeout_at(deadline, self.inner.multiplexed())
-                    .await
-                    .map_err(|_| Failure::Timeout)??;
-                Ok(Lease { conn, pool: None })
-            }
-            PoolMode::PingPong => {
-                let conn = tokio::time::timeout_at(deadline, self.inner.exclusive())
-                    .await
-                    .map_err(|_| Failure::Timeout)??;
-                Ok(Lease {
-                    conn,
-                    pool: Some(self.inner.clone()),
-                })
-            }
+        if self.inner.settings.shares_connections() {
+            let conn = tokio::time::timeout_at(deadline, self.inner.multiplexed())
+                .await
+                .map_err(|_| Failure::Timeout)??;
+            Ok(Lease { conn, pool: None })
+        } else {
+            let conn = tokio::time::timeout_at(deadline, self.inner.exclusive())
+                .await
+                .map_err(|_| Failure::Timeout)??;
+            Ok(Lease {
+                conn,
+                pool: Some(self.inner.clone()),
+            })
         }
     }
 
     /// Open connections of this pool (for tests and stats).
     pub fn open_connections(&self) -> usize {
-        match self.inner.settings.mode {
-            PoolMode::Multiplex => self
-                .inner
+        if self.inner.settings.shares_connections() {
+            self.inner
                 .slots
                 .iter()
                 .filter(|s| matches!(s.borrow().get(), Some(Ok(c)) if !c.is_closed()))
-                .count(),
-            PoolMode::PingPong => self.inner.open.get(),
+                .count()
+        } else {
+            self.inner.open.get()
         }
     }
 

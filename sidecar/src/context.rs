@@ -1,0 +1,222 @@
+//! The contexts request handling runs in: a worker's ([`WorkerContext`]: its codecs, its
+//! clusters' balancers and pools, its live connections) and a downstream connection's
+//! ([`DownstreamConn`], shared by the connection's reader and its request tasks).
+//!
+//! Everything here is owned by one worker thread (`Rc`, `Cell`); nothing is locked on the
+//! request path. Thread start-up lives in `worker`, connection handling in `downstream`, the
+//! life of a request in `proxy`; all of them use these types, none of these types use them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::LoadBalancer;
+use crate::framed::{CodecRef, FrameSink};
+use crate::plan::{Plan, SharedCluster};
+use crate::upstream::HostPool;
+
+/// A socket accepted by a listener, handed to a worker.
+pub struct Accepted {
+    /// The socket (std, so it can cross threads).
+    pub stream: std::net::TcpStream,
+    /// The peer address.
+    pub peer: SocketAddr,
+    /// Index of the listener in the plan.
+    pub listener: usize,
+}
+
+/// One cluster as a worker sees it: its own load balancer state and one pool per host.
+pub struct WorkerCluster {
+    /// What every worker shares of the cluster (settings, breaker, counters).
+    pub shared: Arc<SharedCluster>,
+    /// This worker's load balancer for the cluster (its own state, no locks).
+    pub balancer: LoadBalancer,
+    /// One pool per host, index-aligned with `shared.hosts`.
+    pub pools: Vec<HostPool>,
+}
+
+/// Everything one worker owns.
+pub struct WorkerContext {
+    /// Worker index (for logs).
+    pub index: usize,
+    /// The resolved configuration.
+    pub plan: Arc<Plan>,
+    /// Codecs by protocol name.
+    pub codecs: HashMap<String, CodecRef>,
+    /// Clusters, index-aligned with `plan.clusters`.
+    pub clusters: Vec<WorkerCluster>,
+    /// Cancelled when the process begins a graceful stop.
+    pub shutdown: CancellationToken,
+    /// Live downstream connections of this worker.
+    pub conns: ConnTracker,
+}
+
+impl WorkerContext {
+    /// Instantiates the plan's codecs and one pool per cluster host for worker `index`.
+    ///
+    /// # Errors
+    /// A message when a codec cannot be instantiated or a cluster's protocol has none.
+    pub fn build(
+        index: usize,
+        plan: Arc<Plan>,
+        shutdown: CancellationToken,
+    ) -> Result<WorkerContext, String> {
+        let mut codecs = HashMap::new();
+        for c in &plan.codecs {
+            let codec = c
+                .new_codec()
+                .map_err(|e| format!("codec {}: {e}", c.protocol()))?;
+            codecs.insert(c.protocol().to_string(), Rc::new(RefCell::new(codec)));
+        }
+        let mut clusters = Vec::new();
+        for shared in &plan.clusters {
+            let codec = codecs.get(&shared.protocol).cloned().ok_or_else(|| {
+                format!(
+                    "cluster {}: no codec for protocol {}",
+                    shared.name, shared.protocol
+                )
+            })?;
+            let pools = shared
+                .hosts
+                .iter()
+                .map(|h| {
+                    HostPool::new(*h, shared.pool.clone(), codec.clone(), shared.stats.clone())
+                })
+                .collect();
+            clusters.push(WorkerCluster {
+                shared: shared.clone(),
+                balancer: shared.host_set.balancer(),
+                pools,
+            });
+        }
+        Ok(WorkerContext {
+            index,
+            plan,
+            codecs,
+            clusters,
+            shutdown,
+            conns: ConnTracker::default(),
+        })
+    }
+
+    /// Closes every upstream connection of this worker (end of a graceful stop).
+    pub fn close_upstreams(&self) {
+        for pool in self.clusters.iter().flat_map(|c| &c.pools) {
+            pool.close_all();
+        }
+    }
+}
+
+/// Counts live connections of a worker so a graceful stop can wait for them.
+#[derive(Default)]
+pub struct ConnTracker {
+    live: Cell<usize>,
+    idle: Notify,
+}
+
+impl ConnTracker {
+    /// A connection opened.
+    pub fn enter(&self) {
+        self.live.set(self.live.get() + 1);
+    }
+
+    /// A connection closed.
+    pub fn leave(&self) {
+        self.live.set(self.live.get() - 1);
+        if self.live.get() == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Live connections.
+    pub fn live(&self) -> usize {
+        self.live.get()
+    }
+
+    /// Waits until no connection is live.
+    pub async fn wait_idle(&self) {
+        wait_for_zero(&self.live, &self.idle).await;
+    }
+}
+
+/// One downstream connection as its request tasks see it.
+pub struct DownstreamConn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Listener index in the plan.
+    pub listener: usize,
+    sink: FrameSink,
+    in_flight: Cell<usize>,
+    drained: Notify,
+    last_active: Cell<Instant>,
+}
+
+impl DownstreamConn {
+    /// A connection from `peer` on `listener` answering through `sink`.
+    pub fn new(peer: SocketAddr, listener: usize, sink: FrameSink) -> DownstreamConn {
+        DownstreamConn {
+            peer,
+            listener,
+            sink,
+            in_flight: Cell::new(0),
+            drained: Notify::new(),
+            last_active: Cell::new(Instant::now()),
+        }
+    }
+
+    /// Where responses, hijacks and heartbeat acks for this client go.
+    pub fn sink(&self) -> &FrameSink {
+        &self.sink
+    }
+
+    /// Marks activity (for the idle timeout).
+    pub fn touch(&self) {
+        self.last_active.set(Instant::now());
+    }
+
+    /// The last read or finished request.
+    pub fn last_active(&self) -> Instant {
+        self.last_active.get()
+    }
+
+    /// Requests started and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// A request started on this connection.
+    pub fn request_started(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+    }
+
+    /// A request finished (answered, hijacked, forwarded oneway or reset).
+    pub fn request_finished(&self) {
+        self.in_flight.set(self.in_flight.get() - 1);
+        self.touch();
+        if self.in_flight.get() == 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits until no request is in flight.
+    pub async fn wait_drained(&self) {
+        wait_for_zero(&self.in_flight, &self.drained).await;
+    }
+}
+
+/// Waits until `count` is zero; whoever brings it to zero calls `notify.notify_waiters()`.
+async fn wait_for_zero(count: &Cell<usize>, notify: &Notify) {
+    while count.get() > 0 {
+        let notified = notify.notified();
+        if count.get() == 0 {
+            break;
+        }
+        notified.await;
+    }
+}
