@@ -1,8 +1,12 @@
-//! Upstream side: connections to hosts, their request-id tables and per-worker pools.
+//! Upstream side: connections to hosts, their request-id tables and waiters, keepalive, and
+//! per-worker pools.
 
 pub mod connection;
 pub mod inflight;
+pub mod keepalive;
 pub mod pool;
+pub mod waiters;
 
-pub use connection::{PendingResponse, ResponseResult, UpstreamConn};
+pub use connection::UpstreamConn;
 pub use pool::{HostPool, Lease, PoolSettings};
+pub use waiters::{PendingResponse, ResponseResult};

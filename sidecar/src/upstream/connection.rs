@@ -4,40 +4,29 @@
 //! `docs/xprotocol-proxy-and-bolt.md` §2.5). One task reads and keeps alive; the framed
 //! connection's writer task writes.
 
-use std::cell::{Cell, RefCell};
-use std::future::Future;
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use codec_host::{Frame, FrameKind};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::inflight::InFlight;
+use super::keepalive::{Due, Keepalive};
+use super::waiters::{Matched, PendingResponse, Waiters};
 use crate::config::KeepaliveConfig;
 use crate::failure::Failure;
 use crate::framed::{CodecRef, FrameSink, FramedConn, ReadError, SendError};
 use crate::stats::ClusterStats;
 
-/// What a response waiter receives.
-pub type ResponseResult = Result<Frame, Failure>;
-
-enum Pending {
-    Request(oneshot::Sender<ResponseResult>),
-    Heartbeat,
-}
-
 /// A live upstream connection shared by the requests of one worker.
 pub struct UpstreamConn {
     addr: SocketAddr,
     sink: FrameSink,
-    inflight: RefCell<InFlight<Pending>>,
+    waiters: Waiters,
     closed: Cell<bool>,
     oneway_ids: Cell<u32>,
     stats: Arc<ClusterStats>,
@@ -79,12 +68,15 @@ impl UpstreamConn {
         let conn = Rc::new(UpstreamConn {
             addr,
             sink: framed.sink().clone(),
-            inflight: RefCell::new(InFlight::new()),
+            waiters: Waiters::default(),
             closed: Cell::new(false),
             oneway_ids: Cell::new(0),
             stats,
         });
-        tokio::task::spawn_local(conn.clone().run(framed, Keepalive::new(keepalive)));
+        tokio::task::spawn_local(
+            conn.clone()
+                .run(framed, Keepalive::new(keepalive, Instant::now())),
+        );
         Ok(conn)
     }
 
@@ -100,7 +92,7 @@ impl UpstreamConn {
 
     /// Requests (and heartbeats) in flight.
     pub fn in_flight(&self) -> usize {
-        self.inflight.borrow().len()
+        self.waiters.len()
     }
 
     /// Encodes `frame` with a fresh upstream id and queues it; the returned future resolves
@@ -115,23 +107,11 @@ impl UpstreamConn {
         if self.closed.get() {
             return Err(Failure::ConnectFailed);
         }
-        let (tx, rx) = oneshot::channel();
-        let id = self
-            .inflight
-            .borrow_mut()
-            .insert(Pending::Request(tx))
-            .map_err(|_| Failure::Overflow)?;
-        if let Err(f) = self.write_frame(frame, id as u64) {
-            self.inflight.borrow_mut().remove(id as u64);
-            return Err(f);
-        }
+        let (id, response) = self.waiters.request().ok_or(Failure::Overflow)?;
+        // On failure, dropping `response` forgets the id.
+        self.write_frame(frame, id as u64)?;
         self.stats.request_total.inc();
-        Ok(PendingResponse {
-            conn: self.clone(),
-            id,
-            rx,
-            answered: false,
-        })
+        Ok(response)
     }
 
     /// Encodes and queues a oneway request with a fresh id; no id is registered, since
@@ -161,12 +141,6 @@ impl UpstreamConn {
         }
     }
 
-    /// Forgets a request whose waiter gave up (timeout, downstream gone); a late response
-    /// for it is dropped and counted.
-    fn cancel(&self, id: u32) {
-        self.inflight.borrow_mut().remove(id as u64);
-    }
-
     /// Closes the connection and fails every request in flight with
     /// [`Failure::UpstreamClosed`].
     pub fn close(&self, remote: bool) {
@@ -180,13 +154,8 @@ impl UpstreamConn {
         }
         self.stats.connection_active.dec();
         self.sink.close();
-        let pending = self.inflight.borrow_mut().drain();
-        for p in pending {
-            if let Pending::Request(tx) = p {
-                self.stats.request_connection_closed.inc();
-                let _ = tx.send(Err(Failure::UpstreamClosed));
-            }
-        }
+        let failed = self.waiters.fail_all(Failure::UpstreamClosed);
+        self.stats.request_connection_closed.add(failed as u64);
     }
 
     /// The connection's handler: frames in, heartbeats out, until it closes.
@@ -198,7 +167,7 @@ impl UpstreamConn {
                 biased;
                 read = framed.next_frame() => read,
                 _ = tokio::time::sleep_until(wake), if keepalive.is_on() => {
-                    keepalive.on_timer(&self, framed.last_read());
+                    self.on_keepalive_timer(&mut keepalive, framed.last_read());
                     continue;
                 }
                 // Closed by us (pool shutdown, keepalive), a write error or an overflow.
@@ -229,16 +198,10 @@ impl UpstreamConn {
     fn on_frame(&self, mut frame: Frame) {
         match frame.kind() {
             FrameKind::Response | FrameKind::HeartbeatResponse => {
-                let pending = self.inflight.borrow_mut().remove(frame.id());
-                match pending {
-                    Some(Pending::Request(tx)) => {
-                        self.stats.response_received.inc();
-                        let _ = tx.send(Ok(frame));
-                    }
-                    Some(Pending::Heartbeat) => {
-                        self.stats.keepalive_ack.inc();
-                    }
-                    None => {
+                match self.waiters.complete(frame) {
+                    Matched::Request => self.stats.response_received.inc(),
+                    Matched::Heartbeat => self.stats.keepalive_ack.inc(),
+                    Matched::Late(frame) => {
                         self.stats.response_late_dropped.inc();
                         debug!(addr = %self.addr, id = frame.id(), "dropping response with unknown id");
                     }
@@ -256,125 +219,47 @@ impl UpstreamConn {
     }
 }
 
-/// The response to one request sent on an upstream connection. Dropped before it resolves
-/// (a timeout, the downstream gone), it forgets the request's upstream id, so a late
-/// response finds nothing and is counted as late.
-pub struct PendingResponse {
-    conn: Rc<UpstreamConn>,
-    id: u32,
-    rx: oneshot::Receiver<ResponseResult>,
-    answered: bool,
-}
-
-impl Future for PendingResponse {
-    type Output = ResponseResult;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ResponseResult> {
-        let received = ready!(Pin::new(&mut self.rx).poll(cx));
-        self.answered = true;
-        // A dropped sender means the connection went away with the request.
-        Poll::Ready(received.unwrap_or(Err(Failure::UpstreamClosed)))
-    }
-}
-
-impl Drop for PendingResponse {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.conn.cancel(self.id);
-        }
-    }
-}
-
-/// The keepalive state of one connection: a heartbeat whenever nothing was read for `idle`,
-/// a miss when its ack does not arrive within `timeout`, and a close after `max_failures`
-/// consecutive misses.
-struct Keepalive {
-    settings: KeepaliveConfig,
-    /// Idleness is measured from the later of the last read and this (the last probe).
-    probed_at: Instant,
-    /// After a miss: probe again right away rather than after another idle period.
-    reprobe: bool,
-    awaiting: Option<(u32, Instant)>,
-    misses: u32,
-    on: bool,
-}
-
-impl Keepalive {
-    fn new(settings: KeepaliveConfig) -> Keepalive {
-        Keepalive {
-            settings: KeepaliveConfig {
-                max_failures: settings.max_failures.max(1),
-                ..settings
-            },
-            probed_at: Instant::now(),
-            reprobe: false,
-            awaiting: None,
-            misses: 0,
-            on: true,
-        }
-    }
-
-    /// False once the protocol turned out to have no heartbeat (or cannot build one).
-    fn is_on(&self) -> bool {
-        self.on
-    }
-
-    /// When the timer should fire next.
-    fn wake(&self, last_read: Instant) -> Instant {
-        match self.awaiting {
-            Some((_, until)) => until,
-            None if self.reprobe => self.probed_at,
-            None => last_read.max(self.probed_at) + self.settings.idle,
-        }
-    }
-
-    fn on_timer(&mut self, conn: &UpstreamConn, last_read: Instant) {
+impl UpstreamConn {
+    fn on_keepalive_timer(&self, keepalive: &mut Keepalive, last_read: Instant) {
         let now = Instant::now();
-        if let Some((id, _)) = self.awaiting.take() {
-            self.check_ack(conn, id);
-        } else if self.reprobe || last_read.max(self.probed_at) + self.settings.idle <= now {
-            self.probe(conn, now);
+        match keepalive.due(now, last_read) {
+            Due::Nothing => {}
+            Due::Heartbeat => self.send_heartbeat(keepalive, now),
+            Due::Ack(id) => {
+                // Still registered: nobody answered in time.
+                let missed = self.waiters.forget(id);
+                if missed {
+                    self.stats.keepalive_timeout.inc();
+                }
+                if keepalive.checked(missed) {
+                    let misses = keepalive.misses();
+                    warn!(addr = %self.addr, misses, "closing upstream connection: heartbeats unanswered");
+                    self.close(false);
+                }
+            }
         }
     }
 
-    /// The ack's wait is over: still registered means nobody answered in time.
-    fn check_ack(&mut self, conn: &UpstreamConn, id: u32) {
-        if conn.inflight.borrow_mut().remove(id as u64).is_none() {
-            self.misses = 0;
-            return;
-        }
-        self.misses += 1;
-        conn.stats.keepalive_timeout.inc();
-        if self.misses >= self.settings.max_failures {
-            warn!(addr = %conn.addr, misses = self.misses, "closing upstream connection: heartbeats unanswered");
-            conn.close(false);
-        } else {
-            self.reprobe = true;
-        }
-    }
-
-    fn probe(&mut self, conn: &UpstreamConn, now: Instant) {
-        self.probed_at = now;
-        self.reprobe = false;
-        let Ok(id) = conn.inflight.borrow_mut().insert(Pending::Heartbeat) else {
+    fn send_heartbeat(&self, keepalive: &mut Keepalive, now: Instant) {
+        let Some(id) = self.waiters.heartbeat() else {
             return; // id table full: the connection is busy anyway; try after another idle
         };
-        match conn.sink.keepalive(id as u64) {
+        match self.sink.keepalive(id as u64) {
             Ok(()) => {
-                conn.stats.keepalive_sent.inc();
-                self.awaiting = Some((id, now + self.settings.timeout));
+                self.stats.keepalive_sent.inc();
+                keepalive.sent(id, now);
             }
             Err(e) => {
-                conn.inflight.borrow_mut().remove(id as u64);
+                self.waiters.forget(id);
                 match e {
                     SendError::Closed => {}
                     SendError::Unsupported => {
-                        debug!(addr = %conn.addr, "protocol has no keepalive; idle upstream is not probed");
-                        self.on = false;
+                        debug!(addr = %self.addr, "protocol has no keepalive; idle upstream is not probed");
+                        keepalive.turn_off();
                     }
                     SendError::Codec(e) => {
-                        warn!(addr = %conn.addr, cause = %e, "cannot build keepalive heartbeat");
-                        self.on = false;
+                        warn!(addr = %self.addr, cause = %e, "cannot build keepalive heartbeat");
+                        keepalive.turn_off();
                     }
                 }
             }
