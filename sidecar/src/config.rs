@@ -1217,6 +1217,62 @@ mod tests {
     }
 
     #[test]
+    fn max_frame_bytes_is_one_field_for_host_and_plugin() {
+        let dir = Scratch::new("frame-cap");
+        dir.file(PLUGIN, b"plugin");
+        let mut v = wasm_base();
+        let c = parse_in(&v, &dir).expect("valid");
+        assert_eq!(c.codecs[0].max_frame_bytes, None, "default: the host's");
+        set(
+            &mut v,
+            "/third_part_codec/codecs/0/config/max_frame_bytes",
+            json!("1048576"),
+        );
+        let c = parse_in(&v, &dir).expect("valid");
+        assert_eq!(c.codecs[0].max_frame_bytes, Some(1 << 20));
+        let CodecKind::Wasm(w) = &c.codecs[0].kind else {
+            panic!("wasm codec expected")
+        };
+        assert!(
+            w.plugin_config_pairs
+                .iter()
+                .all(|(k, _)| k != "max_frame_bytes"),
+            "the host passes its own resolved value, not the text"
+        );
+        set(
+            &mut v,
+            "/third_part_codec/codecs/0/config/max_frame_bytes",
+            json!(64 << 20),
+        );
+        let c = parse_in(&v, &dir).expect("valid");
+        assert_eq!(c.codecs[0].max_frame_bytes, Some(64 << 20));
+        for bad in [json!(10), json!("lots"), json!(-1), json!(1i64 << 40)] {
+            set(
+                &mut v,
+                "/third_part_codec/codecs/0/config/max_frame_bytes",
+                bad.clone(),
+            );
+            expect_error_with(
+                parse_in(&v, &dir),
+                "third_part_codec.codecs[0].config.max_frame_bytes",
+                "out of range",
+            );
+        }
+        let mut native = base();
+        set(
+            &mut native,
+            "/third_part_codec/codecs/0/config/max_frame_bytes",
+            json!(2048),
+        );
+        let c = parse(&native).expect("valid");
+        assert_eq!(c.codecs[0].max_frame_bytes, Some(2048));
+        assert!(
+            warning_paths(&c).is_empty(),
+            "accepted by native codecs too"
+        );
+    }
+
+    #[test]
     fn wasm_codec_options() {
         let dir = Scratch::new("wasm-opts");
         dir.file(PLUGIN, b"plugin");

@@ -161,7 +161,10 @@ impl Plan {
                         vm_config: p.vm.pairs(),
                         plugin_config,
                         root_id: w.root_id,
-                        limits: codec_host::Limits::from_vm_config_mem(p.vm.mem),
+                        limits: codec_host::Limits {
+                            max_frame_bytes: c.max_frame_bytes.unwrap_or(0),
+                            ..codec_host::Limits::from_vm_config_mem(p.vm.mem)
+                        },
                     })
                     .map_err(|source| PlanError::Plugin {
                         name: p.name.clone(),

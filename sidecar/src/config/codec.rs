@@ -53,6 +53,9 @@ pub struct CodecConfig {
     pub kind: CodecKind,
     /// Upstream pool mode for this protocol.
     pub pool_mode: PoolMode,
+    /// `max_frame_bytes`: the largest frame this codec accepts, enforced by the host and
+    /// told to the plugin (one limit for both); `None` = the codec host's default (4 MiB).
+    pub max_frame_bytes: Option<usize>,
     /// JSON path of this codec, for messages.
     pub json_path: String,
 }
@@ -97,12 +100,17 @@ impl fmt::Display for NativeCodec {
     }
 }
 
-/// Every string-valued member of a codec `config` object, sorted by key.
+/// Smallest and largest accepted `max_frame_bytes`.
+pub const MAX_FRAME_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(1 << 30);
+
+/// Every string-valued member of a codec `config` object, sorted by key, except
+/// `max_frame_bytes` (the host passes its own, resolved value).
 pub(crate) fn string_pairs(config: &Value) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = config
         .as_object()
         .into_iter()
         .flatten()
+        .filter(|(k, _)| k.as_str() != "max_frame_bytes")
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
         .collect();
     pairs.sort();
@@ -159,6 +167,7 @@ pub(crate) fn parse_codec(
             PoolMode::Multiplex
         }
     };
+    let max_frame_bytes = parse_max_frame_bytes(&mut c)?;
     let json_path = item.path.clone();
     let kind = if kind == "wasm" {
         let mut wasm = parse_wasm_codec(c, &protocol, plugins, ctx, warnings)?;
@@ -184,8 +193,37 @@ pub(crate) fn parse_codec(
         protocol,
         kind,
         pool_mode,
+        max_frame_bytes,
         json_path,
     }))
+}
+
+/// `max_frame_bytes`: a number, or a numeric string (plugin configs are strings in MOSN).
+fn parse_max_frame_bytes(c: &mut Obj<'_>) -> Result<Option<usize>, ConfigError> {
+    let Some(item) = c.get("max_frame_bytes") else {
+        return Ok(None);
+    };
+    let out_of_range = |value: String| {
+        invalid(
+            item.path.clone(),
+            Invalid::OutOfRange {
+                value,
+                range: "1024..=1073741824 bytes",
+            },
+        )
+    };
+    let n = match item.value.as_str() {
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| out_of_range(text.to_owned()))?,
+        None => item.node().as_i64()?,
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|n| MAX_FRAME_BYTES_RANGE.contains(n))
+        .map(Some)
+        .ok_or_else(|| out_of_range(n.to_string()))
 }
 
 fn parse_wasm_codec(

@@ -5,7 +5,8 @@ use serde_json::{json, Map, Value};
 
 use super::duration::format_go_duration as dur;
 use super::{
-    ClusterConfig, ClusterTarget, CodecKind, Config, ListenerConfig, RouteConfig, RouteMatch,
+    ClusterConfig, ClusterTarget, CodecConfig, CodecKind, Config, ListenerConfig, RouteConfig,
+    RouteMatch,
 };
 
 /// Renders `config` in MOSN's JSON layout.
@@ -43,35 +44,45 @@ pub(crate) fn render(c: &Config) -> Value {
     let codecs: Vec<Value> = c
         .codecs
         .iter()
-        .map(|codec| match &codec.kind {
-            CodecKind::Wasm(w) => {
-                let p = &c.plugins[w.plugin];
-                let mut config = json!({
-                    "protocol": codec.protocol,
-                    "root_id": w.root_id,
-                    "pool_mode": codec.pool_mode.to_string(),
-                    "disable_worker_pool": w.disable_worker_pool,
-                });
-                if p.name.starts_with("codec:") {
-                    config["vm_config"] = plugin(p)["vm_config"].clone();
-                    config["instance_num"] = json!(p.instance_num);
-                } else {
-                    config["from_wasm_plugin"] = json!(p.name);
-                }
-                for (k, v) in &w.plugin_config_pairs {
-                    if config.get(k).is_none() {
-                        config[k.as_str()] = json!(v);
-                    }
-                }
-                json!({"type": "wasm", "enable": true, "config": config})
+        .map(|codec| {
+            let mut v = dump_codec(c, codec);
+            if let Some(max) = codec.max_frame_bytes {
+                v["config"]["max_frame_bytes"] = json!(max);
             }
-            CodecKind::Native(n) => json!({"type": "native", "enable": true, "config": {
-                "protocol": codec.protocol, "codec": n.to_string(),
-                "pool_mode": codec.pool_mode.to_string()}}),
+            v
         })
         .collect();
     root.insert("third_part_codec".into(), json!({ "codecs": codecs }));
     Value::Object(root)
+}
+
+fn dump_codec(c: &Config, codec: &CodecConfig) -> Value {
+    match &codec.kind {
+        CodecKind::Wasm(w) => {
+            let p = &c.plugins[w.plugin];
+            let mut config = json!({
+                "protocol": codec.protocol,
+                "root_id": w.root_id,
+                "pool_mode": codec.pool_mode.to_string(),
+                "disable_worker_pool": w.disable_worker_pool,
+            });
+            if p.name.starts_with("codec:") {
+                config["vm_config"] = plugin(p)["vm_config"].clone();
+                config["instance_num"] = json!(p.instance_num);
+            } else {
+                config["from_wasm_plugin"] = json!(p.name);
+            }
+            for (k, v) in &w.plugin_config_pairs {
+                if config.get(k).is_none() {
+                    config[k.as_str()] = json!(v);
+                }
+            }
+            json!({"type": "wasm", "enable": true, "config": config})
+        }
+        CodecKind::Native(n) => json!({"type": "native", "enable": true, "config": {
+                "protocol": codec.protocol, "codec": n.to_string(),
+                "pool_mode": codec.pool_mode.to_string()}}),
+    }
 }
 
 fn route_config(rc: &RouteConfig) -> Value {
