@@ -41,7 +41,7 @@ run: build
 	echo "demo backend (bolt-echo) on 127.0.0.1:12199; sidecar on :2045 (client side) and :2046 (server side)"; \
 	target/debug/sidecar start -c $(CONFIG)
 
-lint:
+lint: layers
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p misbehave -- -D warnings
