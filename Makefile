@@ -7,7 +7,7 @@ PLUGIN_DIR := target/$(WASM_TARGET)/plugin
 PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/misbehave.wasm
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
-.PHONY: all run test plugins wasm-target build build-release peers lint unit bench clean-bench help
+.PHONY: all run test plugins wasm-target build build-release peers lint layers unit bench clean-bench help
 
 all: build
 
@@ -16,6 +16,7 @@ help:
 	@echo "make test    lint + all tests (unit, plugin, integration, real SOFA peers)"
 	@echo "make bench   codec micro-benchmark + end-to-end benchmark (writes bench-results/)"
 	@echo "make plugins build the Wasm codec plugins into $(PLUGIN_DIR)"
+	@echo "make layers  check every crate for import cycles and imports against layers.txt"
 
 wasm-target:
 	rustup target add $(WASM_TARGET)
@@ -40,14 +41,20 @@ run: build
 	echo "demo backend (bolt-echo) on 127.0.0.1:12199; sidecar on :2045 (client side) and :2046 (server side)"; \
 	target/debug/sidecar start -c $(CONFIG)
 
-lint:
+lint: layers
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p misbehave -- -D warnings
 
+# Import cycles between the modules of each crate, and imports against the order declared in
+# layers.txt (see tools/check_layers.py for the rules).
+layers:
+	python3 tools/check_layers.py
+
 # `cargo test` builds the binaries the end-to-end tests run (target/debug/sidecar, bolt-echo)
 # with the test feature set; a separate `cargo build --bins` would compile wasmer once more.
 unit: plugins peers
+	python3 -m unittest tools/test_check_layers.py
 	$(CARGO) test --workspace
 
 test: lint unit

@@ -13,9 +13,10 @@
 //   heartbeat N   send N bolt heartbeats on the connection right away; count the acks
 //   hold S        one echo call, then keep the connection idle for up to S seconds; report
 //                 whether the server closed it meanwhile (closed_by_peer)
-//   load S        C workers call echo back to back for S seconds; report successes, errors
-//                 and the longest call, plus the Bolt status of every response received
-//                 (statuses, error_responses); prints {"progress":...} lines every 200 ms
+//   load S        C workers call echo back to back until a line `stop` arrives on stdin (the
+//                 caller decides when the load ends), or for S seconds at most; report
+//                 successes, errors and the longest call, plus the Bolt status of every response
+//                 received (statuses, error_responses); prints {"progress":...} lines every 200 ms
 // stdout: one JSON result line {"scenario":...,"ok":bool,...}; exit status 0 iff ok.
 // --breaker off forces sofa-rpc-node's client-side circuit breaker closed (it would otherwise
 // block calls for 5 s after a burst of errors, hiding what the server side does).
@@ -297,11 +298,26 @@ async function hold(peer, seconds) {
   return { ok: got === 'hold', closed_by_peer: closedByPeer, held_ms: Date.now() - start };
 }
 
+/** Resolves once stdin delivers a line `stop` (never, if stdin ends without one). */
+function stopRequested() {
+  return new Promise(resolve => {
+    let text = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', chunk => {
+      text += chunk;
+      if (text.split('\n').some(line => line.trim() === 'stop')) resolve();
+    });
+    process.stdin.on('error', () => {});
+  });
+}
+
 async function load(peer, seconds, concurrency) {
   const conn = peer.connections()[0];
   const tap = conn ? new StatusTap(conn._socket) : null;
   const start = Date.now();
   const end = start + seconds * 1000;
+  let stopped = false;
+  stopRequested().then(() => { stopped = true; });
   const s = {
     succeeded: 0, errors: 0, timeouts: 0, overdue: 0, max_ms: 0,
     first_error_ms: null, last_error_ms: null, ok_after_last_error: 0, error_kinds: {}, wrong: 0,
@@ -311,7 +327,7 @@ async function load(peer, seconds, concurrency) {
   }, 200);
   let seqNo = 0;
   async function worker() {
-    while (Date.now() < end) {
+    while (!stopped && Date.now() < end) {
       const arg = `load-${seqNo++}`;
       const t0 = Date.now();
       try {
@@ -346,6 +362,7 @@ async function load(peer, seconds, concurrency) {
   return Object.assign({
     ok: s.succeeded > 0 && s.wrong === 0 && s.overdue === 0,
     seconds,
+    stopped,
     concurrency,
     response_timeout_ms: responseTimeout,
     connections: peer.connections().length,

@@ -9,8 +9,12 @@
 //! * other command codes (e.g. GoAway) and stray responses are counted and ignored.
 //!
 //! Control headers on a request: `echo-delay-ms: N` answers after N ms without holding up other
-//! requests (so answers can go out of order), `echo-status: N` sets the response status,
-//! `echo-silent: 1` never answers. Bytes that are not Bolt v1 close the connection.
+//! requests (so answers can go out of order), `echo-hold: 1` holds the answer back until the test
+//! calls [`EchoServer::release_held`] (events in order, not by timing), `echo-status: N` sets the
+//! response status, `echo-silent: 1` never answers, `echo-counters: 1` answers with the server's
+//! [`EchoCounters`] as JSON (see [`query_counters`]; not counted itself). Bytes that are not
+//! Bolt v1 close the connection, and [`EchoOptions::close_after_requests`] makes the server drop
+//! each connection at a given request count.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,9 +30,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::client::{BoltClient, ClientOptions};
+use crate::error::ClientError;
 use crate::wire::{
-    encode_response_raw, status, Frame, FrameReader, FrameType, ResponseHead, CMD_HEARTBEAT,
-    CMD_REQUEST, CMD_RESPONSE, RESPONSE_CLASS,
+    encode_response_raw, status, Frame, FrameReader, FrameType, Request, ResponseHead,
+    CMD_HEARTBEAT, CMD_REQUEST, CMD_RESPONSE, RESPONSE_CLASS,
 };
 
 /// Control header: delay this response by N milliseconds.
@@ -36,6 +43,10 @@ pub const DELAY_HEADER: &str = "echo-delay-ms";
 pub const STATUS_HEADER: &str = "echo-status";
 /// Control header: `1` = never answer.
 pub const SILENT_HEADER: &str = "echo-silent";
+/// Control header: `1` = hold the answer until [`EchoServer::release_held`].
+pub const HOLD_HEADER: &str = "echo-hold";
+/// Control header: `1` = answer with the server's counters as JSON.
+pub const COUNTERS_HEADER: &str = "echo-counters";
 
 /// Read buffer growth step per connection.
 const READ_CHUNK: usize = 64 * 1024;
@@ -54,6 +65,10 @@ pub struct EchoOptions {
     pub max_recorded_frames: usize,
     /// Frames longer than this close the connection.
     pub max_frame_len: usize,
+    /// Close each connection when its Nth two-way request arrives, without answering it or
+    /// flushing answers still queued (a server that drops its connections, at a count the test
+    /// knows instead of at a moment). The request is counted and recorded. `None` = never.
+    pub close_after_requests: Option<u64>,
 }
 
 impl Default for EchoOptions {
@@ -62,12 +77,13 @@ impl Default for EchoOptions {
             record: true,
             max_recorded_frames: 10_000,
             max_frame_len: crate::wire::DEFAULT_MAX_FRAME_LEN,
+            close_after_requests: None,
         }
     }
 }
 
 /// A snapshot of the server's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EchoCounters {
     /// Connections accepted since start.
     pub connections_accepted: u64,
@@ -85,6 +101,10 @@ pub struct EchoCounters {
     pub protocol_errors: u64,
     /// Responses and heartbeat acks queued for writing.
     pub responses: u64,
+    /// Answers held back by `echo-hold` so far (released or not).
+    pub held: u64,
+    /// Connections closed by [`EchoOptions::close_after_requests`].
+    pub dropped_connections: u64,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +117,8 @@ struct Counters {
     stray_responses: AtomicU64,
     protocol_errors: AtomicU64,
     responses: AtomicU64,
+    held: AtomicU64,
+    dropped_connections: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +133,8 @@ impl Counters {
             stray_responses: get(&self.stray_responses),
             protocol_errors: get(&self.protocol_errors),
             responses: get(&self.responses),
+            held: get(&self.held),
+            dropped_connections: get(&self.dropped_connections),
         }
     }
 }
@@ -147,12 +171,43 @@ struct ConnRecord {
     kill: watch::Sender<bool>,
 }
 
+/// An answer held back by `echo-hold`, with the writer queue of its connection.
+type HeldAnswer = (mpsc::Sender<Bytes>, Bytes);
+
 #[derive(Debug)]
 struct Shared {
     options: EchoOptions,
     counters: Counters,
     conns: Mutex<Vec<Arc<ConnRecord>>>,
     seen: Mutex<Vec<SeenRequest>>,
+    /// `Some` until [`EchoServer::release_held`]: the answers held so far.
+    held: Mutex<Option<Vec<HeldAnswer>>>,
+}
+
+impl Shared {
+    fn new(options: EchoOptions) -> Self {
+        Shared {
+            options,
+            counters: Counters::default(),
+            conns: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
+            held: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    /// Holds `answer` back if answers are still being held; otherwise hands it back.
+    fn hold(&self, tx: &mpsc::Sender<Bytes>, answer: Bytes) -> Option<Bytes> {
+        let mut held = lock(&self.held);
+        match held.as_mut() {
+            Some(list) => {
+                list.push((tx.clone(), answer));
+                // Counted under the lock: whoever sees the count and then releases finds it.
+                self.counters.held.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => Some(answer),
+        }
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind it stays valid after a panicking holder.
@@ -193,12 +248,7 @@ impl EchoServer {
     /// When the listener's address cannot be read.
     pub fn serve(listener: TcpListener, options: EchoOptions) -> std::io::Result<EchoServer> {
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            options,
-            counters: Counters::default(),
-            conns: Mutex::new(Vec::new()),
-            seen: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(options));
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(EchoServer {
             local_addr,
@@ -244,6 +294,18 @@ impl EchoServer {
         }
     }
 
+    /// Sends every answer held back by `echo-hold` (in arrival order, each queued on its own
+    /// connection before this returns) and answers later `echo-hold` requests at once. Returns
+    /// how many were released; answers for connections closed meanwhile are dropped.
+    pub async fn release_held(&self) -> usize {
+        let held = lock(&self.shared.held).take().unwrap_or_default();
+        let released = held.len();
+        for (tx, answer) in held {
+            let _ = tx.send(answer).await;
+        }
+        released
+    }
+
     /// Stops accepting and closes every connection.
     pub fn shutdown(&self) {
         self.accept.abort();
@@ -269,6 +331,41 @@ impl EchoServer {
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Asks the echo server at `addr` (in this process or a `bolt-echo` process) for its counters,
+/// over a connection of its own, with the `echo-counters` control header.
+///
+/// # Errors
+/// Connection or call failures; [`ClientError::BadAnswer`] when the answer is not counters.
+pub async fn query_counters(addr: SocketAddr) -> Result<EchoCounters, ClientError> {
+    let client = BoltClient::connect_with(addr, ClientOptions::default()).await?;
+    let request = Request::rpc(client.next_id(), None, Bytes::new()).header(COUNTERS_HEADER, "1");
+    let answer = client.call(&request).await?;
+    serde_json::from_slice(&answer.content())
+        .map_err(|e| ClientError::BadAnswer(format!("echo counters: {e}")))
+}
+
+/// Waits until `pred` holds for the counters of the echo server at `addr`, asking every 5 ms;
+/// false if `deadline` passes first.
+///
+/// # Errors
+/// As [`query_counters`].
+pub async fn wait_for_counters(
+    addr: SocketAddr,
+    deadline: Duration,
+    pred: impl Fn(&EchoCounters) -> bool,
+) -> Result<bool, ClientError> {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if pred(&query_counters(addr).await?) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -340,6 +437,7 @@ async fn read_loop(
 ) {
     let reader = FrameReader::new(shared.options.max_frame_len);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut two_way_requests: u64 = 0;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -373,6 +471,13 @@ async fn read_loop(
                             });
                         }
                     }
+                    if is_two_way(&frame) {
+                        two_way_requests += 1;
+                        if Some(two_way_requests) == shared.options.close_after_requests {
+                            drop_connection(record, &ids, shared);
+                            return;
+                        }
+                    }
                     handle_frame(&frame, &mut out, &tx, shared);
                 }
                 Ok(None) => break,
@@ -396,16 +501,41 @@ async fn read_loop(
     }
 }
 
+/// Whether `frame` is a two-way RPC request (the kind [`EchoCounters::requests`] counts).
+fn is_two_way(frame: &Frame) -> bool {
+    frame.frame_type() == FrameType::Request && frame.cmd_code() == CMD_REQUEST
+}
+
+/// Closes the connection at its [`EchoOptions::close_after_requests`] bound: the request that
+/// hit it is counted and recorded (with the other `ids` of this read), then nothing more is
+/// answered or flushed.
+fn drop_connection(record: &ConnRecord, ids: &[u32], shared: &Shared) {
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    lock(&record.ids).extend_from_slice(ids);
+    debug!(peer = %record.peer, "echo drops the connection at its request bound");
+    let _ = record.kill.send(true);
+    shared
+        .counters
+        .dropped_connections
+        .fetch_add(1, Ordering::Relaxed);
+}
+
 /// Control settings parsed from a request's headers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Control {
     delay_ms: u64,
     status: u16,
     silent: bool,
+    hold: bool,
+    counters: bool,
 }
 
 fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
     std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+fn flag(v: &[u8]) -> bool {
+    v == b"1" || v == b"true"
 }
 
 fn control(frame: &Frame) -> Control {
@@ -420,7 +550,9 @@ fn control(frame: &Frame) -> Control {
         match k {
             k if k == DELAY_HEADER.as_bytes() => c.delay_ms = parse_num(v).unwrap_or(0),
             k if k == STATUS_HEADER.as_bytes() => c.status = parse_num(v).unwrap_or(0),
-            k if k == SILENT_HEADER.as_bytes() => c.silent = v == b"1" || v == b"true",
+            k if k == SILENT_HEADER.as_bytes() => c.silent = flag(v),
+            k if k == HOLD_HEADER.as_bytes() => c.hold = flag(v),
+            k if k == COUNTERS_HEADER.as_bytes() => c.counters = flag(v),
             _ => {}
         }
     }
@@ -450,12 +582,7 @@ fn handle_frame(frame: &Frame, out: &mut BytesMut, tx: &mpsc::Sender<Bytes>, sha
             let _ = encode_response_raw(out, head, &[], &[], &[]);
         }
         (FrameType::Request, CMD_REQUEST) => {
-            counters.requests.fetch_add(1, Ordering::Relaxed);
             let ctl = control(frame);
-            if ctl.silent {
-                return;
-            }
-            counters.responses.fetch_add(1, Ordering::Relaxed);
             let head = ResponseHead {
                 id: frame.id(),
                 cmd_code: CMD_RESPONSE,
@@ -463,8 +590,19 @@ fn handle_frame(frame: &Frame, out: &mut BytesMut, tx: &mpsc::Sender<Bytes>, sha
                 codec: frame.codec(),
                 status: ctl.status,
             };
+            if ctl.counters {
+                // Counters of the requests before this one; a JSON object always fits a frame.
+                let json = serde_json::to_vec(&counters.snapshot()).unwrap_or_default();
+                let _ = encode_response_raw(out, head, RESPONSE_CLASS.as_bytes(), &[], &json);
+                return;
+            }
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            if ctl.silent {
+                return;
+            }
+            counters.responses.fetch_add(1, Ordering::Relaxed);
             let content = frame.content();
-            if ctl.delay_ms == 0 {
+            if ctl.delay_ms == 0 && !ctl.hold {
                 // The content came out of a frame, so it fits a u32 length.
                 let _ = encode_response_raw(out, head, RESPONSE_CLASS.as_bytes(), &[], &content);
                 return;
@@ -472,12 +610,20 @@ fn handle_frame(frame: &Frame, out: &mut BytesMut, tx: &mpsc::Sender<Bytes>, sha
             let mut delayed = BytesMut::new();
             let _ =
                 encode_response_raw(&mut delayed, head, RESPONSE_CLASS.as_bytes(), &[], &content);
+            let delayed = delayed.freeze();
+            if ctl.hold {
+                if let Some(now) = shared.hold(tx, delayed) {
+                    // Answers are no longer held: keep this one's place in the answer order.
+                    out.extend_from_slice(&now);
+                }
+                return;
+            }
             let tx = tx.clone();
             let delay = Duration::from_millis(ctl.delay_ms);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 // The connection may be gone by now; then the answer is dropped.
-                let _ = tx.send(delayed.freeze()).await;
+                let _ = tx.send(delayed).await;
             });
         }
         (FrameType::Request, _) => {
@@ -544,14 +690,18 @@ mod tests {
             Request::rpc(1, Some("s"), Bytes::new())
                 .header(DELAY_HEADER, "25")
                 .header(STATUS_HEADER, "7")
-                .header(SILENT_HEADER, "1"),
+                .header(SILENT_HEADER, "1")
+                .header(HOLD_HEADER, "true")
+                .header(COUNTERS_HEADER, "1"),
         );
         assert_eq!(
             control(&f),
             Control {
                 delay_ms: 25,
                 status: 7,
-                silent: true
+                silent: true,
+                hold: true,
+                counters: true,
             }
         );
         let f = frame(Request::rpc(1, Some("s"), Bytes::new()).header(DELAY_HEADER, "x"));
@@ -561,12 +711,7 @@ mod tests {
     #[tokio::test]
     async fn answers_copy_id_codec_and_content() {
         let (tx, mut rx) = mpsc::channel(4);
-        let shared = Shared {
-            options: EchoOptions::default(),
-            counters: Counters::default(),
-            conns: Mutex::new(Vec::new()),
-            seen: Mutex::new(Vec::new()),
-        };
+        let shared = Shared::new(EchoOptions::default());
         let mut out = BytesMut::new();
         let mut req = Request::rpc(42, Some("s"), &b"payload"[..]);
         req.head.codec = 11;
@@ -599,6 +744,47 @@ mod tests {
         assert_eq!(
             (c.requests, c.heartbeats, c.oneways, c.responses),
             (1, 1, 1, 2)
+        );
+    }
+
+    #[test]
+    fn held_answers_wait_for_the_release_and_later_ones_go_out_in_place() {
+        let shared = Shared::new(EchoOptions::default());
+        let (tx, _rx) = mpsc::channel(4);
+        let held = |id| frame(Request::rpc(id, Some("s"), &b"x"[..]).header(HOLD_HEADER, "1"));
+        let mut out = BytesMut::new();
+        handle_frame(&held(1), &mut out, &tx, &shared);
+        assert!(out.is_empty(), "held, not answered");
+        assert_eq!(shared.counters.snapshot().held, 1);
+        let released = lock(&shared.held).take().expect("still holding");
+        assert_eq!(released.len(), 1);
+        let reader = FrameReader::default();
+        let mut answer = BytesMut::from(&released[0].1[..]);
+        assert_eq!(reader.next_frame(&mut answer).unwrap().unwrap().id(), 1);
+        // After the release, an `echo-hold` request is answered with the others of its batch.
+        handle_frame(&held(2), &mut out, &tx, &shared);
+        assert_eq!(reader.next_frame(&mut out).unwrap().unwrap().id(), 2);
+        assert_eq!(shared.counters.snapshot().held, 1);
+    }
+
+    #[test]
+    fn the_counters_query_answers_json_and_is_not_counted() {
+        let shared = Shared::new(EchoOptions::default());
+        let (tx, _rx) = mpsc::channel(4);
+        let mut out = BytesMut::new();
+        handle_frame(&frame(Request::heartbeat(1)), &mut out, &tx, &shared);
+        let query = Request::rpc(2, None, Bytes::new()).header(COUNTERS_HEADER, "1");
+        handle_frame(&frame(query), &mut out, &tx, &shared);
+        let reader = FrameReader::default();
+        reader.next_frame(&mut out).unwrap().unwrap();
+        let answer = reader.next_frame(&mut out).unwrap().unwrap();
+        assert_eq!((answer.id(), answer.status()), (2, Some(status::SUCCESS)));
+        let reported: EchoCounters = serde_json::from_slice(&answer.content()).unwrap();
+        assert_eq!((reported.heartbeats, reported.responses), (1, 1));
+        assert_eq!(
+            shared.counters.snapshot(),
+            reported,
+            "the query itself is not counted"
         );
     }
 }

@@ -96,6 +96,9 @@ pub enum ClientError {
     /// The request could not be encoded.
     #[error("encoding the request: {0}")]
     Encode(#[source] WireError),
+    /// The peer answered, but not with what the request asks for.
+    #[error("unexpected answer: {0}")]
+    BadAnswer(String),
 }
 
 /// A failure to start, probe or stop a child process.

@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `sidecar` binary with the real Bolt Wasm plugin
 //! (target/wasm32-wasip1/plugin/bolt.wasm, built by `make plugins`), a Rust Bolt echo server
-//! and a Bolt client, all over real loopback sockets.
+//! and a Bolt client, all over real loopback sockets. Events are ordered by what the backend has
+//! counted and by answers it holds back until released, never by sleeping.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use integration::client::{BoltClient, ClientOptions};
-use integration::echo::EchoServer;
+use integration::echo::{wait_for_counters, EchoServer, HOLD_HEADER, SILENT_HEADER};
 use integration::harness::{free_addr, EchoProcess, Sidecar};
 use integration::harness::{patch, MosnConfig};
 use integration::wire::Request;
@@ -24,6 +25,9 @@ const UNKNOWN: u16 = 3;
 const NO_PROCESSOR: u16 = 6;
 const TIMEOUT: u16 = 7;
 const CONNECTION_CLOSED: u16 = 16;
+/// Frame timeout of calls the app holds: far beyond any step of a test, so only the release
+/// decides when they are answered.
+const HELD_TIMEOUT_MS: i32 = 60_000;
 
 fn client_options() -> ClientOptions {
     ClientOptions {
@@ -245,14 +249,14 @@ async fn killing_the_backend_with_100_requests_in_flight_gives_100_error_respons
     let mut app = EchoProcess::spawn(app_addr).expect("echo process");
     let hops = two_hops(app_addr);
     let client = connect(hops.client_side).await;
-    // Warm the pools so all 100 are really in flight upstream when the app dies.
     client.rpc(SERVICE, "warm").await.expect("warm-up call");
     let calls = (0..100).map(|_| {
         let client = &client;
         async move {
             let id = client.next_id();
-            let req = Request::rpc(id, Some(SERVICE), Bytes::from_static(b"slow"))
-                .header("echo-delay-ms", "5000");
+            let req = Request::rpc(id, Some(SERVICE), Bytes::from_static(b"unanswered"))
+                .timeout_ms(HELD_TIMEOUT_MS)
+                .header(SILENT_HEADER, "1");
             let r = client
                 .call(&req)
                 .await
@@ -262,8 +266,14 @@ async fn killing_the_backend_with_100_requests_in_flight_gives_100_error_respons
         }
     });
     let kill = async {
-        // Give the requests time to reach the app, then kill it hard.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Kill the app hard once it has all 100 (and the warm-up call): they are in flight
+        // upstream, not queued in the sidecar.
+        let all_there =
+            wait_for_counters(app_addr, Duration::from_secs(20), |n| n.requests == 101).await;
+        assert!(
+            all_there.expect("ask the app"),
+            "the app received every call"
+        );
         app.kill();
     };
     let (statuses, ()) = tokio::join!(futures_join_all(calls), kill);
@@ -282,14 +292,16 @@ async fn a_slow_backend_gives_timeout_and_the_late_reply_is_dropped() {
     let hops = two_hops(app.local_addr());
     let client = connect(hops.client_side).await;
     let id = client.next_id();
+    // The app holds its answer until released: the sidecar's timeout is the only way out.
     let req = Request::rpc(id, Some(SERVICE), Bytes::from_static(b"slow"))
         .timeout_ms(300)
-        .header("echo-delay-ms", "1500");
+        .header(HOLD_HEADER, "1");
     let r = client.call(&req).await.expect("timeout response");
     assert_eq!(r.id(), id);
     assert_eq!(r.status(), Some(TIMEOUT));
-    // The connection keeps working after the late reply arrives and is dropped.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Now the late reply goes out, on the upstream connections the next call takes after it,
+    // so it reaches the sidecar (and is dropped) before that call's answer.
+    assert_eq!(app.release_held().await, 1);
     let ok = client.rpc(SERVICE, "after").await.expect("later call");
     assert_eq!(ok.status(), Some(SUCCESS));
     assert!(client
@@ -390,14 +402,19 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let client = connect(hops.client_side).await;
     let id = client.next_id();
     let req = Request::rpc(id, Some(SERVICE), Bytes::from_static(b"in flight"))
-        .header("echo-delay-ms", "1000");
+        .timeout_ms(HELD_TIMEOUT_MS)
+        .header(HOLD_HEADER, "1");
     let call = client.call(&req);
+    let client_side = hops.client_side;
     let stop = async {
-        assert!(
-            app.wait_for(Duration::from_secs(10), |c| c.requests == 1)
-                .await
-        );
+        assert!(app.wait_for(Duration::from_secs(10), |c| c.held == 1).await);
         hops.sidecar.signal("TERM").expect("send SIGTERM");
+        // The answer is released only once the sidecar is stopping (no longer accepting).
+        assert!(
+            stops_accepting(client_side, Duration::from_secs(10)).await,
+            "the sidecar still accepts connections after SIGTERM"
+        );
+        assert_eq!(app.release_held().await, 1);
     };
     let (r, ()) = tokio::join!(call, stop);
     let r = r.expect("the in-flight request is answered during the graceful stop");
@@ -406,6 +423,19 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let status = tokio::task::block_in_place(|| hops.sidecar.wait_exit(Duration::from_secs(30)))
         .expect("exits");
     assert!(status.success(), "exit status {status}");
+}
+
+/// Waits until connecting to `addr` fails (its listener is closed); false if `deadline` passes
+/// first.
+async fn stops_accepting(addr: SocketAddr, deadline: Duration) -> bool {
+    let until = tokio::time::Instant::now() + deadline;
+    while tokio::time::Instant::now() < until {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
 }
 
 async fn admin_get(addr: SocketAddr, path: &str) -> Value {
@@ -440,9 +470,10 @@ async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
         assert_eq!(r.status(), Some(NO_PROCESSOR));
     }
     let id = client.next_id();
+    // Held by the app and never released: it can only time out.
     let slow = Request::rpc(id, Some(SERVICE), "slow")
         .timeout_ms(200)
-        .header("echo-delay-ms", "600");
+        .header(HOLD_HEADER, "1");
     assert_eq!(client.call(&slow).await.unwrap().status(), Some(TIMEOUT));
 
     // Both listeners live in this process, so its counters cover both hops: the client

@@ -1,13 +1,14 @@
 //! Resilience of the real `sidecar` binary: upstream keepalive (acks and misses), ping-pong
 //! pools, retries past a dead host, the max-requests circuit breaker, header decode errors,
-//! and plugins that trap, loop or exhaust memory.
+//! and plugins that trap, loop or exhaust memory. Concurrency is set up with answers the backend
+//! holds back until released, not with delays.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use integration::client::{BoltClient, ClientOptions};
-use integration::echo::EchoServer;
+use integration::echo::{EchoServer, HOLD_HEADER};
 use integration::harness::{free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::{FrameReader, Request};
 use serde_json::json;
@@ -17,6 +18,9 @@ const SERVICE: &str = "com.alipay.test.TestService:1.0";
 const SUCCESS: u16 = 0;
 const SERVER_THREADPOOL_BUSY: u16 = 4;
 const UNKNOWN: u16 = 3;
+/// Frame timeout of calls the app holds: far beyond any step of a test, so only the release
+/// decides when they are answered.
+const HELD_TIMEOUT_MS: i32 = 60_000;
 
 async fn connect(addr: SocketAddr) -> BoltClient {
     BoltClient::connect_with(
@@ -135,33 +139,42 @@ async fn ping_pong_pools_carry_one_request_per_connection() {
         c.field("pool_mode", json!("ping-pong"))
             .field("circuit_breakers", json!([{"max_connections": 4}]))
     });
-    let client = connect(listen).await;
-    let mut calls = Vec::new();
+    let client = std::sync::Arc::new(connect(listen).await);
+    let mut handles = Vec::new();
     for i in 0..40 {
         let req = Request::rpc(client.next_id(), Some(SERVICE), format!("pp-{i}"))
-            .header("echo-delay-ms", "50");
-        calls.push(async move { (i, req) });
-    }
-    let mut handles = Vec::new();
-    let client = std::sync::Arc::new(client);
-    for c in calls {
+            .timeout_ms(HELD_TIMEOUT_MS)
+            .header(HOLD_HEADER, "1");
         let client = client.clone();
         handles.push(tokio::spawn(async move {
-            let (i, req) = c.await;
             let r = client.call(&req).await.expect("answered");
             assert_eq!(r.id(), req.head.id);
             assert_eq!(r.content(), Bytes::from(format!("pp-{i}")));
         }));
     }
+    // While the app holds every answer, the pool fills up to its limit, one request each.
+    assert!(
+        app.wait_for(Duration::from_secs(10), |c| c.held == 4).await,
+        "{:?}",
+        app.counters()
+    );
+    let per_connection: Vec<usize> = app
+        .connections()
+        .iter()
+        .map(|c| c.request_ids.len())
+        .collect();
+    assert_eq!(per_connection, [1, 1, 1, 1]);
+    assert_eq!(
+        app.counters().requests,
+        4,
+        "nothing beyond the 4 busy connections"
+    );
+    assert_eq!(app.release_held().await, 4);
     for h in handles {
         h.await.unwrap();
     }
     let conns = app.connections();
-    assert!(
-        conns.len() > 1 && conns.len() <= 4,
-        "{} connections",
-        conns.len()
-    );
+    assert_eq!(conns.len(), 4, "the connections are reused");
     assert_eq!(conns.iter().map(|c| c.request_ids.len()).sum::<usize>(), 40);
 }
 
@@ -191,25 +204,34 @@ async fn the_max_requests_circuit_breaker_answers_overflow_with_busy() {
         c.field("circuit_breakers", json!([{"max_requests": 5}]))
     });
     let client = std::sync::Arc::new(connect(listen).await);
-    let mut handles = Vec::new();
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..20 {
         let client = client.clone();
-        handles.push(tokio::spawn(async move {
-            let req =
-                Request::rpc(client.next_id(), Some(SERVICE), "x").header("echo-delay-ms", "1000");
-            client.call(&req).await.expect("answered").status()
-        }));
+        let done_tx = done_tx.clone();
+        tokio::spawn(async move {
+            let req = Request::rpc(client.next_id(), Some(SERVICE), "x")
+                .timeout_ms(HELD_TIMEOUT_MS)
+                .header(HOLD_HEADER, "1");
+            let status = client.call(&req).await.expect("answered").status();
+            let _ = done_tx.send(status);
+        });
     }
-    let mut ok = 0;
-    let mut busy = 0;
-    for h in handles {
-        match h.await.unwrap() {
-            Some(SUCCESS) => ok += 1,
-            Some(SERVER_THREADPOOL_BUSY) => busy += 1,
-            other => panic!("unexpected status {other:?}"),
-        }
+    drop(done_tx);
+    // The app holds the answers: 5 requests are active upstream until released, so the other
+    // 15 overflow and are answered first, whatever the order they arrived in.
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(done.recv().await.expect("a status"));
     }
-    assert_eq!((ok, busy), (5, 15));
+    assert_eq!(statuses, vec![Some(SERVER_THREADPOOL_BUSY); 15]);
+    assert!(app.wait_for(Duration::from_secs(10), |c| c.held == 5).await);
+    assert_eq!(app.counters().requests, 5);
+    assert_eq!(app.release_held().await, 5);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(done.recv().await.expect("a status"));
+    }
+    assert_eq!(statuses, vec![Some(SUCCESS); 5]);
 }
 
 /// A Bolt v1 request whose header section claims a 50-byte key but holds one byte.

@@ -7,9 +7,9 @@
 //! and killed on drop; nothing here measures time.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
@@ -217,6 +217,7 @@ impl Drop for NodeServer {
 /// `node client.js <scenario>`: a SOFA client app with one connection to `port`.
 struct NodeClient {
     child: Child,
+    stdin: ChildStdin,
     lines: Lines,
     what: String,
 }
@@ -228,17 +229,25 @@ impl NodeClient {
             .arg("client.js")
             .args(args)
             .args(["--server", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawning node client.js")?;
         let stdout = child.stdout.take().context("client stdout")?;
+        let stdin = child.stdin.take().context("client stdin")?;
         Ok(NodeClient {
             child,
+            stdin,
             lines: Lines::new(stdout),
             what: format!("client {}", args.join(" ")),
         })
+    }
+
+    /// Tells the `load` scenario to end: the test, not a clock, decides when the load is over.
+    fn stop_load(&mut self) -> Result<()> {
+        writeln!(self.stdin, "stop").context("telling the load to stop")?;
+        self.stdin.flush().context("telling the load to stop")
     }
 
     /// Waits for a `{"progress":...}` line (from the `load` scenario) whose body satisfies `pred`.
@@ -491,11 +500,12 @@ fn a_call_slower_than_its_timeout_gets_timeout_from_the_sidecar() {
     let mut server = must(NodeServer::start(ports.app_server, "draft", None));
     let mut sidecar = start_sidecar(&ports, None);
 
-    // slow(2500) with a 1000 ms timeout in the frame. The server itself would drop its late
-    // reply; the sidecar must answer with TIMEOUT (7) for the id. Then the connection still works.
+    // slow(60 s) with a 1000 ms timeout in the frame: the server answers after the test is over,
+    // so only the sidecar can answer within it, with TIMEOUT (7) for the id. Then the connection
+    // still works.
     let late = must(run_client(
         ports.client_listener,
-        &["late", "2500", "--timeout", "1000"],
+        &["late", "60000", "--timeout", "1000"],
     ));
     assert!(ok(&late), "slow call past its timeout: {late}");
     assert_eq!(late["slow_response_status"], 7, "TIMEOUT response: {late}");
@@ -516,9 +526,10 @@ fn a_call_slower_than_its_timeout_gets_timeout_from_the_sidecar() {
 fn client_heartbeats_are_answered_by_the_sidecar_even_with_the_server_down() {
     require_peers();
     let _serial = serial();
-    let ports = Ports::new(); // nothing listens on ports.app_server yet
-                              // Upstream keepalive far beyond this test: a heartbeat at the server would be a forwarded one.
-    let keepalive = json!({ "idle": "60s", "timeout": "1s" });
+    // Nothing listens on ports.app_server yet.
+    let ports = Ports::new();
+    // Upstream keepalive far beyond any test run: a heartbeat at the server is a forwarded one.
+    let keepalive = json!({ "idle": "1h", "timeout": "1s" });
     let mut sidecar = start_sidecar(&ports, Some(keepalive));
 
     for port in [ports.client_listener, ports.server_listener] {
@@ -561,20 +572,24 @@ fn server_side_sidecar_keeps_its_upstream_connection_alive() {
     require_peers();
     let _serial = serial();
     let ports = Ports::new();
-    // The server closes connections without reads for 2 s (sofa-rpc-node checks every 2 s).
+    // The server closes connections without reads for 2 s (sofa-rpc-node checks every 2 s, so a
+    // silent connection is closed within 4 s). The sidecar's heartbeats go out after 250 ms
+    // without reads: eight times as often as the limit needs.
     let mut server = must(NodeServer::start(ports.app_server, "draft", Some(2000)));
-    let keepalive = json!({ "idle": "1s", "timeout": "1s" });
+    let keepalive = json!({ "idle": "250ms", "timeout": "1s" });
     let mut sidecar = start_sidecar(&ports, Some(keepalive));
 
     // Control, running meanwhile: a direct client that stays silent is dropped by the idle limit.
-    let control = must(NodeClient::spawn(ports.app_server, &["hold", "10"]));
+    let control = must(NodeClient::spawn(ports.app_server, &["hold", "20"]));
 
     // One call opens the sidecar's upstream connection; after that only the sidecar talks.
     let seq = must(run_client(ports.client_listener, &["seq", "1"]));
     assert!(ok(&seq), "first call: {seq}");
 
-    // Enough heartbeats on one connection that it outlived the idle limit twice over.
-    let wanted = 5;
+    // Enough heartbeats on one connection that it outlived the idle limit twice over: each comes
+    // at least 250 ms after the previous ack (timers never fire early), so 20 take 5 s or more,
+    // past the 4 s by which a silent connection is closed.
+    let wanted = 20;
     let hb = must(
         server.wait_event(Duration::from_secs(40), "upstream heartbeats", |e| {
             e["event"] == "heartbeat" && e["count"].as_u64() >= Some(wanted)
@@ -610,12 +625,14 @@ fn killing_the_server_mid_load_gives_errors_not_hangs_and_calls_recover() {
     let mut server = must(NodeServer::start(ports.app_server, "draft", None));
     let mut sidecar = start_sidecar(&ports, None);
 
-    // The client's circuit breaker is forced closed so that every call really goes out.
+    // The client's circuit breaker is forced closed so that every call really goes out. The load
+    // runs until told to stop (120 s is only its own deadline), so it cannot end before the
+    // kill and the restart however slow they are.
     let mut load = must(NodeClient::spawn(
         ports.client_listener,
         &[
             "load",
-            "12",
+            "120",
             "--concurrency",
             "8",
             "--timeout",
@@ -644,8 +661,13 @@ fn killing_the_server_mid_load_gives_errors_not_hangs_and_calls_recover() {
         }),
     );
 
+    must(load.stop_load());
     let result = must(load.finish(Duration::from_secs(40)));
     assert!(ok(&result), "load run: {result}");
+    assert_eq!(
+        result["stopped"], true,
+        "the load ran until told to stop: {result}"
+    );
     assert!(
         result["errors"].as_u64() > Some(0),
         "killing the server caused no errors: {result}"

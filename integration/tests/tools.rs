@@ -1,6 +1,7 @@
 //! The test tools against each other: echo server + client + load generator, in process and as
 //! processes (`bolt-echo`, `boltbench`), including servers that close or die mid-call.
-//! Nothing here measures time; waits are bounded by deadlines.
+//! Events are ordered by what the server has counted (requests seen, answers held), never by
+//! sleeping; waits are bounded by deadlines.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use integration::bench::{self, BenchOptions, BenchReport, Mode};
-use integration::echo::{DELAY_HEADER, SILENT_HEADER, STATUS_HEADER};
+use integration::echo::{
+    query_counters, wait_for_counters, EchoOptions, DELAY_HEADER, HOLD_HEADER, SILENT_HEADER,
+    STATUS_HEADER,
+};
 use integration::wire::{status, FrameType, Request, CMD_HEARTBEAT, CMD_RESPONSE, RESPONSE_CLASS};
 use integration::{BoltClient, ClientError, ClientOptions, CloseReason, EchoProcess, EchoServer};
 
@@ -67,25 +71,47 @@ async fn echo_answers_calls_heartbeats_and_oneways() {
     let seen = server.seen_requests();
     assert_eq!(seen[0].frame.header("service"), Some(SERVICE.as_bytes()));
     assert_eq!(seen[2].frame.frame_type(), FrameType::Oneway);
+    // The counters query (on a connection of its own) reports the same, without counting itself.
+    let queried = query_counters(server.local_addr()).await.unwrap();
+    assert_eq!(queried, server.counters());
+    assert_eq!((queried.requests, queried.connections_accepted), (2, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_answer_does_not_hold_up_later_calls() {
+async fn a_held_answer_does_not_hold_up_later_calls() {
     let server = EchoServer::start(any_port()).await.unwrap();
     let c = Arc::new(client(server.local_addr(), 1).await);
-    let slow = Request::rpc(c.next_id(), Some(SERVICE), &b"slow"[..]).header(DELAY_HEADER, "300");
-    let slow_call = {
+    let held = Request::rpc(c.next_id(), Some(SERVICE), &b"held"[..]).header(HOLD_HEADER, "1");
+    let held_call = {
         let c = c.clone();
-        tokio::spawn(async move { c.call(&slow).await })
+        tokio::spawn(async move { c.call(&held).await })
     };
-    assert!(server.wait_for(LONG, |n| n.requests == 1).await);
-    // The fast call completes while the slow one is still outstanding.
+    assert!(server.wait_for(LONG, |n| n.held == 1).await);
+    // A later call completes while the held one is still outstanding: answers go out of order.
     let fast = c.rpc(SERVICE, &b"fast"[..]).await.unwrap();
     assert_eq!(&fast.content()[..], b"fast");
-    assert_eq!(c.in_flight(), 1, "the delayed call is still waiting");
-    let slow = slow_call.await.unwrap().unwrap();
-    assert_eq!(&slow.content()[..], b"slow");
-    assert_eq!(slow.id(), 1);
+    assert_eq!(c.in_flight(), 1, "the held call is still waiting");
+    assert_eq!(server.release_held().await, 1);
+    let held = held_call.await.unwrap().unwrap();
+    assert_eq!((held.id(), &held.content()[..]), (1, &b"held"[..]));
+    // Released once, the server holds nothing more.
+    let late = Request::rpc(c.next_id(), Some(SERVICE), &b"late"[..]).header(HOLD_HEADER, "1");
+    assert_eq!(&c.call(&late).await.unwrap().content()[..], b"late");
+    assert_eq!(server.counters().held, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_answer_comes_no_sooner_than_its_delay() {
+    let server = EchoServer::start(any_port()).await.unwrap();
+    let c = client(server.local_addr(), 1).await;
+    let delay = Duration::from_millis(200);
+    let slow = Request::rpc(c.next_id(), Some(SERVICE), &b"slow"[..])
+        .header(DELAY_HEADER, delay.as_millis().to_string());
+    let sent = std::time::Instant::now();
+    let slow = c.call(&slow).await.unwrap();
+    // A lower bound only: the server's timer cannot fire early, however fast the machine.
+    assert!(sent.elapsed() >= delay);
+    assert_eq!((slow.id(), &slow.content()[..]), (1, &b"slow"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,12 +227,18 @@ async fn many_concurrent_calls_share_one_connection() {
 
 /// An echo server on its own runtime, for tests that call the blocking load generator.
 fn echo_on_runtime() -> (tokio::runtime::Runtime, EchoServer) {
+    echo_on_runtime_with(EchoOptions::default())
+}
+
+fn echo_on_runtime_with(options: EchoOptions) -> (tokio::runtime::Runtime, EchoServer) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let server = rt.block_on(EchoServer::start(any_port())).unwrap();
+    let server = rt
+        .block_on(EchoServer::start_with(any_port(), options))
+        .unwrap();
     (rt, server)
 }
 
@@ -314,27 +346,52 @@ fn load_generator_counts_error_statuses_and_timeouts() {
 
 #[test]
 fn closed_loop_survives_a_server_that_drops_its_connections() {
-    let (rt, server) = echo_on_runtime();
+    // The server drops each connection when its 1,000th request arrives. 2,500 calls then take
+    // three connections however fast the machine: each dropped one carries 1,000 to 1,031 calls
+    // (its 1,000th is never answered, and at most 32 are in flight when it goes), the third the
+    // remaining 438 to 500.
+    const DROP_AT: u64 = 1000;
+    const CALLS: u64 = 2500;
+    const IN_FLIGHT: u64 = 32;
+    let (rt, server) = echo_on_runtime_with(EchoOptions {
+        close_after_requests: Some(DROP_AT),
+        ..EchoOptions::default()
+    });
     let mut o = options(
         server.local_addr(),
         Mode::Closed {
             connections: 1,
-            in_flight: 32,
+            in_flight: IN_FLIGHT as usize,
         },
     );
-    o.duration = Duration::from_secs(60);
-    o.max_requests = Some(100_000);
-    let run = std::thread::spawn(move || bench::run(&o));
-    assert!(rt.block_on(server.wait_for(LONG, |n| n.requests > 1000)));
-    server.close_all_connections();
-    assert!(rt.block_on(server.wait_for(LONG, |n| n.connections_accepted >= 2)));
-    let r = run.join().unwrap().unwrap();
+    o.max_requests = Some(CALLS);
+    // Every call is answered or lost with its connection; none may be mistaken for a timeout.
+    o.timeout = LONG;
+    let r = bench::run(&o).unwrap();
+    assert_eq!(r.ok + r.errors.connection, CALLS, "{r:?}");
+    assert_eq!(r.errors.timeouts + r.errors.unexpected, 0, "{r:?}");
     assert!(
-        r.errors.connection >= 1,
-        "calls lost with the connection are counted: {r:?}"
+        (2..=2 * IN_FLIGHT).contains(&r.errors.connection),
+        "each drop loses 1 to {IN_FLIGHT} calls in flight, and they are counted: {r:?}"
     );
-    assert!(r.errors.connection <= 32, "{r:?}");
-    assert_eq!(r.ok + r.errors.connection, 100_000, "{r:?}");
+    let counters = server.counters();
+    assert_eq!(counters.dropped_connections, 2, "{counters:?}");
+    assert_eq!(counters.connections_accepted, 3, "{counters:?}");
+    let seen: Vec<u64> = server
+        .connections()
+        .iter()
+        .map(|c| c.request_ids.len() as u64)
+        .collect();
+    assert_eq!(seen[..2], [DROP_AT, DROP_AT], "{seen:?}");
+    assert!(
+        seen[2] < DROP_AT,
+        "the third connection finishes the run: {seen:?}"
+    );
+    assert_eq!((r.sent, r.total_sent), (CALLS, CALLS), "{r:?}");
+    assert!(rt.block_on(server.wait_for(LONG, |_| {
+        let conns = server.connections();
+        !conns[0].open && !conns[1].open
+    })));
 }
 
 #[test]
@@ -430,10 +487,12 @@ async fn killed_backend_process_fails_calls_in_flight() {
     c.rpc(SERVICE, &b"alive"[..]).await.unwrap();
     let pending = {
         let c = c.clone();
-        let req =
-            Request::rpc(c.next_id(), Some(SERVICE), Bytes::new()).header(DELAY_HEADER, "60000");
+        let req = Request::rpc(c.next_id(), Some(SERVICE), Bytes::new()).header(SILENT_HEADER, "1");
         tokio::spawn(async move { c.call(&req).await })
     };
+    // Kill only once the backend has the call: it is in flight, not merely queued here.
+    let has_it = wait_for_counters(echo.addr(), LONG, |n| n.requests == 2).await;
+    assert!(has_it.unwrap(), "the backend received both calls");
     let status = echo.kill().expect("reaped");
     assert!(!status.success());
     let err = pending.await.unwrap().unwrap_err();
