@@ -241,3 +241,146 @@ impl FramedConn {
         let _ = self.writer.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use bytes::{Buf, Bytes};
+    use codec_host::{FrameKind, FrameParts, HeaderMap};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A toy protocol: u8 length of what follows, u8 id, body; length 0 is refused.
+    struct Toy;
+
+    impl Codec for Toy {
+        fn protocol(&self) -> &str {
+            "toy"
+        }
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+            let Some(&len) = buf.first() else {
+                return Ok(None);
+            };
+            if len == 0 {
+                return Err(CodecError::Protocol("zero length".into()));
+            }
+            if buf.len() < 1 + len as usize {
+                return Ok(None);
+            }
+            let raw = buf.split_to(1 + len as usize).freeze();
+            Ok(Some(Frame::new(FrameParts {
+                kind: FrameKind::Request,
+                id: raw[1] as u64,
+                timeout_or_status: 0,
+                headers: HeaderMap::new(),
+                header_section: Bytes::new(),
+                payload: raw.slice(2..),
+                raw,
+                state: Box::new(()),
+            })))
+        }
+        fn encode(&mut self, f: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
+            out.extend_from_slice(&[1 + f.payload().len() as u8, id as u8]);
+            out.extend_from_slice(f.payload());
+            Ok(())
+        }
+        fn keepalive(&mut self, _id: u64) -> Result<Option<Bytes>, CodecError> {
+            Ok(None)
+        }
+        fn reply_keepalive(&mut self, _: &mut Frame, _: &mut BytesMut) -> Result<(), CodecError> {
+            Err(CodecError::Protocol("no heartbeats".into()))
+        }
+        fn hijack(
+            &mut self,
+            _: &Frame,
+            code: u32,
+            id: u64,
+            out: &mut BytesMut,
+        ) -> Result<(), CodecError> {
+            out.extend_from_slice(&[2, id as u8, code as u8]);
+            Ok(())
+        }
+    }
+
+    /// A framed connection over a loopback socket, and the peer's end.
+    async fn pair(on_read: impl Fn(usize) + 'static) -> (FramedConn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap());
+        let (peer, accepted) = tokio::join!(peer, listener.accept());
+        let codec: CodecRef = Rc::new(RefCell::new(Box::new(Toy)));
+        (
+            FramedConn::new(accepted.unwrap().0, codec, on_read),
+            peer.unwrap(),
+        )
+    }
+
+    fn local(test: impl std::future::Future<Output = ()>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, test);
+    }
+
+    #[test]
+    fn frames_split_across_reads_and_packed_in_one_read_come_out_whole() {
+        local(async {
+            let read = Rc::new(Cell::new(0));
+            let counted = read.clone();
+            let (mut framed, mut peer) = pair(move |n| counted.set(counted.get() + n)).await;
+            peer.write_all(&[4, 7, b'a']).await.unwrap();
+            peer.flush().await.unwrap();
+            tokio::task::yield_now().await;
+            peer.write_all(&[b'b', b'c', 2, 8, b'z']).await.unwrap();
+            let first = framed.next_frame().await.unwrap().expect("a frame");
+            assert_eq!((first.id(), first.payload().as_ref()), (7, &b"abc"[..]));
+            let second = framed.next_frame().await.unwrap().expect("a frame");
+            assert_eq!((second.id(), second.payload().as_ref()), (8, &b"z"[..]));
+            assert_eq!(read.get(), 8, "every byte read is reported");
+            drop(peer);
+            assert!(framed.next_frame().await.unwrap().is_none(), "peer closed");
+        });
+    }
+
+    #[test]
+    fn bad_bytes_are_a_codec_error() {
+        local(async {
+            let (mut framed, mut peer) = pair(|_| {}).await;
+            peer.write_all(&[0, 1]).await.unwrap();
+            assert!(matches!(
+                framed.next_frame().await,
+                Err(ReadError::Codec(_))
+            ));
+        });
+    }
+
+    #[test]
+    fn the_sink_rewrites_ids_and_hijacks_and_close_flushes_then_fires_closed() {
+        local(async {
+            let (mut framed, mut peer) = pair(|_| {}).await;
+            peer.write_all(&[3, 5, b'h', b'i']).await.unwrap();
+            let mut request = framed.next_frame().await.unwrap().expect("a frame");
+            let sink = framed.sink().clone();
+            sink.send(&mut request, 42).unwrap();
+            sink.hijack(&request, 4, 5).unwrap();
+            assert!(matches!(sink.keepalive(1), Err(SendError::Unsupported)));
+            assert!(matches!(
+                sink.reply_keepalive(&mut request),
+                Err(SendError::Codec(_))
+            ));
+            assert!(!sink.is_closed());
+            framed.close().await;
+            assert!(sink.is_closed());
+            sink.closed().await;
+            assert!(matches!(sink.send(&mut request, 1), Err(SendError::Closed)));
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            let mut got = Bytes::from(got);
+            assert_eq!(got.copy_to_bytes(4).as_ref(), &[3, 42, b'h', b'i']);
+            assert_eq!(got.as_ref(), &[2, 5, 4], "the hijack, then the end");
+        });
+    }
+}
