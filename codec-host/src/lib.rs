@@ -27,10 +27,12 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+mod compile;
 mod contexts;
-mod engine;
 pub mod error;
+mod factory;
 mod frame_slices;
+mod guest_exports;
 mod guest_output;
 mod imports;
 mod instance;
@@ -38,7 +40,8 @@ mod limits;
 mod native;
 mod plugin;
 mod shape;
-mod wasi;
+mod signature;
+mod vm;
 mod wasm_codec;
 
 pub use codec::{Codec, Frame, FrameKind, FrameParts, FrameState, HeaderMap};
