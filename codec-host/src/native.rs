@@ -5,8 +5,7 @@
 use std::any::Any;
 
 use bytes::{Bytes, BytesMut};
-use codec_abi::HeaderMap;
-use codec_sdk::{Command, Decoded, Protocol};
+use codec_sdk::{apply_header_edits, Command, Decoded, Protocol};
 
 use crate::codec::{Codec, Frame, FrameKind, FrameParts};
 use crate::error::CodecError;
@@ -14,7 +13,8 @@ use crate::frame_slices::payload_and_headers;
 use crate::limits::Limits;
 
 /// A codec that runs protocol `P` natively. Frames carry the decoded command, so encode
-/// only rewrites its id (and applies header edits) before encoding it.
+/// only rewrites its id (and applies header edits by the SDK's rule,
+/// [`codec_sdk::apply_header_edits`], as the guest SDK does) before encoding it.
 pub struct NativeCodec<P: Protocol> {
     protocol: P,
     max_frame_bytes: usize,
@@ -70,28 +70,6 @@ fn command_mut<C: 'static>(state: &mut dyn Any) -> Result<&mut C, CodecError> {
         .ok_or(CodecError::WrongFrame(
             "the frame was not decoded by this native codec",
         ))
-}
-
-/// Applies edited headers to `command` the way the guest SDK does (ABI §6.3 step 5), so the
-/// native and Wasm codecs agree: only when the pair count differs, and then each key the
-/// command has is updated from `edited` or removed; keys are never added.
-fn apply_header_edits<C: Command>(command: &mut C, edited: &HeaderMap) {
-    if edited.len() == command.header_count() {
-        return;
-    }
-    let differs = command
-        .headers()
-        .iter()
-        .any(|(key, value)| edited.get(key) != Some(value));
-    if !differs {
-        return;
-    }
-    let updated: HeaderMap = command
-        .headers()
-        .iter()
-        .filter_map(|(key, _)| edited.get(key).map(|v| (key.to_vec(), v.to_vec())))
-        .collect();
-    *command.headers_mut() = updated;
 }
 
 impl<P: Protocol> Codec for NativeCodec<P> {
