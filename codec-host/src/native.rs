@@ -27,25 +27,35 @@ struct NativeFrameState<C> {
 }
 
 impl<P: Protocol> NativeCodec<P> {
-    /// A codec over `protocol` with the default frame cap
-    /// ([`Limits::DEFAULT_MAX_FRAME_BYTES`]).
+    /// A codec over `protocol` as it is configured, refusing incomplete frames longer than
+    /// the default cap ([`Limits::DEFAULT_MAX_FRAME_BYTES`]). The protocol is not told the
+    /// cap; [`NativeCodec::with_limits`] tells it, as the Wasm host tells a plugin.
     pub fn new(protocol: P) -> NativeCodec<P> {
-        NativeCodec::with_max_frame_bytes(protocol, Limits::DEFAULT_MAX_FRAME_BYTES)
-    }
-
-    /// A codec over `protocol` refusing incomplete frames longer than `max_frame_bytes`
-    /// (0 = the default), like the Wasm codec's limit.
-    pub fn with_max_frame_bytes(protocol: P, max_frame_bytes: usize) -> NativeCodec<P> {
         NativeCodec {
             protocol,
-            max_frame_bytes: Limits {
-                max_frame_bytes,
-                ..Limits::new()
-            }
-            .resolved()
-            .max_frame_bytes,
+            max_frame_bytes: Limits::DEFAULT_MAX_FRAME_BYTES,
             scratch: Vec::new(),
         }
+    }
+
+    /// A codec over `protocol` enforcing `limits.max_frame_bytes` exactly as the Wasm codec
+    /// does: the protocol is configured with the plugin-configuration pair `max_frame_bytes`
+    /// (the only pair: `Protocol::configure(&[], &[pair])`), so it refuses a longer frame
+    /// once its header announces it, and the host refuses incomplete frames longer than the
+    /// limit.
+    ///
+    /// # Errors
+    /// [`CodecError::Protocol`] when the protocol refuses the limit.
+    pub fn with_limits(mut protocol: P, limits: &Limits) -> Result<NativeCodec<P>, CodecError> {
+        let limits = limits.resolved();
+        protocol
+            .configure(&[], &[limits.frame_limit_pair()])
+            .map_err(|e| CodecError::Protocol(format!("configure {}: {e}", protocol.name())))?;
+        Ok(NativeCodec {
+            protocol,
+            max_frame_bytes: limits.max_frame_bytes,
+            scratch: Vec::new(),
+        })
     }
 
     /// The protocol.

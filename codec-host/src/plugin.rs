@@ -29,6 +29,8 @@ pub struct PluginConfig {
     /// The plugin configuration buffer's pairs (type 7): every string-valued member of the
     /// codec's `config` (`from_wasm_plugin`, `protocol`, `pool_mode`, …). Its `protocol`
     /// names the codec's protocol ([`crate::Codec::protocol`]); the plugin name otherwise.
+    /// The host adds the pair `max_frame_bytes` ([`codec_abi::MAX_FRAME_BYTES_KEY`]) with
+    /// its own limit ([`Limits::max_frame_bytes`]), replacing any pair of that name here.
     pub plugin_config: Vec<(String, String)>,
     /// `config.root_id`: the root context id; must be non-zero (ABI §2).
     pub root_id: i32,
@@ -111,13 +113,14 @@ impl Plugin {
             .iter()
             .find(|(k, v)| k == "protocol" && !v.is_empty())
             .map_or_else(|| plugin.clone(), |(_, v)| v.clone());
+        let plugin_config = with_host_limits(&plugin, config.plugin_config, &limits);
         Ok(Plugin {
             name: plugin.as_str().into(),
             protocol,
             compiled,
             checked,
             vm_config: codec_abi::encode_pairs(&config.vm_config).into(),
-            plugin_config: codec_abi::encode_pairs(&config.plugin_config).into(),
+            plugin_config: codec_abi::encode_pairs(&plugin_config).into(),
             root_id: config.root_id as u32,
             limits,
             md5,
@@ -186,6 +189,32 @@ impl fmt::Debug for Plugin {
     }
 }
 
+/// The plugin configuration pairs a guest sees: `pairs` without any `max_frame_bytes` pair,
+/// then that pair with the host's limit, so host and plugin enforce the same limit.
+fn with_host_limits(
+    plugin: &str,
+    mut pairs: Vec<(String, String)>,
+    limits: &Limits,
+) -> Vec<(String, String)> {
+    let (key, value) = limits.frame_limit_pair();
+    pairs.retain(|(k, v)| {
+        if *k != key {
+            return true;
+        }
+        if *v != value {
+            tracing::warn!(
+                plugin,
+                configured = %v,
+                limit = %value,
+                "plugin config {key} is replaced by the host's frame limit"
+            );
+        }
+        false
+    });
+    pairs.push((key, value));
+    pairs
+}
+
 /// Lower-case hex MD5 of `bytes`.
 fn hex_md5(bytes: &[u8]) -> String {
     Md5::digest(bytes)
@@ -204,6 +233,33 @@ mod tests {
     fn a_plugin_is_shared_by_workers() {
         shared_by_workers::<Plugin>();
         shared_by_workers::<Arc<Plugin>>();
+    }
+
+    #[test]
+    fn the_host_limit_replaces_any_configured_frame_limit() {
+        let limits = Limits {
+            max_frame_bytes: 1000,
+            ..Limits::new()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let pairs = vec![
+            pair("protocol", "x-bolt"),
+            pair("max_frame_bytes", "67108864"),
+            pair("pool_mode", "multiplex"),
+            pair("max_frame_bytes", "1000"),
+        ];
+        assert_eq!(
+            with_host_limits("p", pairs, &limits),
+            [
+                pair("protocol", "x-bolt"),
+                pair("pool_mode", "multiplex"),
+                pair("max_frame_bytes", "1000"),
+            ]
+        );
+        assert_eq!(
+            with_host_limits("p", Vec::new(), &Limits::new().resolved()),
+            [pair("max_frame_bytes", "4194304")]
+        );
     }
 
     #[test]
