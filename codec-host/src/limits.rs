@@ -19,8 +19,8 @@ pub struct Limits {
     /// The one owner of the frame limit: the host passes it to a Wasm plugin as the
     /// plugin-configuration pair `max_frame_bytes` ([`codec_abi::MAX_FRAME_BYTES_KEY`],
     /// replacing any configured pair of that name) and to a native protocol through the same
-    /// pair in `Protocol::configure` ([`crate::NativeCodec::with_limits`]), so the protocol
-    /// refuses a longer frame as soon as its header
+    /// pair in `Protocol::configure` ([`crate::NativeCodec::with_limits`],
+    /// [`crate::native_codec`]), so the protocol refuses a longer frame as soon as its header
     /// announces one; the host itself refuses a buffer holding more than this without a
     /// complete frame ([`crate::CodecError::TooLarge`]). A protocol may refuse a limit it
     /// cannot work with (Bolt: below 28 bytes); loading then fails.

@@ -1,14 +1,13 @@
 //! The real bolt plugin (`bolt.wasm`, built from protocols/bolt) and the same code natively
-//! (`NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same checks: the captured
+//! (`native_codec("bolt")`, a `NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same checks: the captured
 //! vectors, splits, concatenation, malformed input, heartbeats, hijack, context deletion.
 
 mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use bolt::Bolt;
 use bytes::{Bytes, BytesMut};
-use codec_host::{Codec, CodecError, Frame, FrameKind, Limits, NativeCodec, Plugin, WasmCodec};
+use codec_host::{native_codec, Codec, CodecError, Frame, FrameKind, Limits, Plugin, WasmCodec};
 use common::{bolt_request, bolt_vectors, expected_decode, plugin_wasm, with_bolt_id};
 use sha2::{Digest, Sha256};
 
@@ -27,19 +26,24 @@ fn wasm() -> WasmCodec {
 fn both() -> Vec<(&'static str, Box<dyn Codec>)> {
     vec![
         ("wasm", Box::new(wasm())),
-        ("native", Box::new(NativeCodec::new(Bolt::default()))),
+        (
+            "native",
+            native_codec("bolt", &Limits::new()).expect("native bolt"),
+        ),
     ]
 }
 
-/// Both codecs with `limits`.
+/// Both codecs with `limits`: a freshly loaded plugin, and the native codec by name.
 fn both_with(limits: Limits) -> Vec<(&'static str, Box<dyn Codec>)> {
     let mut cfg = common::config("wasm-bolt", plugin_wasm("bolt"));
     cfg.limits = limits;
     let plugin = Plugin::load(cfg).expect("load bolt");
-    let native = NativeCodec::with_limits(Bolt::default(), &limits).expect("native bolt");
     vec![
         ("wasm", Box::new(plugin.new_codec().expect("bolt instance"))),
-        ("native", Box::new(native)),
+        (
+            "native",
+            native_codec("bolt", &limits).expect("native bolt"),
+        ),
     ]
 }
 
@@ -231,6 +235,12 @@ fn a_truncated_header_map_is_reported_in_the_decode_error_header() {
             .get_str(codec_abi::HEADER_DECODE_ERROR)
             .expect("error header");
         assert!(!reason.is_empty(), "{name}");
+        assert_eq!(f.header_decode_error(), Some(reason), "{name}");
+        let good = bolt_request(10, 1000, b"C", &[("k", "v")], b"hi");
+        assert_eq!(
+            decode_all(codec.as_mut(), &good)[0].header_decode_error(),
+            None
+        );
     }
 }
 
