@@ -151,6 +151,15 @@ impl Frame {
         &self.headers
     }
 
+    /// Why the codec could not parse this request's header section, if it could not: the
+    /// value a codec puts under [`codec_abi::HEADER_DECODE_ERROR`] when the frame is
+    /// complete but its headers are not (the frame is still reported, so the proxy can
+    /// answer it with a hijack instead of closing the connection). `None` for frames whose
+    /// headers parsed, and for a value that is not UTF-8.
+    pub fn header_decode_error(&self) -> Option<&str> {
+        self.headers.get_str(codec_abi::HEADER_DECODE_ERROR)
+    }
+
     /// The header map for editing; marks the headers changed so encode sends them.
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
         self.headers_changed = true;
@@ -227,6 +236,18 @@ mod tests {
         assert_eq!(frame(u32::MAX).timeout_ms(), None);
         assert_eq!(frame(0).timeout_ms(), None);
         assert_eq!(frame(3000).timeout_ms(), Some(3000));
+    }
+
+    #[test]
+    fn the_header_decode_error_is_read_from_its_header() {
+        assert_eq!(frame(0).header_decode_error(), None);
+        let mut f = frame(0);
+        f.headers_mut()
+            .insert(codec_abi::HEADER_DECODE_ERROR, "truncated header value");
+        assert_eq!(f.header_decode_error(), Some("truncated header value"));
+        f.headers_mut()
+            .insert(codec_abi::HEADER_DECODE_ERROR, vec![0xff]);
+        assert_eq!(f.header_decode_error(), None);
     }
 
     #[test]

@@ -69,6 +69,14 @@ pub enum CodecError {
     /// The plugin instance could not be (re)created.
     #[error("plugin instance unavailable: {0}")]
     Instance(String),
+    /// [`crate::native_codec`] was asked for a codec this build does not contain.
+    #[error("no native codec named {name:?} (this build has: {})", known.join(", "))]
+    UnknownNativeCodec {
+        /// The name asked for.
+        name: String,
+        /// The names this build has ([`crate::native_codec_names`]).
+        known: &'static [&'static str],
+    },
 }
 
 /// Why a plugin could not be loaded ([`crate::Plugin::load`]). Every variant names the plugin

@@ -6,13 +6,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use codec_abi::exports as ex;
-
 use crate::contexts::ContextIds;
-use crate::engine::{Vm, VmError};
 use crate::error::CodecError;
-use crate::imports::HostState;
+use crate::guest_exports::{Configure, ContextCreate, Delete, GuestExport, Start, VmStart};
+use crate::imports::host_state::HostState;
 use crate::plugin::Plugin;
+use crate::vm::{Vm, VmError};
 
 /// Where an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +78,12 @@ impl PluginInstance {
         let vm = Vm::new(
             plugin.compiled(),
             host,
-            plugin.allocator(),
+            plugin.checked(),
             limits.cpu_points_per_call,
         )
         .map_err(|e| match e {
             VmError::Instantiate(m) => CodecError::Instance(m),
-            other => error(ex::START, other),
+            other => error(Start::NAME, other),
         })?;
         let root = plugin.root_id();
         let mut inst = PluginInstance {
@@ -96,17 +95,13 @@ impl PluginInstance {
             draining: Vec::new(),
             spare: None,
         };
-        let r = inst.vm.start();
-        inst.check(ex::START, r)?;
+        inst.call(Start, ())?;
         inst.lifecycle = Lifecycle::Started;
-        let r = inst.vm.context_create(root, 0);
-        inst.check(ex::CONTEXT_CREATE, r)?;
+        inst.call(ContextCreate, (root, 0))?;
         let vm_cfg = plugin.vm_config_pairs().len() as u32;
-        let r = inst.vm.vm_start(root, vm_cfg);
-        inst.check_bool(ex::VM_START, r)?;
+        inst.call_bool(VmStart, (root, vm_cfg))?;
         let plugin_cfg = plugin.plugin_config_pairs().len() as u32;
-        let r = inst.vm.configure(root, plugin_cfg);
-        inst.check_bool(ex::CONFIGURE, r)?;
+        inst.call_bool(Configure, (root, plugin_cfg))?;
         inst.lifecycle = Lifecycle::Ready;
         Ok(inst)
     }
@@ -121,6 +116,35 @@ impl PluginInstance {
         &self.dropped
     }
 
+    /// Runs guest export `export` with `args`; any failure poisons the instance (it is never
+    /// called again: the codec replaces it).
+    ///
+    /// # Errors
+    /// [`CodecError::Trap`] / [`CodecError::CpuExhausted`] naming the export.
+    pub(crate) fn call<E: GuestExport>(
+        &mut self,
+        export: E,
+        args: E::Args,
+    ) -> Result<E::Rets, CodecError> {
+        let r = self.vm.call(export, args);
+        self.check(E::NAME, r)
+    }
+
+    /// [`PluginInstance::call`] with `input` copied into guest memory first; `args` builds
+    /// the arguments from its (ptr, len).
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn call_with_input<E: GuestExport>(
+        &mut self,
+        export: E,
+        input: &[u8],
+        args: impl FnOnce(u32, u32) -> E::Args,
+    ) -> Result<E::Rets, CodecError> {
+        let r = self.vm.call_with_input(export, input, args);
+        self.check(E::NAME, r)
+    }
+
     /// Maps a guest call's outcome, poisoning the instance on any failure.
     fn check<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
         r.map_err(|e| {
@@ -129,17 +153,20 @@ impl PluginInstance {
         })
     }
 
-    /// Like [`PluginInstance::check`] for a guest bool: false is an error (the instance is
-    /// unusable, so it is poisoned too).
-    fn check_bool(
+    /// [`PluginInstance::call`] for an export answering a bool: false is an error (the
+    /// instance is unusable, so it is poisoned too).
+    fn call_bool<E: GuestExport<Rets = u32>>(
         &mut self,
-        call: &'static str,
-        r: Result<i32, VmError>,
+        export: E,
+        args: E::Args,
     ) -> Result<(), CodecError> {
-        match self.check(call, r)? {
+        match self.call(export, args)? {
             0 => {
                 self.lifecycle = Lifecycle::Poisoned;
-                Err(CodecError::Rejected { call, status: 0 })
+                Err(CodecError::Rejected {
+                    call: E::NAME,
+                    status: 0,
+                })
             }
             _ => Ok(()),
         }
@@ -151,8 +178,7 @@ impl PluginInstance {
             .ctxs
             .allocate()
             .ok_or(CodecError::Instance("context ids exhausted".into()))?;
-        let r = self.vm.context_create(ctx, self.root);
-        if let Err(e) = self.check(ex::CONTEXT_CREATE, r) {
+        if let Err(e) = self.call(ContextCreate, (ctx, self.root)) {
             self.ctxs.release(ctx);
             return Err(e);
         }
@@ -165,8 +191,7 @@ impl PluginInstance {
         if self.lifecycle == Lifecycle::Poisoned || !self.ctxs.release(ctx) {
             return Ok(());
         }
-        let r = self.vm.delete(ctx);
-        self.check(ex::DELETE, r)
+        self.call(Delete, ctx)
     }
 
     /// Deletes the contexts of every frame dropped since the last call.
@@ -216,41 +241,6 @@ impl PluginInstance {
         (self.ctxs.live(), self.ctxs.created(), self.ctxs.deleted())
     }
 
-    /// `proxy_decode_buffer_bytes` on `ctx` with `input`: the status.
-    pub(crate) fn decode(&mut self, ctx: u32, input: &[u8]) -> Result<u32, CodecError> {
-        let r = self.vm.decode(ctx, input);
-        self.check(ex::DECODE, r)
-    }
-
-    /// `proxy_encode_buffer_bytes` on `ctx` with a §5.3 `input`: the status.
-    pub(crate) fn encode(&mut self, ctx: u32, input: &[u8]) -> Result<u32, CodecError> {
-        let r = self.vm.encode(ctx, input);
-        self.check(ex::ENCODE, r)
-    }
-
-    /// `proxy_keepalive_buffer_bytes` on `ctx`: the status.
-    pub(crate) fn keepalive(&mut self, ctx: u32, id: u64) -> Result<u32, CodecError> {
-        let r = self.vm.keepalive(ctx, id);
-        self.check(ex::KEEPALIVE, r)
-    }
-
-    /// `proxy_reply_keepalive_buffer_bytes` on `ctx`: the status.
-    pub(crate) fn reply_keepalive(&mut self, ctx: u32) -> Result<u32, CodecError> {
-        let r = self.vm.reply_keepalive(ctx);
-        self.check(ex::REPLY_KEEPALIVE, r)
-    }
-
-    /// `proxy_hijack_buffer_bytes` on `ctx` with a §5.3 `input`: the status.
-    pub(crate) fn hijack(
-        &mut self,
-        ctx: u32,
-        status_code: u32,
-        input: &[u8],
-    ) -> Result<u32, CodecError> {
-        let r = self.vm.hijack(ctx, status_code, input);
-        self.check(ex::HIJACK, r)
-    }
-
     /// The buffer of type `kind` (13 decode, 14 encode) the last call reported.
     pub(crate) fn result(&self, kind: u32) -> Option<&[u8]> {
         self.vm.host().result.get(kind)
@@ -272,8 +262,19 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::guest_exports::{Decode, Encode};
     use crate::limits::Limits;
     use crate::plugin::PluginConfig;
+
+    /// `proxy_decode_buffer_bytes` on `ctx` with `input`: the status.
+    fn decode(inst: &mut PluginInstance, ctx: u32, input: &[u8]) -> Result<u32, CodecError> {
+        inst.call_with_input(Decode, input, |ptr, len| (ctx, ptr, len))
+    }
+
+    /// `proxy_encode_buffer_bytes` on `ctx` with a §5.3 `input`: the status.
+    fn encode(inst: &mut PluginInstance, ctx: u32, input: &[u8]) -> Result<u32, CodecError> {
+        inst.call_with_input(Encode, input, |ptr, len| (ctx, ptr, len))
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         let d: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
@@ -311,22 +312,22 @@ mod tests {
         let mut inst = PluginInstance::start(&bolt()).unwrap();
         assert_eq!(inst.lifecycle(), Lifecycle::Ready);
         let ctx = inst.new_ctx().unwrap();
-        assert_eq!(inst.decode(ctx, &frame).unwrap(), 0);
+        assert_eq!(decode(&mut inst, ctx, &frame).unwrap(), 0);
         assert_eq!(
             inst.result(13).unwrap(),
             &hex("0000000a 00000001 6b 00000001 76 41 0000000000000007 000003e8 00000023 00000002 6869")[..]
         );
         let input = hex("0000000a 00000001 6b 00000001 76 40 0000000000000009 0000000000000007 000003e8 00000002 6869");
-        assert_eq!(inst.encode(ctx, &input).unwrap(), 0);
+        assert_eq!(encode(&mut inst, ctx, &input).unwrap(), 0);
         let mut want = hex("00000000 41 0000000000000009 000003e8 00000023");
         let mut renumbered = frame.clone();
         renumbered[5..9].copy_from_slice(&9u32.to_be_bytes());
         want.extend_from_slice(&renumbered);
         assert_eq!(inst.result(14).unwrap(), &want[..]);
         // The cached id is now 9: the old command id is refused, the new one accepted.
-        assert_eq!(inst.encode(ctx, &input).unwrap(), 10);
+        assert_eq!(encode(&mut inst, ctx, &input).unwrap(), 10);
         let retry = hex("0000000a 00000001 6b 00000001 76 40 000000000000000b 0000000000000009 000003e8 00000000");
-        assert_eq!(inst.encode(ctx, &retry).unwrap(), 0);
+        assert_eq!(encode(&mut inst, ctx, &retry).unwrap(), 0);
         inst.delete_ctx(ctx).unwrap();
         assert_eq!(inst.context_counts(), (0, 1, 1));
     }
@@ -335,7 +336,7 @@ mod tests {
     fn need_more_data_reports_nothing() {
         let mut inst = PluginInstance::start(&bolt()).unwrap();
         let ctx = inst.spare_ctx().unwrap();
-        assert_eq!(inst.decode(ctx, &[0x01, 0x01]).unwrap(), 99);
+        assert_eq!(decode(&mut inst, ctx, &[0x01, 0x01]).unwrap(), 99);
         assert_eq!(inst.result(13), None);
         assert_eq!(inst.spare_ctx().unwrap(), ctx, "kept for the retry");
     }

@@ -27,23 +27,28 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+mod compile;
 mod contexts;
-mod engine;
 pub mod error;
+mod factory;
 mod frame_slices;
+mod guest_exports;
 mod guest_output;
 mod imports;
 mod instance;
 mod limits;
 mod native;
+mod native_codecs;
 mod plugin;
 mod shape;
-mod wasi;
+mod signature;
+mod vm;
 mod wasm_codec;
 
 pub use codec::{Codec, Frame, FrameKind, FrameParts, FrameState, HeaderMap};
 pub use error::{CodecError, LoadError};
 pub use limits::Limits;
 pub use native::NativeCodec;
+pub use native_codecs::{native_codec, native_codec_names};
 pub use plugin::{Plugin, PluginConfig};
 pub use wasm_codec::{ContextStats, WasmCodec};

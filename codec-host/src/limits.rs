@@ -14,9 +14,16 @@ pub struct Limits {
     /// operator). Exhaustion stops the guest with [`crate::CodecError::CpuExhausted`]. 0 means
     /// [`Limits::DEFAULT_CPU_POINTS`].
     pub cpu_points_per_call: u64,
-    /// Largest frame decode accepts, in bytes: a buffer holding more than this without a
-    /// complete frame is a [`crate::CodecError::TooLarge`] error. 0 means
-    /// [`Limits::DEFAULT_MAX_FRAME_BYTES`].
+    /// Largest frame decode accepts, in bytes. 0 means [`Limits::DEFAULT_MAX_FRAME_BYTES`].
+    ///
+    /// The one owner of the frame limit: the host passes it to a Wasm plugin as the
+    /// plugin-configuration pair `max_frame_bytes` ([`codec_abi::MAX_FRAME_BYTES_KEY`],
+    /// replacing any configured pair of that name) and to a native protocol through the same
+    /// pair in `Protocol::configure` ([`crate::NativeCodec::with_limits`],
+    /// [`crate::native_codec`]), so the protocol refuses a longer frame as soon as its header
+    /// announces one; the host itself refuses a buffer holding more than this without a
+    /// complete frame ([`crate::CodecError::TooLarge`]). A protocol may refuse a limit it
+    /// cannot work with (Bolt: below 28 bytes); loading then fails.
     pub max_frame_bytes: usize,
 }
 
@@ -82,6 +89,15 @@ impl Limits {
         }
     }
 
+    /// The plugin-configuration pair that tells a protocol the frame limit (of a resolved
+    /// `Limits`): `("max_frame_bytes", "<bytes>")`.
+    pub(crate) fn frame_limit_pair(&self) -> (String, String) {
+        (
+            codec_abi::MAX_FRAME_BYTES_KEY.to_owned(),
+            self.max_frame_bytes.to_string(),
+        )
+    }
+
     /// The memory cap in Wasm pages (of a resolved `Limits`).
     pub(crate) fn memory_pages(&self) -> u32 {
         let bytes = u64::from(self.memory_mib) << 20;
@@ -107,6 +123,22 @@ mod tests {
         assert_eq!(l.max_frame_bytes, Limits::DEFAULT_MAX_FRAME_BYTES);
         assert_eq!(Limits::from_vm_config_mem(Some(0)).resolved(), l);
         assert_eq!(Limits::from_vm_config_mem(Some(-5)).resolved(), l);
+    }
+
+    #[test]
+    fn the_frame_limit_as_a_plugin_config_pair() {
+        let l = Limits {
+            max_frame_bytes: 8 << 20,
+            ..Limits::new()
+        };
+        assert_eq!(
+            l.resolved().frame_limit_pair(),
+            ("max_frame_bytes".to_owned(), "8388608".to_owned())
+        );
+        assert_eq!(
+            Limits::new().resolved().frame_limit_pair().1,
+            Limits::DEFAULT_MAX_FRAME_BYTES.to_string()
+        );
     }
 
     #[test]

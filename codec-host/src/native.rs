@@ -5,8 +5,7 @@
 use std::any::Any;
 
 use bytes::{Bytes, BytesMut};
-use codec_abi::HeaderMap;
-use codec_sdk::{Command, Decoded, Protocol};
+use codec_sdk::{apply_header_edits, Command, Decoded, Protocol};
 
 use crate::codec::{Codec, Frame, FrameKind, FrameParts};
 use crate::error::CodecError;
@@ -14,7 +13,8 @@ use crate::frame_slices::payload_and_headers;
 use crate::limits::Limits;
 
 /// A codec that runs protocol `P` natively. Frames carry the decoded command, so encode
-/// only rewrites its id (and applies header edits) before encoding it.
+/// only rewrites its id (and applies header edits by the SDK's rule,
+/// [`codec_sdk::apply_header_edits`], as the guest SDK does) before encoding it.
 pub struct NativeCodec<P: Protocol> {
     protocol: P,
     max_frame_bytes: usize,
@@ -27,25 +27,35 @@ struct NativeFrameState<C> {
 }
 
 impl<P: Protocol> NativeCodec<P> {
-    /// A codec over `protocol` with the default frame cap
-    /// ([`Limits::DEFAULT_MAX_FRAME_BYTES`]).
+    /// A codec over `protocol` as it is configured, refusing incomplete frames longer than
+    /// the default cap ([`Limits::DEFAULT_MAX_FRAME_BYTES`]). The protocol is not told the
+    /// cap; [`NativeCodec::with_limits`] tells it, as the Wasm host tells a plugin.
     pub fn new(protocol: P) -> NativeCodec<P> {
-        NativeCodec::with_max_frame_bytes(protocol, Limits::DEFAULT_MAX_FRAME_BYTES)
-    }
-
-    /// A codec over `protocol` refusing incomplete frames longer than `max_frame_bytes`
-    /// (0 = the default), like the Wasm codec's limit.
-    pub fn with_max_frame_bytes(protocol: P, max_frame_bytes: usize) -> NativeCodec<P> {
         NativeCodec {
             protocol,
-            max_frame_bytes: Limits {
-                max_frame_bytes,
-                ..Limits::new()
-            }
-            .resolved()
-            .max_frame_bytes,
+            max_frame_bytes: Limits::DEFAULT_MAX_FRAME_BYTES,
             scratch: Vec::new(),
         }
+    }
+
+    /// A codec over `protocol` enforcing `limits.max_frame_bytes` exactly as the Wasm codec
+    /// does: the protocol is configured with the plugin-configuration pair `max_frame_bytes`
+    /// (the only pair: `Protocol::configure(&[], &[pair])`), so it refuses a longer frame
+    /// once its header announces it, and the host refuses incomplete frames longer than the
+    /// limit.
+    ///
+    /// # Errors
+    /// [`CodecError::Protocol`] when the protocol refuses the limit.
+    pub fn with_limits(mut protocol: P, limits: &Limits) -> Result<NativeCodec<P>, CodecError> {
+        let limits = limits.resolved();
+        protocol
+            .configure(&[], &[limits.frame_limit_pair()])
+            .map_err(|e| CodecError::Protocol(format!("configure {}: {e}", protocol.name())))?;
+        Ok(NativeCodec {
+            protocol,
+            max_frame_bytes: limits.max_frame_bytes,
+            scratch: Vec::new(),
+        })
     }
 
     /// The protocol.
@@ -70,28 +80,6 @@ fn command_mut<C: 'static>(state: &mut dyn Any) -> Result<&mut C, CodecError> {
         .ok_or(CodecError::WrongFrame(
             "the frame was not decoded by this native codec",
         ))
-}
-
-/// Applies edited headers to `command` the way the guest SDK does (ABI §6.3 step 5), so the
-/// native and Wasm codecs agree: only when the pair count differs, and then each key the
-/// command has is updated from `edited` or removed; keys are never added.
-fn apply_header_edits<C: Command>(command: &mut C, edited: &HeaderMap) {
-    if edited.len() == command.header_count() {
-        return;
-    }
-    let differs = command
-        .headers()
-        .iter()
-        .any(|(key, value)| edited.get(key) != Some(value));
-    if !differs {
-        return;
-    }
-    let updated: HeaderMap = command
-        .headers()
-        .iter()
-        .filter_map(|(key, _)| edited.get(key).map(|v| (key.to_vec(), v.to_vec())))
-        .collect();
-    *command.headers_mut() = updated;
 }
 
 impl<P: Protocol> Codec for NativeCodec<P> {

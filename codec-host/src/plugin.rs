@@ -1,19 +1,19 @@
-//! Loading a codec plugin: read the `.wasm`, check its MD5, compile it once per process,
-//! check the ABI shape, and prove it starts; then hand out one [`WasmCodec`] per worker.
+//! A plugin as a recipe for instances ([`Plugin`]): the `.wasm` read and MD5-checked,
+//! compiled once per process, checked against the ABI shape, with the configuration buffers
+//! and limits every instance of it starts with. `Send + Sync`, shared by all workers; turning
+//! it into running codecs is the factory's job ([`Plugin::load`], [`Plugin::new_codec`]).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
-use crate::engine::{self, CompiledModule};
-use crate::error::{CodecError, LoadError};
-use crate::instance::PluginInstance;
+use crate::compile::{self, CompiledModule};
+use crate::error::LoadError;
 use crate::limits::Limits;
-use crate::shape;
-use crate::wasm_codec::WasmCodec;
+use crate::shape::{self, Checked};
 
 /// What the sidecar tells the host about one plugin (parsed from MOSN's JSON, ABI §7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct PluginConfig {
     /// The plugin configuration buffer's pairs (type 7): every string-valued member of the
     /// codec's `config` (`from_wasm_plugin`, `protocol`, `pool_mode`, …). Its `protocol`
     /// names the codec's protocol ([`crate::Codec::protocol`]); the plugin name otherwise.
+    /// The host adds the pair `max_frame_bytes` ([`codec_abi::MAX_FRAME_BYTES_KEY`]) with
+    /// its own limit ([`Limits::max_frame_bytes`]), replacing any pair of that name here.
     pub plugin_config: Vec<(String, String)>,
     /// `config.root_id`: the root context id; must be non-zero (ABI §2).
     pub root_id: i32,
@@ -37,31 +39,30 @@ pub struct PluginConfig {
 }
 
 /// A compiled, checked plugin: `Send + Sync`, shared by all workers. Each worker makes its
-/// own [`WasmCodec`] with [`Plugin::new_codec`].
+/// own [`crate::WasmCodec`] with [`Plugin::new_codec`].
 pub struct Plugin {
     name: Arc<str>,
     protocol: String,
     compiled: CompiledModule,
-    allocator: &'static str,
+    checked: Checked,
     vm_config: Arc<[u8]>,
     plugin_config: Arc<[u8]>,
     root_id: u32,
     limits: Limits,
     md5: String,
+    compile_time: Duration,
 }
 
 impl Plugin {
-    /// Loads the plugin `config` describes: reads the file, checks `Md5` if set, compiles
-    /// it (once; the result is shared), checks the ABI shape (marker
-    /// `proxy_abi_mosn_version_0_2_0`, the exports of §3 with their signatures, imports only
-    /// from `env` and WASI), and starts one instance to prove the start-up sequence works.
+    /// Prepares the recipe `config` describes: reads the file, checks `Md5` if set,
+    /// compiles it (once; the result is shared) and checks the ABI shape. Runs no guest code:
+    /// [`Plugin::load`] also proves that an instance starts.
     ///
     /// # Errors
     /// A [`LoadError`] naming what is wrong: configuration (`root_id` 0, malformed `Md5`),
     /// unreadable file, MD5 mismatch, invalid module, missing marker or export, unknown
-    /// import, wrong signature, memory cap below the module's initial memory, or a failing
-    /// start-up.
-    pub fn load(config: PluginConfig) -> Result<Arc<Plugin>, LoadError> {
+    /// import, wrong signature, or a memory cap below the module's initial memory.
+    pub(crate) fn prepare(config: PluginConfig) -> Result<Plugin, LoadError> {
         let plugin = config.name.clone();
         let bad = |reason: String| LoadError::Config {
             plugin: plugin.clone(),
@@ -101,55 +102,30 @@ impl Plugin {
         }
         let limits = config.limits.resolved();
         let started = Instant::now();
-        let compiled = engine::compile(&wasm, &limits).map_err(|source| LoadError::Compile {
+        let compiled = compile::compile(&wasm, &limits).map_err(|source| LoadError::Compile {
             plugin: plugin.clone(),
             source,
         })?;
-        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let compile_time = started.elapsed();
         let checked = shape::check(&plugin, &compiled.shape(), limits.memory_pages())?;
         let protocol = config
             .plugin_config
             .iter()
             .find(|(k, v)| k == "protocol" && !v.is_empty())
             .map_or_else(|| plugin.clone(), |(_, v)| v.clone());
-        let loaded = Plugin {
+        let plugin_config = with_host_limits(&plugin, config.plugin_config, &limits);
+        Ok(Plugin {
             name: plugin.as_str().into(),
             protocol,
             compiled,
-            allocator: checked.allocator,
+            checked,
             vm_config: codec_abi::encode_pairs(&config.vm_config).into(),
-            plugin_config: codec_abi::encode_pairs(&config.plugin_config).into(),
+            plugin_config: codec_abi::encode_pairs(&plugin_config).into(),
             root_id: config.root_id as u32,
             limits,
             md5,
-        };
-        let started = Instant::now();
-        PluginInstance::start(&loaded).map_err(|source| LoadError::StartUp {
-            plugin: plugin.clone(),
-            source,
-        })?;
-        tracing::info!(
-            plugin = %loaded.name,
-            path = %config.wasm_path.display(),
-            md5 = %loaded.md5,
-            protocol = %loaded.protocol,
-            compile_ms = format_args!("{compile_ms:.1}"),
-            start_ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
-            memory_mib = limits.memory_mib,
-            cpu_points_per_call = limits.cpu_points_per_call,
-            max_frame_bytes = limits.max_frame_bytes,
-            "codec plugin loaded"
-        );
-        Ok(Arc::new(loaded))
-    }
-
-    /// A codec for the calling worker: a new instance of the plugin, started (ABI §2). The
-    /// codec stays on that worker's thread; make one per worker.
-    ///
-    /// # Errors
-    /// [`CodecError`] when the instance cannot be created or started.
-    pub fn new_codec(self: &Arc<Self>) -> Result<WasmCodec, CodecError> {
-        WasmCodec::new(Arc::clone(self))
+            compile_time,
+        })
     }
 
     /// The plugin's name.
@@ -180,8 +156,8 @@ impl Plugin {
         &self.compiled
     }
 
-    pub(crate) fn allocator(&self) -> &'static str {
-        self.allocator
+    pub(crate) fn checked(&self) -> Checked {
+        self.checked
     }
 
     pub(crate) fn vm_config_pairs(&self) -> Arc<[u8]> {
@@ -195,6 +171,11 @@ impl Plugin {
     pub(crate) fn root_id(&self) -> u32 {
         self.root_id
     }
+
+    /// How long compiling the module took.
+    pub(crate) fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
 }
 
 impl fmt::Debug for Plugin {
@@ -206,6 +187,32 @@ impl fmt::Debug for Plugin {
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
+}
+
+/// The plugin configuration pairs a guest sees: `pairs` without any `max_frame_bytes` pair,
+/// then that pair with the host's limit, so host and plugin enforce the same limit.
+fn with_host_limits(
+    plugin: &str,
+    mut pairs: Vec<(String, String)>,
+    limits: &Limits,
+) -> Vec<(String, String)> {
+    let (key, value) = limits.frame_limit_pair();
+    pairs.retain(|(k, v)| {
+        if *k != key {
+            return true;
+        }
+        if *v != value {
+            tracing::warn!(
+                plugin,
+                configured = %v,
+                limit = %value,
+                "plugin config {key} is replaced by the host's frame limit"
+            );
+        }
+        false
+    });
+    pairs.push((key, value));
+    pairs
 }
 
 /// Lower-case hex MD5 of `bytes`.
@@ -226,6 +233,33 @@ mod tests {
     fn a_plugin_is_shared_by_workers() {
         shared_by_workers::<Plugin>();
         shared_by_workers::<Arc<Plugin>>();
+    }
+
+    #[test]
+    fn the_host_limit_replaces_any_configured_frame_limit() {
+        let limits = Limits {
+            max_frame_bytes: 1000,
+            ..Limits::new()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let pairs = vec![
+            pair("protocol", "x-bolt"),
+            pair("max_frame_bytes", "67108864"),
+            pair("pool_mode", "multiplex"),
+            pair("max_frame_bytes", "1000"),
+        ];
+        assert_eq!(
+            with_host_limits("p", pairs, &limits),
+            [
+                pair("protocol", "x-bolt"),
+                pair("pool_mode", "multiplex"),
+                pair("max_frame_bytes", "1000"),
+            ]
+        );
+        assert_eq!(
+            with_host_limits("p", Vec::new(), &Limits::new().resolved()),
+            [pair("max_frame_bytes", "4194304")]
+        );
     }
 
     #[test]

@@ -1,54 +1,24 @@
 //! The module shape the ABI requires, checked once at load: the marker export, the exports
-//! the host calls with their signatures (§1, §3, §9), and imports limited to what the host
-//! provides (§4). Works on an engine-neutral description of the module.
+//! the host calls with their signatures (§1, §3, §9; the table in
+//! [`crate::guest_exports`]), and imports limited to what the host provides, with the
+//! signatures it provides them with (§4; the tables in [`crate::imports`]). Works on a
+//! description of the module ([`ModuleShape`]), not on a compiled one.
 
 use std::fmt;
 
 use codec_abi::{exports as ex, ABI_MARKER};
+use wasmer::FunctionType;
 
 use crate::error::LoadError;
-use crate::imports::ENV_IMPORTS;
-use crate::wasi::{WASI_IMPORTS, WASI_MODULES};
-
-/// A Wasm value type, as far as the ABI cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValType {
-    /// `i32`.
-    I32,
-    /// `i64`.
-    I64,
-    /// `f32`.
-    F32,
-    /// `f64`.
-    F64,
-    /// Any other type (vectors, references).
-    Other,
-}
-
-/// A function signature: parameter and result types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Sig(pub(crate) &'static [ValType], pub(crate) &'static [ValType]);
-
-/// An owned function signature read from a module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FuncType {
-    /// Parameter types.
-    pub(crate) params: Vec<ValType>,
-    /// Result types.
-    pub(crate) results: Vec<ValType>,
-}
-
-impl FuncType {
-    fn matches(&self, sig: Sig) -> bool {
-        self.params == sig.0 && self.results == sig.1
-    }
-}
+use crate::guest_exports::{GuestExport, Malloc, GUEST_EXPORTS};
+use crate::imports;
+use crate::signature::{write_func, Sig};
 
 /// What an import or export is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ItemKind {
     /// A function with its signature.
-    Func(FuncType),
+    Func(FunctionType),
     /// A linear memory with its initial size in pages.
     Memory {
         /// Initial pages.
@@ -56,6 +26,13 @@ pub(crate) enum ItemKind {
     },
     /// A global, table or tag.
     Other(&'static str),
+}
+
+impl ItemKind {
+    /// Whether this is a function of signature `sig`.
+    fn is_func(&self, sig: Sig) -> bool {
+        matches!(self, ItemKind::Func(f) if sig.matches(f))
+    }
 }
 
 /// One import (`module` set) or export (`module` empty).
@@ -85,41 +62,35 @@ pub(crate) struct Checked {
     pub(crate) allocator: &'static str,
 }
 
-use ValType::{I32, I64};
-
-/// The exports the host calls, with their signatures (§3, confirmed by §9).
-const REQUIRED_EXPORTS: &[(&str, Sig)] = &[
-    (ex::START, Sig(&[], &[])),
-    (ex::CONTEXT_CREATE, Sig(&[I32, I32], &[])),
-    (ex::VM_START, Sig(&[I32, I32], &[I32])),
-    (ex::CONFIGURE, Sig(&[I32, I32], &[I32])),
-    (ex::DELETE, Sig(&[I32], &[])),
-    (ex::DECODE, Sig(&[I32, I32, I32], &[I32])),
-    (ex::ENCODE, Sig(&[I32, I32, I32], &[I32])),
-    (ex::KEEPALIVE, Sig(&[I32, I64], &[I32])),
-    (ex::REPLY_KEEPALIVE, Sig(&[I32, I32, I32], &[I32])),
-    (ex::HIJACK, Sig(&[I32, I32, I32, I32], &[I32])),
-];
-
-/// The allocator's signature: `(size) -> ptr`.
-const ALLOCATOR: Sig = Sig(&[I32], &[I32]);
+impl Checked {
+    /// Of an export's `names` (name, then aliases), the one the module exports: only the
+    /// allocator has an alias.
+    pub(crate) fn name_among(&self, names: &'static [&'static str]) -> &'static str {
+        if names.contains(&self.allocator) {
+            self.allocator
+        } else {
+            names[0]
+        }
+    }
+}
 
 /// Checks `shape` against the ABI. `max_pages` is the memory cap.
 ///
 /// # Errors
-/// The first problem found, in this order: marker, required exports, memory, imports.
+/// The first problem found, in this order: marker, required exports (in table order),
+/// memory, imports.
 pub(crate) fn check(
     plugin: &str,
     shape: &ModuleShape,
     max_pages: u32,
 ) -> Result<Checked, LoadError> {
     let export = |name: &str| shape.exports.iter().find(|e| e.name == name);
-    let wrong = |what: &'static str, name: String, expected: String, found: &ItemKind| {
+    let wrong = |what: &'static str, name: String, expected: Sig, found: &ItemKind| {
         LoadError::WrongSignature {
             plugin: plugin.to_owned(),
             what,
             name,
-            expected,
+            expected: expected.to_string(),
             found: found.to_string(),
         }
     };
@@ -143,49 +114,33 @@ pub(crate) fn check(
                 },
             });
         }
-        Some(e) if !matches!(&e.kind, ItemKind::Func(f) if f.matches(Sig(&[], &[]))) => {
-            return Err(wrong(
-                "export",
-                e.name.clone(),
-                Sig(&[], &[]).to_string(),
-                &e.kind,
-            ));
+        Some(e) if !e.kind.is_func(Sig::NONE) => {
+            return Err(wrong("export", e.name.clone(), Sig::NONE, &e.kind));
         }
         Some(_) => {}
     }
 
-    // §3: the exports the host calls.
-    for &(name, sig) in REQUIRED_EXPORTS {
-        let e = export(name).ok_or_else(|| LoadError::MissingExport {
-            plugin: plugin.to_owned(),
-            name,
-        })?;
-        if !matches!(&e.kind, ItemKind::Func(f) if f.matches(sig)) {
-            return Err(wrong("export", name.to_owned(), sig.to_string(), &e.kind));
-        }
-    }
-    let allocator = [ex::MALLOC, ex::MEMORY_ALLOCATE]
-        .into_iter()
-        .find_map(|name| export(name).map(|e| (name, e)));
-    let allocator = match allocator {
-        None => {
+    // §3: the exports the host calls; of an export with aliases, the first one present.
+    let mut allocator = Malloc::NAME;
+    for spec in GUEST_EXPORTS {
+        let Some((name, e)) = spec
+            .names
+            .iter()
+            .find_map(|&name| export(name).map(|e| (name, e)))
+        else {
             return Err(LoadError::MissingExport {
                 plugin: plugin.to_owned(),
-                name: ex::MALLOC,
-            })
+                name: spec.names[0],
+            });
+        };
+        let sig = (spec.sig)();
+        if !e.kind.is_func(sig) {
+            return Err(wrong("export", name.to_owned(), sig, &e.kind));
         }
-        Some((name, e)) => {
-            if !matches!(&e.kind, ItemKind::Func(f) if f.matches(ALLOCATOR)) {
-                return Err(wrong(
-                    "export",
-                    name.to_owned(),
-                    ALLOCATOR.to_string(),
-                    &e.kind,
-                ));
-            }
-            name
+        if spec.names == Malloc::NAMES {
+            allocator = name;
         }
-    };
+    }
 
     // §1: the guest's own memory, within the cap.
     match export(ex::MEMORY) {
@@ -207,30 +162,31 @@ pub(crate) fn check(
                 });
             }
         }
-        Some(e) => return Err(wrong("export", e.name.clone(), "memory".into(), &e.kind)),
+        Some(e) => {
+            return Err(LoadError::WrongSignature {
+                plugin: plugin.to_owned(),
+                what: "export",
+                name: e.name.clone(),
+                expected: "memory".into(),
+                found: e.kind.to_string(),
+            })
+        }
     }
 
-    // §4: only what the host provides.
+    // §4: only what the host provides, with the host's signature.
     for i in &shape.imports {
-        let table: &[(&str, Sig)] = if i.module == "env" {
-            ENV_IMPORTS
-        } else if WASI_MODULES.contains(&i.module.as_str()) {
-            WASI_IMPORTS
-        } else {
-            &[]
-        };
-        let Some(&(_, sig)) = table.iter().find(|(n, _)| *n == i.name) else {
+        let Some(import) = imports::find(&i.module, &i.name) else {
             return Err(LoadError::UnknownImport {
                 plugin: plugin.to_owned(),
                 module: i.module.clone(),
                 name: i.name.clone(),
             });
         };
-        if !matches!(&i.kind, ItemKind::Func(f) if f.matches(sig)) {
+        if !i.kind.is_func(import.sig) {
             return Err(wrong(
                 "import",
                 format!("{}.{}", i.module, i.name),
-                sig.to_string(),
+                import.sig,
                 &i.kind,
             ));
         }
@@ -238,41 +194,10 @@ pub(crate) fn check(
     Ok(Checked { allocator })
 }
 
-fn write_types(f: &mut fmt::Formatter<'_>, types: &[ValType]) -> fmt::Result {
-    f.write_str("(")?;
-    for (n, t) in types.iter().enumerate() {
-        if n > 0 {
-            f.write_str(", ")?;
-        }
-        f.write_str(match t {
-            ValType::I32 => "i32",
-            ValType::I64 => "i64",
-            ValType::F32 => "f32",
-            ValType::F64 => "f64",
-            ValType::Other => "?",
-        })?;
-    }
-    f.write_str(")")
-}
-
-impl fmt::Display for Sig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("func ")?;
-        write_types(f, self.0)?;
-        f.write_str(" -> ")?;
-        write_types(f, self.1)
-    }
-}
-
 impl fmt::Display for ItemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ItemKind::Func(t) => {
-                f.write_str("func ")?;
-                write_types(f, &t.params)?;
-                f.write_str(" -> ")?;
-                write_types(f, &t.results)
-            }
+            ItemKind::Func(t) => write_func(f, t.params(), t.results()),
             ItemKind::Memory { .. } => f.write_str("memory"),
             ItemKind::Other(what) => f.write_str(what),
         }
@@ -281,30 +206,31 @@ impl fmt::Display for ItemKind {
 
 #[cfg(test)]
 mod tests {
+    use wasmer::Type::I32;
+
     use super::*;
+
+    /// The allocator's signature: `(size) -> ptr`.
+    const ALLOCATOR: Sig = Sig(&[I32], &[I32]);
 
     fn func(name: &str, sig: Sig) -> Item {
         Item {
             module: String::new(),
             name: name.into(),
-            kind: ItemKind::Func(FuncType {
-                params: sig.0.to_vec(),
-                results: sig.1.to_vec(),
-            }),
+            kind: ItemKind::Func(sig.function_type()),
         }
     }
 
     fn good() -> ModuleShape {
         let mut exports = vec![
             func(ABI_MARKER, Sig(&[], &[])),
-            func(ex::MALLOC, ALLOCATOR),
             Item {
                 module: String::new(),
                 name: ex::MEMORY.into(),
                 kind: ItemKind::Memory { initial_pages: 2 },
             },
         ];
-        exports.extend(REQUIRED_EXPORTS.iter().map(|&(n, s)| func(n, s)));
+        exports.extend(GUEST_EXPORTS.iter().map(|e| func(e.names[0], (e.sig)())));
         let mut log = func("proxy_log", Sig(&[I32, I32, I32], &[I32]));
         log.module = "env".into();
         let mut fd_write = func("fd_write", Sig(&[I32; 4], &[I32]));
@@ -358,10 +284,7 @@ mod tests {
         assert!(err.contains("unknown import env.proxy_frobnicate"), "{err}");
 
         let mut s = good();
-        s.imports[1].kind = ItemKind::Func(FuncType {
-            params: vec![I32],
-            results: vec![],
-        });
+        s.imports[1].kind = ItemKind::Func(FunctionType::new([I32], []));
         let err = check("p", &s, 1024).unwrap_err().to_string();
         assert!(
             err.contains("import wasi_unstable.fd_write has type"),
@@ -383,5 +306,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing export malloc"));
+    }
+
+    #[test]
+    fn an_alias_is_resolved_under_the_name_found() {
+        let checked = Checked {
+            allocator: ex::MEMORY_ALLOCATE,
+        };
+        assert_eq!(checked.name_among(Malloc::NAMES), ex::MEMORY_ALLOCATE);
+        assert_eq!(checked.name_among(&[ex::DECODE]), ex::DECODE);
+        let checked = Checked {
+            allocator: ex::MALLOC,
+        };
+        assert_eq!(checked.name_among(Malloc::NAMES), ex::MALLOC);
     }
 }

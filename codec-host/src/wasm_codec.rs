@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use codec_abi::{
-    exports as ex, write_host_command, BufferType, DecodeResultView, EncodeResultView, FrameKind,
-    HeaderMap, LayoutError,
+    write_host_command, BufferType, DecodeResultView, EncodeResultView, FrameKind, HeaderMap,
+    LayoutError,
 };
 
 use crate::codec::{Codec, Frame, FrameParts};
 use crate::error::CodecError;
 use crate::frame_slices::payload_and_headers;
+use crate::guest_exports::{Decode, Encode, GuestExport, Hijack, Keepalive, ReplyKeepalive};
 use crate::instance::{DroppedContexts, Lifecycle, PluginInstance};
 use crate::plugin::Plugin;
 
@@ -154,7 +155,7 @@ impl WasmCodec {
             return Err(CodecError::ContextLost);
         }
         let ctx = inst.new_ctx()?;
-        let outcome = inst.decode(ctx, &raw);
+        let outcome = inst.call_with_input(Decode, &raw, |ptr, len| (ctx, ptr, len));
         let id = match outcome {
             Ok(0) => match inst
                 .result(BufferType::DecodeData as u32)
@@ -191,20 +192,20 @@ impl WasmCodec {
             .instance
             .as_mut()
             .ok_or(CodecError::Instance("no instance".into()))?;
-        match inst.encode(ctx, &self.scratch)? {
+        match inst.call_with_input(Encode, &self.scratch, |ptr, len| (ctx, ptr, len))? {
             0 => {}
             status => {
                 return Err(CodecError::Rejected {
-                    call: ex::ENCODE,
+                    call: Encode::NAME,
                     status,
                 })
             }
         }
         let result = inst
             .result(BufferType::EncodeData as u32)
-            .ok_or(CodecError::NoResult { call: ex::ENCODE })?;
+            .ok_or(CodecError::NoResult { call: Encode::NAME })?;
         let view = EncodeResultView::parse(result).map_err(|source| CodecError::BadResult {
-            call: ex::ENCODE,
+            call: Encode::NAME,
             source,
         })?;
         out.extend_from_slice(view.frame);
@@ -266,7 +267,7 @@ impl Codec for WasmCodec {
         // just retried larger (×4) while more bytes are buffered: no O(n²) copying of a long
         // buffer of small frames.
         loop {
-            match inst.decode(ctx, &buf[..window])? {
+            match inst.call_with_input(Decode, &buf[..window], |ptr, len| (ctx, ptr, len))? {
                 0 => break,
                 99 if window >= max => {
                     return Err(CodecError::TooLarge {
@@ -280,13 +281,13 @@ impl Codec for WasmCodec {
                 status => {
                     inst.discard_spare()?;
                     return Err(CodecError::Rejected {
-                        call: ex::DECODE,
+                        call: Decode::NAME,
                         status,
                     });
                 }
             }
         }
-        let call = ex::DECODE;
+        let call = Decode::NAME;
         let taken = match inst.result(BufferType::DecodeData as u32) {
             None => Err(CodecError::NoResult { call }),
             Some(result) => take_frame(result, buf, window)
@@ -362,12 +363,12 @@ impl Codec for WasmCodec {
                 .instance
                 .as_mut()
                 .ok_or(CodecError::Instance("no instance".into()))?;
-            match inst.keepalive(ctx, id)? {
+            match inst.call(Keepalive, (ctx, id))? {
                 0 => {}
                 2 => return Ok(None),
                 status => {
                     return Err(CodecError::Rejected {
-                        call: ex::KEEPALIVE,
+                        call: Keepalive::NAME,
                         status,
                     })
                 }
@@ -395,11 +396,12 @@ impl Codec for WasmCodec {
             .instance
             .as_mut()
             .ok_or(CodecError::Instance("no instance".into()))?;
-        match inst.reply_keepalive(ctx)? {
+        // ABI §6.5: the guest ignores ptr and len.
+        match inst.call(ReplyKeepalive, (ctx, 0, 0))? {
             0 => {}
             status => {
                 return Err(CodecError::Rejected {
-                    call: ex::REPLY_KEEPALIVE,
+                    call: ReplyKeepalive::NAME,
                     status,
                 })
             }
@@ -446,11 +448,12 @@ impl Codec for WasmCodec {
                 .instance
                 .as_mut()
                 .ok_or(CodecError::Instance("no instance".into()))?;
-            match inst.hijack(ctx, status, &codec.scratch)? {
+            let input = &codec.scratch;
+            match inst.call_with_input(Hijack, input, |ptr, len| (ctx, status, ptr, len))? {
                 0 => {}
                 status => {
                     return Err(CodecError::Rejected {
-                        call: ex::HIJACK,
+                        call: Hijack::NAME,
                         status,
                     })
                 }

@@ -1,14 +1,13 @@
 //! The real bolt plugin (`bolt.wasm`, built from protocols/bolt) and the same code natively
-//! (`NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same checks: the captured
+//! (`native_codec("bolt")`, a `NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same checks: the captured
 //! vectors, splits, concatenation, malformed input, heartbeats, hijack, context deletion.
 
 mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use bolt::Bolt;
 use bytes::{Bytes, BytesMut};
-use codec_host::{Codec, CodecError, Frame, FrameKind, NativeCodec, Plugin, WasmCodec};
+use codec_host::{native_codec, Codec, CodecError, Frame, FrameKind, Limits, Plugin, WasmCodec};
 use common::{bolt_request, bolt_vectors, expected_decode, plugin_wasm, with_bolt_id};
 use sha2::{Digest, Sha256};
 
@@ -27,7 +26,24 @@ fn wasm() -> WasmCodec {
 fn both() -> Vec<(&'static str, Box<dyn Codec>)> {
     vec![
         ("wasm", Box::new(wasm())),
-        ("native", Box::new(NativeCodec::new(Bolt::default()))),
+        (
+            "native",
+            native_codec("bolt", &Limits::new()).expect("native bolt"),
+        ),
+    ]
+}
+
+/// Both codecs with `limits`: a freshly loaded plugin, and the native codec by name.
+fn both_with(limits: Limits) -> Vec<(&'static str, Box<dyn Codec>)> {
+    let mut cfg = common::config("wasm-bolt", plugin_wasm("bolt"));
+    cfg.limits = limits;
+    let plugin = Plugin::load(cfg).expect("load bolt");
+    vec![
+        ("wasm", Box::new(plugin.new_codec().expect("bolt instance"))),
+        (
+            "native",
+            native_codec("bolt", &limits).expect("native bolt"),
+        ),
     ]
 }
 
@@ -219,6 +235,48 @@ fn a_truncated_header_map_is_reported_in_the_decode_error_header() {
             .get_str(codec_abi::HEADER_DECODE_ERROR)
             .expect("error header");
         assert!(!reason.is_empty(), "{name}");
+        assert_eq!(f.header_decode_error(), Some(reason), "{name}");
+        let good = bolt_request(10, 1000, b"C", &[("k", "v")], b"hi");
+        assert_eq!(
+            decode_all(codec.as_mut(), &good)[0].header_decode_error(),
+            None
+        );
+    }
+}
+
+#[test]
+fn one_frame_limit_holds_for_both_codecs() {
+    // 5 MiB: more than the host's default limit (4 MiB), less than bolt's own default
+    // (64 MiB), which the host's limit replaces.
+    let big = bolt_request(11, 1000, b"C", &[("service", "a")], &vec![7u8; 5 << 20]);
+    let limited = Limits {
+        max_frame_bytes: 4 << 20,
+        ..Limits::new()
+    };
+    for (name, mut codec) in both_with(limited) {
+        // Refused as soon as the header announces the length, and when all of it is there.
+        for len in [1024, big.len()] {
+            let mut buf = BytesMut::from(&big[..len]);
+            let err = codec.decode(&mut buf).expect_err(name);
+            let refused = match &err {
+                CodecError::Rejected { call, .. } => *call == "proxy_decode_buffer_bytes",
+                CodecError::Protocol(m) => m.contains("exceeds the limit of 4194304 bytes"),
+                _ => false,
+            };
+            assert!(refused, "{name} with {len} bytes: {err}");
+            assert_eq!(buf.len(), len, "{name}: nothing consumed");
+        }
+    }
+    let raised = Limits {
+        max_frame_bytes: 8 << 20,
+        ..Limits::new()
+    };
+    for (name, mut codec) in both_with(raised) {
+        let mut buf = BytesMut::from(&big[..1024]);
+        assert!(codec.decode(&mut buf).expect(name).is_none(), "{name}");
+        let mut frames = decode_all(codec.as_mut(), &big);
+        assert_eq!(frames[0].wire_len(), big.len(), "{name}");
+        assert_eq!(encode(codec.as_mut(), &mut frames[0], 11), big, "{name}");
     }
 }
 

@@ -4,8 +4,14 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
+use codec_abi::MAX_FRAME_BYTES_KEY;
 use codec_host::{Codec, CodecError, FrameKind, Limits, Plugin, WasmCodec};
 use common::{config, fixture};
+
+/// The plugin-configuration pair through which the host tells a plugin its frame limit.
+fn host_frame_limit(bytes: usize) -> (String, String) {
+    (MAX_FRAME_BYTES_KEY.into(), bytes.to_string())
+}
 
 /// A toy frame: u16be total length, id, cmd, body.
 fn frame(id: u8, cmd: u8, body: &[u8]) -> Vec<u8> {
@@ -147,7 +153,10 @@ fn malformed_input_and_bad_results_are_errors_and_the_codec_keeps_working() {
 #[test]
 fn the_plugin_reads_the_configuration_pairs() {
     let cfg = config("toy", fixture("toy.wat"));
-    let want = codec_abi::encode_pairs(&cfg.plugin_config);
+    // What the guest is sent: the configured pairs, then the host's frame limit.
+    let mut sent = cfg.plugin_config.clone();
+    sent.push(host_frame_limit(Limits::DEFAULT_MAX_FRAME_BYTES));
+    let want = codec_abi::encode_pairs(&sent);
     let mut c = Plugin::load(cfg).unwrap().new_codec().unwrap();
     let f = decode_one(&mut c, &frame(1, 6, b""));
     assert_eq!(f.payload().as_ref(), &want[..]);
@@ -162,7 +171,30 @@ fn empty_configuration_buffers_do_not_call_malloc_zero() {
     let plugin = Plugin::load(cfg).unwrap();
     assert_eq!(plugin.protocol(), "toy");
     let mut c = plugin.new_codec().unwrap();
-    assert!(decode_one(&mut c, &frame(1, 6, b"")).payload().is_empty());
+    // The VM configuration stays empty; the plugin configuration always carries the host's
+    // frame limit.
+    assert!(decode_one(&mut c, &frame(1, 9, b"")).payload().is_empty());
+    let want = codec_abi::encode_pairs(&[host_frame_limit(Limits::DEFAULT_MAX_FRAME_BYTES)]);
+    assert_eq!(
+        decode_one(&mut c, &frame(2, 6, b"")).payload().as_ref(),
+        &want[..]
+    );
+}
+
+#[test]
+fn the_host_frame_limit_replaces_a_configured_one() {
+    let mut cfg = config("toy", fixture("toy.wat"));
+    cfg.plugin_config
+        .insert(0, (MAX_FRAME_BYTES_KEY.into(), "64".into()));
+    cfg.limits.max_frame_bytes = 1000;
+    let mut c = Plugin::load(cfg.clone()).unwrap().new_codec().unwrap();
+    let mut sent = cfg.plugin_config[1..].to_vec();
+    sent.push(host_frame_limit(1000));
+    let want = codec_abi::encode_pairs(&sent);
+    assert_eq!(
+        decode_one(&mut c, &frame(1, 6, b"")).payload().as_ref(),
+        &want[..]
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use codec_abi::{BufferType, Status};
 use wasmer::FunctionEnvMut;
 
 use super::guest_memory::{return_to_guest, GuestMemory};
-use super::{status, HostAbort, HostState};
+use super::host_state::{status, HostAbort, HostState};
 
 /// `proxy_get_buffer_bytes(type, start, max_size, ret_ptr_slot, ret_len_slot) -> status`:
 /// bytes `[start, start + max_size)` of the VM (6) or plugin (7) configuration, clipped to the

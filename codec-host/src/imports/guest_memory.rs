@@ -3,7 +3,7 @@
 
 use wasmer::{FunctionEnvMut, MemoryView};
 
-use super::{HostAbort, HostState};
+use super::host_state::{HostAbort, HostState};
 
 /// A pointer/length pair outside guest memory (the import then returns status 6,
 /// InvalidMemoryAccess, or WASI `EFAULT`).
@@ -135,14 +135,14 @@ pub(crate) fn return_to_guest(
         return Ok(Err(OutOfBounds));
     };
     let ptr = malloc
-        .call(env, len)
+        .call(env, len as u32)
         .map_err(|e| HostAbort::NestedCall(e.message()))?;
     // ABI §4: memory may have grown inside malloc; take a fresh view.
     let Some(mem) = memory(env) else {
         return Ok(Err(OutOfBounds));
     };
     Ok(mem
-        .write(ptr, bytes)
-        .and_then(|()| mem.write_u32_le(ret_ptr, ptr as u32))
+        .write(ptr as i32, bytes)
+        .and_then(|()| mem.write_u32_le(ret_ptr, ptr))
         .and_then(|()| mem.write_u32_le(ret_len, len as u32)))
 }

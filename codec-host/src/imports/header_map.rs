@@ -6,7 +6,7 @@ use codec_abi::Status;
 use wasmer::FunctionEnvMut;
 
 use super::guest_memory::memory;
-use super::{status, HostState};
+use super::host_state::{status, HostState};
 
 /// Status for a call whose guest ranges are `ranges` (ptr, len): 6 if any is outside
 /// memory, else `otherwise`.

@@ -4,7 +4,7 @@ use codec_abi::{LogLevel, Status};
 use wasmer::FunctionEnvMut;
 
 use super::guest_memory::memory;
-use super::{status, HostState};
+use super::host_state::{status, HostState};
 
 /// `proxy_log(level, ptr, len) -> status`: logs the message with the plugin's name and keeps
 /// it as the call's possible last words (a trap's explanation). 6 when the message is not

@@ -5,7 +5,7 @@ use codec_abi::Status;
 use wasmer::FunctionEnvMut;
 
 use super::guest_memory::memory;
-use super::{status, HostState};
+use super::host_state::{status, HostState};
 
 /// `proxy_get_property(path_ptr, path_len, ret_ptr_slot, ret_len_slot) -> status`: 1
 /// (NotFound) for every path; MOSN answers "" and then calls malloc(0), which traps TinyGo

@@ -6,7 +6,7 @@ use codec_abi::Status;
 use wasmer::FunctionEnvMut;
 
 use super::guest_memory::memory;
-use super::{status, HostState};
+use super::host_state::{status, HostState};
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ns() -> u64 {

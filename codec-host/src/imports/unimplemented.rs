@@ -1,84 +1,38 @@
-//! The proxy-wasm 0.1.0 imports a codec host does not implement (ABI §4.1, §4.2): each
-//! answers 12 (Unimplemented) without touching guest memory. One function per arity, named
-//! by it; [`super::ENV_IMPORTS`] maps import names onto them.
+//! Imports the host declares but does not implement: the rest of MOSN's proxy-wasm 0.1.0 set
+//! and the SDK-declared calls MOSN's codec path stubs (ABI §4.1, §4.2), answering 12
+//! (Unimplemented), and the WASI functions a closed sandbox has no use for (§4.3), answering
+//! `ENOSYS`. Each is built from its table row's signature, returns the row's fixed status and
+//! touches neither guest memory nor host state, so a module importing it links and a guest
+//! calling it gets a clear "not here".
 
-use codec_abi::Status;
+use wasmer::{Function, Store, Value};
 
-const UNIMPLEMENTED: i32 = Status::Unimplemented as i32;
+use crate::signature::Sig;
 
-/// `() -> 12`.
-pub(crate) fn unimplemented_0() -> i32 {
-    UNIMPLEMENTED
+/// A function of signature `sig` that returns `status` (and nothing for a signature without
+/// results).
+pub(crate) fn answering(store: &mut Store, sig: Sig, status: i32) -> Function {
+    let answer = if sig.1.is_empty() {
+        Vec::new()
+    } else {
+        vec![Value::I32(status)]
+    };
+    Function::new(store, sig.function_type(), move |_args| Ok(answer.clone()))
 }
 
-/// `(i32) -> 12`.
-pub(crate) fn unimplemented_1(_: i32) -> i32 {
-    UNIMPLEMENTED
-}
+#[cfg(test)]
+mod tests {
+    use wasmer::Type::{I32, I64};
 
-/// `(i32, i32) -> 12`.
-pub(crate) fn unimplemented_2(_: i32, _: i32) -> i32 {
-    UNIMPLEMENTED
-}
+    use super::*;
 
-/// `(i32 × 3) -> 12`.
-pub(crate) fn unimplemented_3(_: i32, _: i32, _: i32) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32 × 4) -> 12`.
-pub(crate) fn unimplemented_4(_: i32, _: i32, _: i32, _: i32) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32 × 5) -> 12`.
-pub(crate) fn unimplemented_5(_: i32, _: i32, _: i32, _: i32, _: i32) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32 × 6) -> 12`.
-pub(crate) fn unimplemented_6(_: i32, _: i32, _: i32, _: i32, _: i32, _: i32) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32 × 7) -> 12`.
-pub(crate) fn unimplemented_7(_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32 × 8) -> 12`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn unimplemented_8(
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32 × 10) -> 12`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn unimplemented_10(
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-    _: i32,
-) -> i32 {
-    UNIMPLEMENTED
-}
-
-/// `(i32, i64) -> 12` (metric increment/record).
-pub(crate) fn unimplemented_metric(_: i32, _: i64) -> i32 {
-    UNIMPLEMENTED
+    #[test]
+    fn answers_its_status_with_its_signature() {
+        let mut store = Store::default();
+        let sig = Sig(&[I32, I64], &[I32]);
+        let f = answering(&mut store, sig, 12);
+        assert_eq!(f.ty(&store), sig.function_type());
+        let out = f.call(&mut store, &[Value::I32(1), Value::I64(2)]).unwrap();
+        assert_eq!(&out[..], &[Value::I32(12)]);
+    }
 }

@@ -66,3 +66,9 @@ pub mod exports {
 /// with a hijack (code 2, MOSN's "request header decode error") instead of closing the
 /// connection. Plugins that never set it are unaffected.
 pub const HEADER_DECODE_ERROR: &str = "x-codec-header-error";
+
+/// Plugin-configuration key (buffer type 7, §7) through which the host tells a plugin the
+/// largest frame it accepts, in bytes (decimal). The host always sends it, replacing any
+/// configured pair of that name, so host and plugin enforce the same limit; a plugin that
+/// limits frame sizes reads it in `proxy_on_configure`.
+pub const MAX_FRAME_BYTES_KEY: &str = "max_frame_bytes";

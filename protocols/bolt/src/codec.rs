@@ -12,12 +12,13 @@ use crate::status;
 
 /// The protocol name the plugin registers (`x-bolt`, as MOSN's).
 pub const NAME: &str = "x-bolt";
-/// Default limit on one frame's length: 64 MiB.
+/// Limit on one frame's length when nothing configures one: 64 MiB. Our host always
+/// configures it (plugin-config pair [`MAX_FRAME_BYTES_KEY`], set to the host's own limit).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
 /// Smallest accepted `max_frame_bytes`: the largest fixed part plus a CRC.
 pub const MIN_MAX_FRAME_BYTES: usize = 28;
-/// Plugin configuration key of the frame length limit.
-pub const MAX_FRAME_BYTES_KEY: &str = "max_frame_bytes";
+/// Plugin configuration key of the frame length limit (the host sets it to its own limit).
+pub const MAX_FRAME_BYTES_KEY: &str = codec_abi::MAX_FRAME_BYTES_KEY;
 
 /// The SOFA Bolt codec (v1 and v2, with v2 CRC32).
 ///

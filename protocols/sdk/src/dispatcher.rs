@@ -474,7 +474,7 @@ fn encode_cached<P: Protocol>(
         command.set_body(host.payload.to_vec());
     }
     // Step 5: the header rule.
-    header_rule::apply(command, host.headers)?;
+    header_rule::apply_section(command, host.headers)?;
     // Step 6: the new id, then the frame after a §5.5 prefix patched in place.
     command.set_id(host.replaced_id);
     out.clear();

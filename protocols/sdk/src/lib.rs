@@ -43,6 +43,7 @@ mod protocol;
 
 pub use codec_abi::{FrameKind, HeaderMap};
 pub use error::ProtocolError;
+pub use header_rule::apply_header_edits;
 pub use protocol::{Command, Decoded, Protocol};
 
 /// Generates the plugin entry point `_start` (ABI §2), which registers `$factory` (a

@@ -9,15 +9,14 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use wasmer::{Function, FunctionEnv, FunctionEnvMut, FunctionType, Store, Type, Value};
+use wasmer::FunctionEnvMut;
+use wasmer::Type::{I32, I64};
 
-use crate::imports::guest_memory::memory;
-use crate::imports::time::now_ns;
-use crate::imports::{HostAbort, HostState};
-use crate::shape::{Sig, ValType::I32, ValType::I64};
-
-/// The WASI module names a plugin may import from (§8.9).
-pub(crate) const WASI_MODULES: &[&str] = &["wasi_unstable", "wasi_snapshot_preview1"];
+use super::guest_memory::memory;
+use super::host_state::{HostAbort, HostState};
+use super::table::{plain, with_env, Import, Namespace, Provider};
+use super::time::now_ns;
+use crate::signature::Sig;
 
 const ESUCCESS: i32 = 0;
 const EBADF: i32 = 8;
@@ -32,113 +31,194 @@ const IOV_MAX: u32 = 1024;
 /// Most bytes of one `fd_write` kept for the log; the rest is counted as written.
 const LOG_WRITE_MAX: usize = 64 * 1024;
 
-/// Every WASI preview1 function with its signature. The ones not implemented below answer
-/// `ENOSYS`.
-pub(crate) const WASI_IMPORTS: &[(&str, Sig)] = &[
-    ("args_get", Sig(&[I32, I32], &[I32])),
-    ("args_sizes_get", Sig(&[I32, I32], &[I32])),
-    ("environ_get", Sig(&[I32, I32], &[I32])),
-    ("environ_sizes_get", Sig(&[I32, I32], &[I32])),
-    ("clock_res_get", Sig(&[I32, I32], &[I32])),
-    ("clock_time_get", Sig(&[I32, I64, I32], &[I32])),
-    ("fd_advise", Sig(&[I32, I64, I64, I32], &[I32])),
-    ("fd_allocate", Sig(&[I32, I64, I64], &[I32])),
-    ("fd_close", Sig(&[I32], &[I32])),
-    ("fd_datasync", Sig(&[I32], &[I32])),
-    ("fd_fdstat_get", Sig(&[I32, I32], &[I32])),
-    ("fd_fdstat_set_flags", Sig(&[I32, I32], &[I32])),
-    ("fd_fdstat_set_rights", Sig(&[I32, I64, I64], &[I32])),
-    ("fd_filestat_get", Sig(&[I32, I32], &[I32])),
-    ("fd_filestat_set_size", Sig(&[I32, I64], &[I32])),
-    ("fd_filestat_set_times", Sig(&[I32, I64, I64, I32], &[I32])),
-    ("fd_pread", Sig(&[I32, I32, I32, I64, I32], &[I32])),
-    ("fd_prestat_get", Sig(&[I32, I32], &[I32])),
-    ("fd_prestat_dir_name", Sig(&[I32, I32, I32], &[I32])),
-    ("fd_pwrite", Sig(&[I32, I32, I32, I64, I32], &[I32])),
-    ("fd_read", Sig(&[I32, I32, I32, I32], &[I32])),
-    ("fd_readdir", Sig(&[I32, I32, I32, I64, I32], &[I32])),
-    ("fd_renumber", Sig(&[I32, I32], &[I32])),
-    ("fd_seek", Sig(&[I32, I64, I32, I32], &[I32])),
-    ("fd_sync", Sig(&[I32], &[I32])),
-    ("fd_tell", Sig(&[I32, I32], &[I32])),
-    ("fd_write", Sig(&[I32, I32, I32, I32], &[I32])),
-    ("path_create_directory", Sig(&[I32, I32, I32], &[I32])),
-    ("path_filestat_get", Sig(&[I32, I32, I32, I32, I32], &[I32])),
-    (
-        "path_filestat_set_times",
-        Sig(&[I32, I32, I32, I32, I64, I64, I32], &[I32]),
-    ),
-    (
-        "path_link",
-        Sig(&[I32, I32, I32, I32, I32, I32, I32], &[I32]),
-    ),
-    (
-        "path_open",
-        Sig(&[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
-    ),
-    (
-        "path_readlink",
-        Sig(&[I32, I32, I32, I32, I32, I32], &[I32]),
-    ),
-    ("path_remove_directory", Sig(&[I32, I32, I32], &[I32])),
-    ("path_rename", Sig(&[I32, I32, I32, I32, I32, I32], &[I32])),
-    ("path_symlink", Sig(&[I32, I32, I32, I32, I32], &[I32])),
-    ("path_unlink_file", Sig(&[I32, I32, I32], &[I32])),
-    ("poll_oneoff", Sig(&[I32, I32, I32, I32], &[I32])),
-    ("proc_exit", Sig(&[I32], &[])),
-    ("proc_raise", Sig(&[I32], &[I32])),
-    ("random_get", Sig(&[I32, I32], &[I32])),
-    ("sched_yield", Sig(&[], &[I32])),
-    ("sock_accept", Sig(&[I32, I32, I32], &[I32])),
-    ("sock_recv", Sig(&[I32, I32, I32, I32, I32, I32], &[I32])),
-    ("sock_send", Sig(&[I32, I32, I32, I32, I32], &[I32])),
-    ("sock_shutdown", Sig(&[I32, I32], &[I32])),
-];
+/// The answer of every WASI function the sandbox does not implement.
+const NOT_SUPPORTED: Provider = Provider::Answer(ENOSYS);
 
-/// The host function for WASI function `name` (the same under both module names), or
-/// `None` if WASI has no such function.
-pub(crate) fn wasi_import(
-    store: &mut Store,
-    env: &FunctionEnv<HostState>,
-    name: &str,
-) -> Option<Function> {
-    let &(_, sig) = WASI_IMPORTS.iter().find(|(n, _)| *n == name)?;
-    Some(match name {
-        "args_get" | "environ_get" => Function::new_typed(store, empty_list_get),
-        "args_sizes_get" | "environ_sizes_get" => {
-            Function::new_typed_with_env(store, env, empty_list_sizes_get)
-        }
-        "clock_res_get" => Function::new_typed_with_env(store, env, clock_res_get),
-        "clock_time_get" => Function::new_typed_with_env(store, env, clock_time_get),
-        "fd_write" => Function::new_typed_with_env(store, env, fd_write),
-        "fd_read" => Function::new_typed_with_env(store, env, fd_read),
-        "fd_close" | "fd_sync" | "fd_datasync" => Function::new_typed(store, fd_noop),
-        "fd_fdstat_get" => Function::new_typed_with_env(store, env, fd_fdstat_get),
-        "fd_prestat_get" => Function::new_typed(store, fd_prestat_get),
-        "fd_prestat_dir_name" => Function::new_typed(store, fd_prestat_dir_name),
-        "fd_seek" => Function::new_typed(store, fd_seek),
-        "fd_tell" => Function::new_typed(store, fd_tell),
-        "poll_oneoff" => Function::new_typed(store, poll_oneoff),
-        "proc_exit" => Function::new_typed(store, proc_exit),
-        "random_get" => Function::new_typed_with_env(store, env, random_get),
-        "sched_yield" => Function::new_typed(store, sched_yield),
-        _ => enosys(store, sig),
-    })
-}
-
-/// A function of signature `sig` that answers `ENOSYS`.
-fn enosys(store: &mut Store, sig: Sig) -> Function {
-    let ty = |v: &[crate::shape::ValType]| -> Vec<Type> {
-        v.iter()
-            .map(|t| match t {
-                crate::shape::ValType::I64 => Type::I64,
-                _ => Type::I32,
-            })
-            .collect()
-    };
-    let fty = FunctionType::new(ty(sig.0), ty(sig.1));
-    Function::new(store, fty, |_args| Ok(vec![Value::I32(ENOSYS)]))
-}
+/// Every WASI preview1 function with its signature, the same under both module names
+/// (§8.9). The ones not implemented below answer `ENOSYS`.
+pub(crate) const WASI: Namespace = Namespace {
+    modules: &["wasi_unstable", "wasi_snapshot_preview1"],
+    imports: &[
+        Import::new("args_get", Sig(&[I32, I32], &[I32]), plain!(empty_list_get)),
+        Import::new(
+            "args_sizes_get",
+            Sig(&[I32, I32], &[I32]),
+            with_env!(empty_list_sizes_get),
+        ),
+        Import::new(
+            "environ_get",
+            Sig(&[I32, I32], &[I32]),
+            plain!(empty_list_get),
+        ),
+        Import::new(
+            "environ_sizes_get",
+            Sig(&[I32, I32], &[I32]),
+            with_env!(empty_list_sizes_get),
+        ),
+        Import::new(
+            "clock_res_get",
+            Sig(&[I32, I32], &[I32]),
+            with_env!(clock_res_get),
+        ),
+        Import::new(
+            "clock_time_get",
+            Sig(&[I32, I64, I32], &[I32]),
+            with_env!(clock_time_get),
+        ),
+        Import::new(
+            "fd_advise",
+            Sig(&[I32, I64, I64, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new("fd_allocate", Sig(&[I32, I64, I64], &[I32]), NOT_SUPPORTED),
+        Import::new("fd_close", Sig(&[I32], &[I32]), plain!(fd_noop)),
+        Import::new("fd_datasync", Sig(&[I32], &[I32]), plain!(fd_noop)),
+        Import::new(
+            "fd_fdstat_get",
+            Sig(&[I32, I32], &[I32]),
+            with_env!(fd_fdstat_get),
+        ),
+        Import::new(
+            "fd_fdstat_set_flags",
+            Sig(&[I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "fd_fdstat_set_rights",
+            Sig(&[I32, I64, I64], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new("fd_filestat_get", Sig(&[I32, I32], &[I32]), NOT_SUPPORTED),
+        Import::new(
+            "fd_filestat_set_size",
+            Sig(&[I32, I64], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "fd_filestat_set_times",
+            Sig(&[I32, I64, I64, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "fd_pread",
+            Sig(&[I32, I32, I32, I64, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "fd_prestat_get",
+            Sig(&[I32, I32], &[I32]),
+            plain!(fd_prestat_get),
+        ),
+        Import::new(
+            "fd_prestat_dir_name",
+            Sig(&[I32, I32, I32], &[I32]),
+            plain!(fd_prestat_dir_name),
+        ),
+        Import::new(
+            "fd_pwrite",
+            Sig(&[I32, I32, I32, I64, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "fd_read",
+            Sig(&[I32, I32, I32, I32], &[I32]),
+            with_env!(fd_read),
+        ),
+        Import::new(
+            "fd_readdir",
+            Sig(&[I32, I32, I32, I64, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new("fd_renumber", Sig(&[I32, I32], &[I32]), NOT_SUPPORTED),
+        Import::new(
+            "fd_seek",
+            Sig(&[I32, I64, I32, I32], &[I32]),
+            plain!(fd_seek),
+        ),
+        Import::new("fd_sync", Sig(&[I32], &[I32]), plain!(fd_noop)),
+        Import::new("fd_tell", Sig(&[I32, I32], &[I32]), plain!(fd_tell)),
+        Import::new(
+            "fd_write",
+            Sig(&[I32, I32, I32, I32], &[I32]),
+            with_env!(fd_write),
+        ),
+        Import::new(
+            "path_create_directory",
+            Sig(&[I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_filestat_get",
+            Sig(&[I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_filestat_set_times",
+            Sig(&[I32, I32, I32, I32, I64, I64, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_link",
+            Sig(&[I32, I32, I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_open",
+            Sig(&[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_readlink",
+            Sig(&[I32, I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_remove_directory",
+            Sig(&[I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_rename",
+            Sig(&[I32, I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_symlink",
+            Sig(&[I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "path_unlink_file",
+            Sig(&[I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "poll_oneoff",
+            Sig(&[I32, I32, I32, I32], &[I32]),
+            plain!(poll_oneoff),
+        ),
+        Import::new("proc_exit", Sig(&[I32], &[]), plain!(proc_exit)),
+        Import::new("proc_raise", Sig(&[I32], &[I32]), NOT_SUPPORTED),
+        Import::new(
+            "random_get",
+            Sig(&[I32, I32], &[I32]),
+            with_env!(random_get),
+        ),
+        Import::new("sched_yield", Sig(&[], &[I32]), plain!(sched_yield)),
+        Import::new("sock_accept", Sig(&[I32, I32, I32], &[I32]), NOT_SUPPORTED),
+        Import::new(
+            "sock_recv",
+            Sig(&[I32, I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new(
+            "sock_send",
+            Sig(&[I32, I32, I32, I32, I32], &[I32]),
+            NOT_SUPPORTED,
+        ),
+        Import::new("sock_shutdown", Sig(&[I32, I32], &[I32]), NOT_SUPPORTED),
+    ],
+};
 
 /// Whether `fd` is one of the three standard streams.
 fn is_stdio(fd: i32) -> bool {

@@ -1,0 +1,186 @@
+//! One running instance of a compiled plugin ([`Vm`]): a private `Store`, the imports the
+//! module asks for linked from the namespace tables (§4), the typed exports of §3 resolved
+//! once, and one generic call path for every export, which gives each ABI operation its full
+//! CPU budget and turns traps into [`VmError`]s.
+
+use codec_abi::exports as ex;
+use wasmer::{FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, Value};
+
+use crate::compile::{CompiledModule, POINTS_EXHAUSTED, POINTS_REMAINING};
+use crate::guest_exports::{GuestArgs, GuestExport, Malloc, TypedExports};
+use crate::imports;
+use crate::imports::host_state::HostState;
+use crate::shape::Checked;
+
+/// How a guest call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VmError {
+    /// The guest trapped (or broke the ABI badly enough to stop it). `message` has the
+    /// guest's last words first, then the trap.
+    Trap(String),
+    /// The call ran out of CPU points.
+    CpuExhausted,
+    /// The instance could not be created (link error, missing export).
+    Instantiate(String),
+}
+
+/// One running instance of a plugin, with its own store. Dropping it frees everything the
+/// guest had (memory included).
+pub(crate) struct Vm {
+    store: Store,
+    env: FunctionEnv<HostState>,
+    exports: TypedExports,
+    points_remaining: Global,
+    points_exhausted: Global,
+    budget: u64,
+}
+
+impl Vm {
+    /// Instantiates `compiled` with the imports it declares, each from its namespace table
+    /// (`env`, §4.1-4.2; WASI under both names, §4.3). `checked` is what the load-time shape
+    /// check found (the allocator's name). Runs no guest code besides a start section.
+    ///
+    /// # Errors
+    /// [`VmError::Instantiate`] when linking fails; [`VmError::Trap`] when a start section
+    /// traps.
+    pub(crate) fn new(
+        compiled: &CompiledModule,
+        host: HostState,
+        checked: Checked,
+        budget: u64,
+    ) -> Result<Vm, VmError> {
+        let mut store = Store::new(compiled.engine.clone());
+        let env = FunctionEnv::new(&mut store, host);
+        // Only what the module imports; the load-time shape check vouched for each name.
+        let mut imports = Imports::new();
+        for import in compiled.module.imports() {
+            let (module, name) = (import.module(), import.name());
+            let provided = imports::find(module, name)
+                .ok_or_else(|| VmError::Instantiate(format!("unknown import {module}.{name}")))?;
+            imports.define(module, name, provided.function(&mut store, &env));
+        }
+        let instance =
+            Instance::new(&mut store, &compiled.module, &imports).map_err(|e| match e {
+                wasmer::InstantiationError::Start(trap) => VmError::Trap(trap.message()),
+                other => VmError::Instantiate(other.to_string()),
+            })?;
+        let x = &instance.exports;
+        let exports = TypedExports::resolve(x, &store, |names| checked.name_among(names))
+            .map_err(VmError::Instantiate)?;
+        let missing = |what: &str, e: wasmer::ExportError| {
+            VmError::Instantiate(format!("export {what}: {e}"))
+        };
+        let memory: Memory = x
+            .get_memory(ex::MEMORY)
+            .map_err(|e| missing(ex::MEMORY, e))?
+            .clone();
+        let points_remaining = x
+            .get_global(POINTS_REMAINING)
+            .map_err(|e| missing(POINTS_REMAINING, e))?
+            .clone();
+        let points_exhausted = x
+            .get_global(POINTS_EXHAUSTED)
+            .map_err(|e| missing(POINTS_EXHAUSTED, e))?
+            .clone();
+        let state = env.as_mut(&mut store);
+        state.memory = Some(memory);
+        state.malloc = Some(Malloc::typed(&exports).clone());
+        Ok(Vm {
+            store,
+            env,
+            exports,
+            points_remaining,
+            points_exhausted,
+            budget,
+        })
+    }
+
+    /// The host state shared with the imports.
+    pub(crate) fn host(&self) -> &HostState {
+        self.env.as_ref(&self.store)
+    }
+
+    /// Runs `export` with `args` as one ABI operation (full CPU budget, no result yet).
+    ///
+    /// # Errors
+    /// [`VmError::Trap`] / [`VmError::CpuExhausted`] when the guest fails.
+    pub(crate) fn call<E: GuestExport>(
+        &mut self,
+        _export: E,
+        args: E::Args,
+    ) -> Result<E::Rets, VmError> {
+        self.arm()?;
+        self.invoke::<E>(args)
+    }
+
+    /// Like [`Vm::call`], with `input` first copied into a fresh guest allocation (`malloc`,
+    /// §3) within the same budget; `args` builds the arguments from its (ptr, len).
+    ///
+    /// # Errors
+    /// As [`Vm::call`], and [`VmError::Trap`] when malloc fails or answers outside memory.
+    pub(crate) fn call_with_input<E: GuestExport>(
+        &mut self,
+        _export: E,
+        input: &[u8],
+        args: impl FnOnce(u32, u32) -> E::Args,
+    ) -> Result<E::Rets, VmError> {
+        self.arm()?;
+        let (ptr, len) = self.pass_input(input)?;
+        self.invoke::<E>(args(ptr, len))
+    }
+
+    /// Calls export `E` within the current operation.
+    fn invoke<E: GuestExport>(&mut self, args: E::Args) -> Result<E::Rets, VmError> {
+        let r = args.call_with(E::typed(&self.exports), &mut self.store);
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// Prepares one ABI operation: a full CPU budget, no result, no output yet.
+    fn arm(&mut self) -> Result<(), VmError> {
+        self.points_remaining
+            .set(&mut self.store, Value::I64(self.budget as i64))
+            .map_err(|e| VmError::Trap(e.message()))?;
+        let state = self.env.as_mut(&mut self.store);
+        state.result.clear();
+        state.output.begin_call();
+        Ok(())
+    }
+
+    /// Turns a failed guest call into a [`VmError`]: CPU exhaustion if the metering flag is
+    /// set, else a trap explained by the guest's own last words.
+    fn fail(&mut self, err: RuntimeError) -> VmError {
+        if matches!(self.points_exhausted.get(&mut self.store), Value::I32(v) if v != 0) {
+            return VmError::CpuExhausted;
+        }
+        let trap = err.message();
+        VmError::Trap(match self.host().output.last_words() {
+            Some(words) => format!("{words} ({trap})"),
+            None => trap,
+        })
+    }
+
+    /// Copies `input` into a fresh guest allocation (`malloc`, §3): the (ptr, len) to pass.
+    /// Never called with empty input (malloc(0) traps TinyGo guests).
+    fn pass_input(&mut self, input: &[u8]) -> Result<(u32, u32), VmError> {
+        let len = u32::try_from(input.len())
+            .ok()
+            .filter(|&len| len <= i32::MAX as u32)
+            .ok_or_else(|| VmError::Trap("input larger than 2 GiB".into()))?;
+        debug_assert!(len > 0, "codec inputs are never empty");
+        let ptr = self.invoke::<Malloc>(len)?;
+        let state = self.env.as_ref(&self.store);
+        let mem = state
+            .memory
+            .as_ref()
+            .ok_or_else(|| VmError::Trap("no memory".into()))?;
+        // ABI §4: a fresh view after the call; memory may have grown.
+        let view = mem.view(&self.store);
+        let end = u64::from(ptr) + input.len() as u64;
+        if end > view.data_size() || view.write(u64::from(ptr), input).is_err() {
+            return Err(VmError::Trap(format!(
+                "malloc({len}) returned {ptr:#x}, outside guest memory"
+            )));
+        }
+        Ok((ptr, len))
+    }
+}
