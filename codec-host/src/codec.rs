@@ -1,4 +1,4 @@
-//! The one seam between the sidecar and protocols (DESIGN.md, "The one seam"): a
+//! The one seam between the sidecar and protocols (ARCHITECTURE.md; ABI spec, `docs/mosn-wasm-codec-abi.md`): a
 //! protocol-neutral codec API implemented by the Wasm plugin host and by native codecs.
 //!
 //! A codec instance belongs to one worker thread. [`Frame`]s it produces hold their plugin

@@ -497,7 +497,7 @@ mod tests {
         );
         assert!(matches!(
             c.codecs[0].kind,
-            CodecKind::Native(NativeCodec::Bolt)
+            CodecKind::Native(n) if n.name() == "bolt"
         ));
         assert_eq!(
             c.cluster("clientCluster").map(|c| c.lb),

@@ -10,7 +10,7 @@ use codec_host::{Codec, CodecError, HeaderMap};
 
 use crate::cluster::{CircuitBreaker, HostSet};
 use crate::config::{
-    ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, NativeCodec, PluginConfig, PoolMode,
+    ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
 };
 use crate::router::{Route, RouteTable};
 use crate::stats::{ClusterStats, Stats};
@@ -59,10 +59,15 @@ pub enum CodecPlan {
         /// The compiled plugin.
         plugin: Arc<codec_host::Plugin>,
     },
-    /// The built-in native Bolt codec (same protocol code as the plugin).
-    NativeBolt {
+    /// A codec compiled into the sidecar (the same protocol code as a plugin), from the
+    /// codec host's registry.
+    Native {
         /// Protocol name.
         protocol: String,
+        /// Registry name.
+        name: &'static str,
+        /// Its limits (the frame cap).
+        limits: codec_host::Limits,
     },
 }
 
@@ -70,7 +75,7 @@ impl CodecPlan {
     /// The protocol this codec serves.
     pub fn protocol(&self) -> &str {
         match self {
-            CodecPlan::Wasm { protocol, .. } | CodecPlan::NativeBolt { protocol } => protocol,
+            CodecPlan::Wasm { protocol, .. } | CodecPlan::Native { protocol, .. } => protocol,
         }
     }
 
@@ -81,9 +86,7 @@ impl CodecPlan {
     pub fn new_codec(&self) -> Result<Box<dyn Codec>, CodecError> {
         match self {
             CodecPlan::Wasm { plugin, .. } => Ok(Box::new(plugin.new_codec()?)),
-            CodecPlan::NativeBolt { .. } => Ok(Box::new(codec_host::NativeCodec::new(
-                bolt::Bolt::default(),
-            ))),
+            CodecPlan::Native { name, limits, .. } => codec_host::native_codec(name, limits),
         }
     }
 }
@@ -175,8 +178,13 @@ impl Plan {
                         plugin,
                     }
                 }
-                CodecKind::Native(NativeCodec::Bolt) => CodecPlan::NativeBolt {
+                CodecKind::Native(native) => CodecPlan::Native {
                     protocol: c.protocol.clone(),
+                    name: native.name(),
+                    limits: codec_host::Limits {
+                        max_frame_bytes: c.max_frame_bytes.unwrap_or(0),
+                        ..codec_host::Limits::new()
+                    },
                 },
             });
         }

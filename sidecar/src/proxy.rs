@@ -117,7 +117,7 @@ fn hijack(ledger: Ledger, request: &Frame, failure: Failure, down_id: u64) {
 }
 
 async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Frame) -> Outcome {
-    if let Some(reason) = request.headers().get_str(codec_abi::HEADER_DECODE_ERROR) {
+    if let Some(reason) = request.header_decode_error() {
         debug!(reason, "request header decode error");
         return Outcome::Failed(Failure::HeaderDecode);
     }

@@ -85,19 +85,44 @@ pub struct WasmCodecConfig {
     pub disable_worker_pool: bool,
 }
 
-/// Built-in codecs.
+/// A codec compiled into the sidecar, by its name in the codec host's registry
+/// (`codec_host::native_codec_names`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NativeCodec {
-    /// Bolt v1/v2 from `protocols/bolt`, compiled natively.
-    Bolt,
+pub struct NativeCodec {
+    name: &'static str,
+}
+
+impl NativeCodec {
+    /// The registered native codec called `name`, if this build has one.
+    pub fn named(name: &str) -> Option<NativeCodec> {
+        codec_host::native_codec_names()
+            .iter()
+            .find(|n| **n == name)
+            .map(|name| NativeCodec { name })
+    }
+
+    /// Its registry name (what `config.codec` says).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
 }
 
 impl fmt::Display for NativeCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NativeCodec::Bolt => "bolt",
-        })
+        f.write_str(self.name)
     }
+}
+
+/// The registry's names as a message lists them: `"bolt"`, ….
+fn native_codec_list() -> &'static str {
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let quoted: Vec<String> = codec_host::native_codec_names()
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
+        quoted.join(", ")
+    })
 }
 
 /// Smallest and largest accepted `max_frame_bytes`.
@@ -174,18 +199,16 @@ pub(crate) fn parse_codec(
         wasm.plugin_config_pairs = string_pairs(config_item.value);
         CodecKind::Wasm(wasm)
     } else {
-        let codec = match c.required_str("codec")? {
-            "bolt" => NativeCodec::Bolt,
-            other => {
-                return Err(invalid(
-                    c.child("codec"),
-                    Invalid::Unsupported {
-                        value: other.to_owned(),
-                        supported: "\"bolt\"",
-                    },
-                ))
-            }
-        };
+        let name = c.required_str("codec")?;
+        let codec = NativeCodec::named(name).ok_or_else(|| {
+            invalid(
+                c.child("codec"),
+                Invalid::Unsupported {
+                    value: name.to_owned(),
+                    supported: native_codec_list(),
+                },
+            )
+        })?;
         c.finish(warnings);
         CodecKind::Native(codec)
     };
