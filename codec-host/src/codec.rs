@@ -1,9 +1,11 @@
-//! The one seam between the sidecar and protocols (ARCHITECTURE.md; ABI spec, `docs/mosn-wasm-codec-abi.md`): a
+//! The one seam between the sidecar and protocols (`ARCHITECTURE.md`, "The one seam"): a
 //! protocol-neutral codec API implemented by the Wasm plugin host and by native codecs.
 //!
 //! A codec instance belongs to one worker thread. [`Frame`]s it produces hold their plugin
 //! context and must be encoded by (or dropped on) that same worker; dropping a frame releases
 //! its context exactly once (ABI §6.7).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::any::Any;
 use std::fmt;

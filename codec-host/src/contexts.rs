@@ -1,6 +1,8 @@
 //! Context ids of one plugin instance (ABI §6.1): u32, non-zero, unique among the live
 //! contexts, never the root id. Ids are slab keys shifted past 0 and the root id, so freed
 //! ids are reused and the id space stays dense.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use slab::Slab;
 

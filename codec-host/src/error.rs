@@ -1,5 +1,7 @@
 //! Error types of the codec host: [`CodecError`] for codec calls, [`LoadError`] for loading a
 //! plugin.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::path::PathBuf;
 

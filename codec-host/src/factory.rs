@@ -1,6 +1,8 @@
 //! The instance factory: a [`Plugin`] recipe turned into running codecs. [`Plugin::load`]
 //! prepares the recipe once per process and proves that an instance starts;
 //! [`Plugin::new_codec`] gives each worker a codec over an instance of its own.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::sync::Arc;
 use std::time::Instant;

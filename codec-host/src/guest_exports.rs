@@ -5,6 +5,8 @@
 //! resolution of an instance's typed functions ([`TypedExports::resolve`], once per
 //! instance), and every call ([`GuestExport`] and [`GuestArgs`]: a static, allocation-free
 //! typed call).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::exports as ex;
 use wasmer::{Exports, FromToNativeWasmType, RuntimeError, Store, TypedFunction, WasmTypeList};

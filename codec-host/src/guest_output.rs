@@ -1,6 +1,8 @@
 //! What a plugin says: `proxy_log` lines and WASI stdout/stderr go to `tracing` target
 //! `wasm_guest` with the plugin's name, and the current call's output is kept as the
 //! explanation of a trap (a guest panics by printing its reason, then trapping: ABI §4.3).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::sync::Arc;
 

@@ -3,6 +3,8 @@
 //! linker of every instance look imports up here ([`find`]); the host functions live in the
 //! modules below, each validating the guest's pointers through [`guest_memory`] before
 //! touching anything, and sharing the instance's [`host_state`].
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 mod buffer;
 mod env;

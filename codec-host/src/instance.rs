@@ -2,6 +2,8 @@
 //! context configured, ABI §2) → Poisoned (a call trapped or ran out of CPU). A poisoned
 //! instance is never called again: the codec replaces it. Also owns the instance's context
 //! ids and the queue through which dropped frames hand their contexts back.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -303,7 +305,7 @@ mod tests {
     }
 
     /// ABI §5.7, byte for byte through the raw exports: decode result, then the encode of
-    /// the spec's own input (new id 9, command id 7, payload "hi").
+    /// the ABI spec's own input (new id 9, command id 7, payload "hi").
     #[test]
     fn spec_vector_through_the_raw_exports() {
         let frame = hex(

@@ -2,6 +2,8 @@
 //! compiled once per process, checked against the ABI shape, with the configuration buffers
 //! and limits every instance of it starts with. `Send + Sync`, shared by all workers; turning
 //! it into running codecs is the factory's job ([`Plugin::load`], [`Plugin::new_codec`]).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::fmt;
 use std::path::PathBuf;

@@ -3,6 +3,8 @@
 //! [`crate::guest_exports`]), and imports limited to what the host provides, with the
 //! signatures it provides them with (§4; the tables in [`crate::imports`]). Works on a
 //! description of the module ([`ModuleShape`]), not on a compiled one.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::fmt;
 

@@ -2,6 +2,8 @@
 //! module asks for linked from the namespace tables (§4), the typed exports of §3 resolved
 //! once, and one generic call path for every export, which gives each ABI operation its full
 //! CPU budget and turns traps into [`VmError`]s.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::exports as ex;
 use wasmer::{FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, Value};

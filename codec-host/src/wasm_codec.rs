@@ -1,6 +1,8 @@
 //! [`WasmCodec`]: the [`Codec`] API over one plugin instance (ABI §6), with the frame state
 //! that carries a plugin context from decode to encode and deletes it when the frame is
 //! dropped.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! The real bolt plugin (`bolt.wasm`, built from protocols/bolt) and the same code natively
-//! (`native_codec("bolt")`, a `NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same checks: the captured
-//! vectors, splits, concatenation, malformed input, heartbeats, hijack, context deletion.
+//! (`native_codec("bolt")`, a `NativeCodec<bolt::Bolt>`), through the same `Codec` API and the same
+//! checks: the captured vectors, splits, concatenation, malformed input, heartbeats, hijack,
+//! context deletion.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! * lets this crate's own `_start` win over the one in the `bolt` rlib it wraps (bolt is
 //!   also a plugin, and cargo builds one bolt library for both uses). The linker keeps the
 //!   first definition, and rustc passes this crate's objects before its dependencies.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {

@@ -1,5 +1,7 @@
 //! `proxy_get_buffer_bytes` / `proxy_set_buffer_bytes` (ABI §4.1): the configuration buffers
 //! the guest reads during start-up, and the codec results it reports.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{BufferType, Status};
 use wasmer::FunctionEnvMut;

@@ -2,6 +2,8 @@
 //! `proxy_continue_stream`/`proxy_close_stream`, which the Go SDK declares. What a codec
 //! needs is implemented (configuration buffers, results, log, time; header maps and
 //! properties answer "absent"); the rest answers 12 (Unimplemented).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::Status;
 use wasmer::Type::{I32, I64};

@@ -1,5 +1,7 @@
 //! Checked access to guest linear memory: every pointer/length pair from the guest is
 //! validated before a byte is touched (ABI §0: ptr/len are offsets/sizes in `memory`).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use wasmer::{FunctionEnvMut, MemoryView};
 

@@ -1,6 +1,8 @@
 //! The header-map imports (ABI §4.1). A codec host serves no header maps (codec data travels
 //! in the §5 buffers), so every map is absent: 1 (NotFound), after validating the guest's
 //! pointers (6 when they are outside memory).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::Status;
 use wasmer::FunctionEnvMut;

@@ -1,6 +1,8 @@
 //! What every host function works with: the per-instance [`HostState`] (kept in the
 //! instance's `FunctionEnv`), the status an import answers, and the abort that ends a guest
 //! call from inside an import.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::sync::Arc;
 

@@ -1,4 +1,6 @@
 //! `proxy_log` (ABI §4.1): guest log lines go to `tracing` target `wasm_guest`.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{LogLevel, Status};
 use wasmer::FunctionEnvMut;

@@ -1,5 +1,7 @@
 //! `proxy_get_property` / `proxy_set_property` (ABI §4.1): a codec host exposes no
 //! properties.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::Status;
 use wasmer::FunctionEnvMut;

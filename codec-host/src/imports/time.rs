@@ -1,4 +1,6 @@
 //! `proxy_get_current_time_nanoseconds` (ABI §4.1).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -4,6 +4,8 @@
 //! `ENOSYS`. Each is built from its table row's signature, returns the row's fixed status and
 //! touches neither guest memory nor host state, so a module importing it links and a guest
 //! calling it gets a clear "not here".
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use wasmer::{Function, Store, Value};
 

@@ -4,6 +4,8 @@
 //! and randomness work; `proc_exit` ends the call with a trap. Every other preview1 function
 //! exists with its proper signature and answers `ENOSYS`, so any WASI build links.
 //!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
+//!
 //! [`GuestOutput`]: crate::guest_output::GuestOutput
 
 use std::sync::OnceLock;

@@ -1,4 +1,6 @@
 //! The flag byte of decode/encode layouts (§5.6) and the frame kinds it encodes.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 /// What a frame is, as told by the flag byte (§5.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

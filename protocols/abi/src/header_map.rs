@@ -1,5 +1,7 @@
 //! The ordered header map and its big-endian "EncodeHeader" layout (§5.1), which is also
 //! Bolt's header section encoding.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use crate::error::LayoutError;
 

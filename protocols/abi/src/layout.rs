@@ -1,6 +1,8 @@
 //! The three codec buffers (§5.3–§5.5): host → guest command (encode/hijack input), decode
 //! result and encode result. Writers append to a `Vec<u8>`; views borrow the buffer they
 //! parse and check every offset first.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use crate::error::LayoutError;
 use crate::header_map::HeaderMap;

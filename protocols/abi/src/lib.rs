@@ -4,7 +4,7 @@
 //! sides read and write exactly the same bytes. It has no dependencies, no `unsafe`, and never
 //! panics on malformed input: every parser returns a [`LayoutError`].
 //!
-//! Section numbers (§) refer to `docs/mosn-wasm-codec-abi.md` (the ABI spec).
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

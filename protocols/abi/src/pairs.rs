@@ -1,5 +1,7 @@
 //! The proxy-wasm pairs serialisation (§5.2), little-endian: used for the VM and plugin
 //! configuration buffers.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use crate::error::LayoutError;
 

@@ -1,4 +1,6 @@
 //! Status codes and enumerations shared by imports and exports (§0).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 /// Result of an ABI call, as an `i32` on the wire (§0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

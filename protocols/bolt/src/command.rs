@@ -1,5 +1,6 @@
-//! [`BoltCommand`]: one Bolt frame as the SDK sees it, keeping its original bytes so an
-//! unchanged frame re-encodes by copying them and patching the id (xprotocol §1.8).
+//! [`BoltCommand`]: one Bolt frame as the SDK sees it, keeping its original bytes so an unchanged
+//! frame re-encodes by copying them and patching the id (xprotocol spec
+//! (`docs/xprotocol-proxy-and-bolt.md`) §1.8).
 
 use std::cell::OnceCell;
 

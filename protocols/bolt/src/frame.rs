@@ -1,5 +1,5 @@
-//! The Bolt wire format (xprotocol §1): fixed parts of v1/v2 requests and responses, where a
-//! frame ends, and writing a frame from its fields.
+//! The Bolt wire format (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §1): fixed parts of
+//! v1/v2 requests and responses, where a frame ends, and writing a frame from its fields.
 
 use std::ops::Range;
 

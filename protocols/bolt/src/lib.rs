@@ -1,5 +1,6 @@
-//! SOFA Bolt v1/v2 (xprotocol §1) as a codec plugin (`x-bolt`) for the MOSN wasm codec ABI,
-//! and the very same code as a native codec through the `codec-sdk` traits.
+//! SOFA Bolt v1/v2 (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §1) as a codec plugin
+//! (`x-bolt`) for the MOSN wasm codec ABI, and the very same code as a native codec through the
+//! `codec-sdk` traits.
 //!
 //! Built for `wasm32-wasip1` (`cargo build --target wasm32-wasip1 --profile plugin -p bolt`)
 //! it is `bolt.wasm`; natively, [`Bolt`] is a [`codec_sdk::Protocol`].

@@ -1,5 +1,6 @@
-//! Bolt response statuses (sofa-bolt `ResponseStatus`, xprotocol §1.5) and the mapping of
-//! the proxy's HTTP-like codes onto them (xprotocol §2.6, as the Go SDK's bolt plugin).
+//! Bolt response statuses (sofa-bolt `ResponseStatus`, xprotocol spec
+//! (`docs/xprotocol-proxy-and-bolt.md`) §1.5) and the mapping of the proxy's HTTP-like codes onto
+//! them (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §2.6, as the Go SDK's bolt plugin).
 
 /// SUCCESS.
 pub const SUCCESS: u32 = 0x00;

@@ -1,6 +1,8 @@
 //! Bolt through the ABI state machine (the SDK's harness runs the plugin's dispatcher):
-//! the spec's §5.7 vector byte for byte, keepalive, heartbeat reply, hijack, and the encode
+//! the ABI spec's §5.7 vector byte for byte, keepalive, heartbeat reply, hijack, and the encode
 //! rules of §6.3 with their failure statuses.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 mod vectors;
 

@@ -2,6 +2,8 @@
 //! plugin -p bolt -p misbehave`) have the module shape of ABI §1/§3/§9: the exports MOSN and
 //! our host call, with their signatures, a `malloc`, no start section, and only the three
 //! `env` imports the SDK declares besides WASI.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! The captured frames of `testdata/`: decoded as MOSN's own plugin reports them (through the
 //! Protocol API and at the ABI level through the harness), re-encoded byte for byte, with the
 //! id rewritten, split at every offset and packed back to back.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 mod vectors;
 

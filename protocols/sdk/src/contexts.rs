@@ -3,6 +3,8 @@
 //!
 //! Roots and streams are separate tables: MOSN's first stream context may reuse the root id
 //! (§6.1), so one id can name both a root and a stream.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -7,6 +7,8 @@
 //! an unknown context in a codec call is status 10 with a log line, an unknown context in
 //! delete/done is a log line, and after a trap left a call unfinished every call is refused
 //! (10) instead of running on state the trap may have left half-updated (§6.8).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::fmt;
 

@@ -39,6 +39,8 @@
 //! assert_eq!(call.decode_result().unwrap().payload, b"hello");
 //! harness.delete(ctx);
 //! ```
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{
     encode_pairs, BufferType, DecodeResultView, EncodeResultView, LayoutError, LogLevel, Status,

@@ -3,6 +3,8 @@
 //! when its pair count differs; then every key the command has is updated from the host map
 //! or deleted when the host map lacks it. Keys are never added. The guest dispatcher applies
 //! it to the §5.1 section the host sends; a native codec host to the frame's edited map.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{HeaderMap, LayoutError};
 

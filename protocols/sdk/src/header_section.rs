@@ -1,6 +1,8 @@
 //! Reading a §5.1 header section without building a map: how many pairs it holds and whether
 //! it parses. For protocols whose wire format uses the same encoding (Bolt does), so a decoder
 //! can validate and count headers without allocating, and build the map only when asked.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::LayoutError;
 

@@ -1,6 +1,8 @@
 //! The three host services the dispatcher needs (log, read a buffer, report a buffer),
 //! behind a trait so the same dispatcher runs inside Wasm (imports, `hostcalls`) and natively
 //! (the recording host of `harness`).
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{BufferType, LogLevel};
 

@@ -4,6 +4,8 @@
 //! Only what the SDK uses is declared, so a plugin imports `env.proxy_log`,
 //! `env.proxy_get_buffer_bytes`, `env.proxy_set_buffer_bytes` and whatever WASI functions
 //! the Rust standard library needs. Statuses become `Result`s; no wrapper panics.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{BufferType, LogLevel};
 

@@ -21,7 +21,7 @@
 //!     }
 //! }
 //! ```
-//! Section numbers (§) refer to `docs/mosn-wasm-codec-abi.md` (the ABI spec).
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 

@@ -2,6 +2,8 @@
 //! as `panic: <msg>\r\n` to standard output (ABI §4.3), so the host can show why the trap
 //! that follows (panic = abort) happened. It allocates nothing: it also runs when memory is
 //! exhausted.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use std::fmt::{self, Write};
 use std::panic::PanicHookInfo;

@@ -1,5 +1,7 @@
 //! What a plugin author implements: a [`Protocol`] that decodes bytes into [`Command`]s and
 //! encodes them back, plus keepalive, reply and hijack.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::{FrameKind, HeaderMap};
 

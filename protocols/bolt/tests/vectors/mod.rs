@@ -1,6 +1,8 @@
 //! Test vectors shared by the integration tests: the captured frames of `testdata/` with what
 //! MOSN's own plugin reports for them, a hand-written frame builder (independent of the
 //! crate's encoder) and §5.3 input builders.
+//!
+//! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -127,8 +129,8 @@ pub fn with_id(frame: &[u8], id: u32) -> Vec<u8> {
     out
 }
 
-/// A Bolt frame written by hand from the spec tables (xprotocol §1), independent of the
-/// crate's encoder.
+/// A Bolt frame written by hand from the spec tables (xprotocol spec
+/// (`docs/xprotocol-proxy-and-bolt.md`) §1), independent of the crate's encoder.
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// `Some((ver1, switch))` for v2.
