@@ -1,4 +1,4 @@
-//! Minimal SOFA Bolt v1 framing (spec §1) for the test tools: splitting a byte stream into
+//! Minimal SOFA Bolt v1 framing (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §1) for the test tools: splitting a byte stream into
 //! frames, reading their fields, and building requests and responses.
 //!
 //! Written independently of `protocols/bolt` on purpose: a bug shared by the sidecar's codec and

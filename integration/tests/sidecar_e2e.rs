@@ -19,7 +19,7 @@ const SERVICE: &str = "com.alipay.test.TestService:1.0";
 /// Client ids far above anything the sidecar assigns upstream, so the two never mix up.
 const CLIENT_FIRST_ID: u32 = 2_000_000_000;
 
-// Bolt statuses (spec §1.5) as the SDK-built plugin maps the proxy codes (§2.6).
+// Bolt statuses (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §1.5) as the SDK-built plugin maps the proxy codes (§2.6).
 const SUCCESS: u16 = 0;
 const UNKNOWN: u16 = 3;
 const NO_PROCESSOR: u16 = 6;

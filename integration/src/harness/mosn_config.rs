@@ -1,4 +1,4 @@
-//! Builder for sidecar configs in MOSN's JSON format (spec §7), shaped exactly like
+//! Builder for sidecar configs in MOSN's JSON format (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §7), shaped exactly like
 //! `configs/mosn_rpc_config_wasm.json`, with the ports, hosts, codec and timeouts a test needs.
 
 use std::net::SocketAddr;
