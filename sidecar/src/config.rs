@@ -10,6 +10,7 @@ mod codec;
 mod dump;
 mod duration;
 mod error;
+mod filter;
 mod json;
 mod listener;
 mod md5;
@@ -34,6 +35,10 @@ pub use cluster::{
 pub use codec::{CodecConfig, CodecKind, NativeCodec, PoolMode, WasmCodecConfig};
 pub use duration::{format_go_duration, parse_go_duration, DurationError};
 pub use error::{ConfigError, ConfigWarning, Invalid};
+pub use filter::{
+    FaultAbort, FaultConfig, FaultDelay, FlowControlConfig, FlowLimit, FlowRuleConfig,
+    LimitKeyPart, StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY,
+};
 pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
 pub use plugin::{Engine, PluginConfig, VmConfig};
 pub use route::{

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::filter::{RejectReason, Rejection};
+
 /// A reason to answer on the server's behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failure {
@@ -24,6 +26,9 @@ pub enum Failure {
     HeaderDecode,
     /// The codec failed to encode the request toward upstream (500).
     EncodeFailed,
+    /// A stream filter ended the request (a local limit, an injected abort); the code is the
+    /// filter's configured status.
+    Rejected(Rejection),
 }
 
 impl Failure {
@@ -36,6 +41,7 @@ impl Failure {
             Failure::Timeout => 504,
             Failure::Overflow => 503,
             Failure::HeaderDecode => 2,
+            Failure::Rejected(r) => r.status,
         }
     }
 }
@@ -51,6 +57,14 @@ impl fmt::Display for Failure {
             Failure::Overflow => "circuit breaker overflow",
             Failure::HeaderDecode => "request header decode error",
             Failure::EncodeFailed => "request encode failure",
+            Failure::Rejected(Rejection {
+                reason: RejectReason::RateLimited,
+                ..
+            }) => "rate limited",
+            Failure::Rejected(Rejection {
+                reason: RejectReason::FaultAbort,
+                ..
+            }) => "injected fault abort",
         };
         f.write_str(s)
     }
@@ -69,5 +83,15 @@ mod tests {
         assert_eq!(Failure::Timeout.proxy_code(), 504);
         assert_eq!(Failure::Overflow.proxy_code(), 503);
         assert_eq!(Failure::HeaderDecode.proxy_code(), 2);
+    }
+
+    #[test]
+    fn a_rejection_answers_with_its_configured_status() {
+        let r = Failure::Rejected(Rejection {
+            status: 509,
+            reason: RejectReason::RateLimited,
+        });
+        assert_eq!(r.proxy_code(), 509);
+        assert_eq!(r.to_string(), "rate limited");
     }
 }

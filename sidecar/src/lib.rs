@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod downstream;
 pub mod failure;
+pub mod filter;
 pub mod framed;
 pub mod logging;
 pub mod plan;

@@ -55,7 +55,45 @@ enum Matcher {
     /// MOSN's lone-`service` fast path; `None` = value `.*` (any non-empty service).
     Service(Option<Vec<u8>>),
     /// All must match.
-    Headers(Vec<HeaderMatch>),
+    Headers(HeaderConditions),
+}
+
+/// Header matchers that must all match: the header present, and equal to the value (case
+/// sensitive) or, with `regex: true`, containing a match. An empty list matches everything.
+/// Used by routes and by the fault filter's `headers` (which has no `service` fast path).
+#[derive(Debug)]
+pub struct HeaderConditions(Vec<HeaderMatch>);
+
+impl HeaderConditions {
+    /// Compiles `matchers`.
+    pub fn new(matchers: &[HeaderMatcherConfig]) -> HeaderConditions {
+        HeaderConditions(
+            matchers
+                .iter()
+                .map(|h| HeaderMatch {
+                    name: h.name.as_bytes().to_vec(),
+                    value: h.value.as_bytes().to_vec(),
+                    regex: h.regex.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether every matcher matches `headers`.
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
+        self.0.iter().all(|h| match headers.get(&h.name) {
+            None => false,
+            Some(got) => match &h.regex {
+                Some(re) => re.is_match(got),
+                None => got == h.value.as_slice(),
+            },
+        })
+    }
+
+    /// Whether there is no matcher (everything matches).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -229,15 +267,7 @@ impl Matcher {
                 }] if name == "service" => {
                     Matcher::Service((value != ".*").then(|| value.as_bytes().to_vec()))
                 }
-                _ => Matcher::Headers(
-                    list.iter()
-                        .map(|h| HeaderMatch {
-                            name: h.name.as_bytes().to_vec(),
-                            value: h.value.as_bytes().to_vec(),
-                            regex: h.regex.clone(),
-                        })
-                        .collect(),
-                ),
+                _ => Matcher::Headers(HeaderConditions::new(list)),
             },
         }
     }
@@ -252,13 +282,7 @@ impl Matcher {
                 }
                 _ => false,
             },
-            Matcher::Headers(list) => list.iter().all(|h| match headers.get(&h.name) {
-                None => false,
-                Some(got) => match &h.regex {
-                    Some(re) => re.is_match(got),
-                    None => got == h.value.as_slice(),
-                },
-            }),
+            Matcher::Headers(conditions) => conditions.matches(headers),
         }
     }
 }

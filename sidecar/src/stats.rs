@@ -3,7 +3,8 @@
 //!
 //! Every request that enters ends in exactly one outcome, so at any quiet moment
 //! `request_total == response_forwarded + oneway_forwarded + hijacked + reset` and
-//! `request_active == 0`.
+//! `request_active == 0`. Stream filters add their own counters (per rule) through
+//! [`StatsSource`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::failure::Failure;
+use crate::filter::RejectReason;
 
 /// A monotonic or gauge counter.
 #[derive(Debug, Default)]
@@ -78,10 +80,19 @@ counters!(
         request_oneway_total,
         /// Outcome: an upstream response was relayed.
         response_forwarded,
-        /// Outcome: a oneway request was forwarded (or dropped on a failure; no response).
+        /// Outcome: a oneway request was forwarded (or dropped on a failure or by a stream
+        /// filter; no response).
         oneway_forwarded,
         /// Outcome: the sidecar answered itself (sum of the `request_<code>_total` below).
         hijacked,
+        /// Hijacks by a local rate or concurrency limit (part of `hijacked`).
+        hijacked_rate_limited,
+        /// Hijacks by an injected fault abort (part of `hijacked`).
+        hijacked_fault_abort,
+        /// Oneway requests dropped by a local limit (part of `oneway_forwarded`).
+        oneway_rate_limited,
+        /// Oneway requests dropped by an injected fault abort (part of `oneway_forwarded`).
+        oneway_fault_aborted,
         /// Outcome: no answer possible (downstream gone, or the codec could not build one).
         reset,
         /// Hijacks with code 404 (no route).
@@ -96,6 +107,8 @@ counters!(
         request_504_total,
         /// Hijacks with code 2 (header decode error).
         request_2_total,
+        /// Hijacks with any other code (e.g. a configured filter status such as 509).
+        request_other_code,
         /// Heartbeats answered by the sidecar.
         heartbeat_replied,
         /// Frames dropped because they are not requests (e.g. responses from a client).
@@ -151,9 +164,35 @@ impl DownstreamStats {
             502 => self.request_502_total.inc(),
             503 => self.request_503_total.inc(),
             504 => self.request_504_total.inc(),
-            _ => self.request_2_total.inc(),
+            2 => self.request_2_total.inc(),
+            _ => self.request_other_code.inc(),
+        }
+        if let Failure::Rejected(r) = failure {
+            match r.reason {
+                RejectReason::RateLimited => self.hijacked_rate_limited.inc(),
+                RejectReason::FaultAbort => self.hijacked_fault_abort.inc(),
+            }
         }
     }
+
+    /// Records a oneway request that ended without reaching the upstream (it gets no
+    /// answer): counted with the forwarded ones, and by filter reason.
+    pub fn record_oneway_dropped(&self, failure: Failure) {
+        self.oneway_forwarded.inc();
+        if let Failure::Rejected(r) = failure {
+            match r.reason {
+                RejectReason::RateLimited => self.oneway_rate_limited.inc(),
+                RejectReason::FaultAbort => self.oneway_fault_aborted.inc(),
+            }
+        }
+    }
+}
+
+/// Counters kept outside this module (a stream filter's per-rule counters), rendered under
+/// their own namespace in the admin API.
+pub trait StatsSource: Send + Sync + std::fmt::Debug {
+    /// The counters as a JSON object.
+    fn to_json(&self) -> Value;
 }
 
 /// All counters of the process.
@@ -162,6 +201,7 @@ pub struct Stats {
     /// `downstream.proxy.global`.
     pub downstream: DownstreamStats,
     clusters: BTreeMap<String, Arc<ClusterStats>>,
+    filters: Vec<(String, Arc<dyn StatsSource>)>,
 }
 
 impl Stats {
@@ -173,7 +213,17 @@ impl Stats {
                 .into_iter()
                 .map(|n| (n.to_string(), Arc::new(ClusterStats::default())))
                 .collect(),
+            filters: Vec::new(),
         }
+    }
+
+    /// Adds stream filter counters, each under its namespace (`stream_filter.<listener>.<rule>`).
+    pub fn with_filters(
+        mut self,
+        filters: impl IntoIterator<Item = (String, Arc<dyn StatsSource>)>,
+    ) -> Stats {
+        self.filters.extend(filters);
+        self
     }
 
     /// The counters of one cluster (`None` for an unknown name).
@@ -187,8 +237,13 @@ impl Stats {
         for (name, c) in &self.clusters {
             upstream.insert(format!("upstream.cluster.{name}"), c.to_json());
         }
+        let mut downstream = Map::new();
+        downstream.insert("downstream.proxy.global".into(), self.downstream.to_json());
+        for (namespace, source) in &self.filters {
+            downstream.insert(namespace.clone(), source.to_json());
+        }
         json!({
-            "downstream": { "downstream.proxy.global": self.downstream.to_json() },
+            "downstream": Value::Object(downstream),
             "upstream": Value::Object(upstream),
         })
     }
@@ -210,5 +265,53 @@ mod tests {
         assert_eq!(v["downstream"]["downstream.proxy.global"]["hijacked"], 2);
         assert_eq!(v["upstream"]["upstream.cluster.c"]["request_total"], 0);
         assert!(s.cluster("nope").is_none());
+    }
+
+    #[test]
+    fn rejections_are_hijacks_split_by_reason_and_code() {
+        use crate::filter::Rejection;
+        let s = Stats::new(["c"]);
+        let limited = Failure::Rejected(Rejection {
+            status: 503,
+            reason: RejectReason::RateLimited,
+        });
+        let aborted = Failure::Rejected(Rejection {
+            status: 509,
+            reason: RejectReason::FaultAbort,
+        });
+        s.downstream.record_hijack(limited);
+        s.downstream.record_hijack(aborted);
+        s.downstream.record_hijack(Failure::Overflow);
+        let d = &s.downstream;
+        assert_eq!(d.hijacked.get(), 3);
+        assert_eq!(d.hijacked_rate_limited.get(), 1);
+        assert_eq!(d.hijacked_fault_abort.get(), 1);
+        assert_eq!(d.request_503_total.get(), 2);
+        assert_eq!(d.request_other_code.get(), 1);
+        assert_eq!(d.request_2_total.get(), 0);
+        s.downstream.record_oneway_dropped(limited);
+        s.downstream.record_oneway_dropped(Failure::NoRoute);
+        assert_eq!(d.oneway_forwarded.get(), 2);
+        assert_eq!(d.oneway_rate_limited.get(), 1);
+        assert_eq!(d.hijacked.get(), 3, "a dropped oneway is no hijack");
+    }
+
+    #[test]
+    fn filter_counters_appear_under_their_namespace() {
+        #[derive(Debug)]
+        struct Fixed;
+        impl StatsSource for Fixed {
+            fn to_json(&self) -> Value {
+                json!({"rejected": 4})
+            }
+        }
+        let s = Stats::new(["c"]).with_filters([(
+            "stream_filter.l.r".to_owned(),
+            Arc::new(Fixed) as Arc<dyn StatsSource>,
+        )]);
+        assert_eq!(
+            s.to_json()["downstream"]["stream_filter.l.r"]["rejected"],
+            4
+        );
     }
 }

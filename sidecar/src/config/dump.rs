@@ -132,7 +132,7 @@ fn route_config(rc: &RouteConfig) -> Value {
 
 fn listener(c: &Config, l: &ListenerConfig) -> Value {
     let protocol = &l.proxy.protocol;
-    json!({
+    let mut v = json!({
         "name": l.name,
         "address": l.address.to_string(),
         "bind_port": l.bind_port,
@@ -143,7 +143,15 @@ fn listener(c: &Config, l: &ListenerConfig) -> Value {
             "upstream_protocol": protocol,
             "router_config_name": c.route_configs[l.proxy.route_config].name,
         }}]}],
-    })
+    });
+    if !l.stream_filters.is_empty() {
+        v["stream_filters"] = json!(l
+            .stream_filters
+            .iter()
+            .map(|f| f.to_json())
+            .collect::<Vec<_>>());
+    }
+    v
 }
 
 fn cluster(cl: &ClusterConfig) -> Value {

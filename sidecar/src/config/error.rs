@@ -178,6 +178,18 @@ pub enum Invalid {
         #[source]
         source: regex::Error,
     },
+    /// A key nobody reads, in a part of the config that is checked strictly.
+    #[error("unknown field (stream filter configs are checked strictly, so a misspelt setting cannot silently disable a limit)")]
+    UnknownField,
+    /// A setting the sidecar understands but does not implement, where ignoring it would
+    /// change which requests pass.
+    #[error("{value} is not supported: {why}")]
+    Refused {
+        /// The value as written.
+        value: String,
+        /// Why, and what to use instead.
+        why: &'static str,
+    },
     /// A rule the config cannot satisfy, explained in words.
     #[error("{0}")]
     Rule(&'static str),

@@ -97,6 +97,23 @@ impl Node<'_> {
         })
     }
 
+    /// A finite number `>= 0` (integer or fraction).
+    pub(crate) fn as_non_negative_f64(&self) -> Result<f64, ConfigError> {
+        match self.value {
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.is_finite() && f >= 0.0 => Ok(f),
+                _ => Err(invalid(
+                    self.path,
+                    Invalid::OutOfRange {
+                        value: n.to_string(),
+                        range: "a finite number >= 0",
+                    },
+                )),
+            },
+            _ => Err(self.wrong("a number")),
+        }
+    }
+
     /// A Go duration string, or a number of nanoseconds (MOSN's `DurationConfig`).
     pub(crate) fn as_duration(&self) -> Result<Duration, ConfigError> {
         match self.value {
@@ -230,6 +247,13 @@ impl<'a> Obj<'a> {
         self.get(key).map(|i| i.node().as_u32()).transpose()
     }
 
+    /// A finite, non-negative number member.
+    pub(crate) fn non_negative_f64(&mut self, key: &str) -> Result<Option<f64>, ConfigError> {
+        self.get(key)
+            .map(|i| i.node().as_non_negative_f64())
+            .transpose()
+    }
+
     /// A duration member.
     pub(crate) fn duration(&mut self, key: &str) -> Result<Option<Duration>, ConfigError> {
         self.get(key).map(|i| i.node().as_duration()).transpose()
@@ -280,6 +304,20 @@ impl<'a> Obj<'a> {
     pub(crate) fn finish(mut self, warnings: &mut Warnings) {
         for (_, item) in self.rest() {
             warnings.push(item.path, "unknown field, ignored");
+        }
+    }
+}
+
+impl Obj<'_> {
+    /// Fails on the first key that was never read: for configs where a misspelt field must
+    /// not pass silently (stream filters: a typo would disable a limit).
+    ///
+    /// # Errors
+    /// [`Invalid::UnknownField`] at the unknown key's path.
+    pub(crate) fn finish_strict(mut self) -> Result<(), ConfigError> {
+        match self.rest().into_iter().next() {
+            Some((_, item)) => Err(invalid(item.path, Invalid::UnknownField)),
+            None => Ok(()),
         }
     }
 }
@@ -345,6 +383,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("\"soon\""));
+    }
+
+    #[test]
+    fn strict_objects_refuse_unknown_keys_with_their_path() {
+        let v = json!({"rate": 1, "rtae": 2});
+        let mut o = Obj::new(&v, "f.config".into()).unwrap();
+        assert_eq!(o.u32("rate").unwrap(), Some(1));
+        let e = o.finish_strict().unwrap_err();
+        assert_eq!(e.json_path(), Some("f.config.rtae"));
+        assert!(matches!(e.reason(), Some(Invalid::UnknownField)));
+        let v = json!({"rate": 1});
+        let mut o = Obj::new(&v, String::new()).unwrap();
+        o.accept("rate");
+        assert!(o.finish_strict().is_ok());
+    }
+
+    #[test]
+    fn non_negative_numbers_take_fractions_and_refuse_negatives() {
+        let v = json!({"a": 2.5, "b": 3, "c": -0.5, "d": "1"});
+        let mut o = Obj::new(&v, String::new()).unwrap();
+        assert_eq!(o.non_negative_f64("a").unwrap(), Some(2.5));
+        assert_eq!(o.non_negative_f64("b").unwrap(), Some(3.0));
+        let e = o.non_negative_f64("c").unwrap_err();
+        assert_eq!(e.json_path(), Some("c"));
+        assert!(e.to_string().contains(">= 0"), "{e}");
+        assert!(o.non_negative_f64("d").is_err());
     }
 
     #[test]

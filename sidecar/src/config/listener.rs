@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::codec::CodecConfig;
 use super::error::{invalid, ConfigError, Invalid, Warnings};
+use super::filter::{parse_stream_filters, StreamFilterConfig};
 use super::json::{Item, Obj};
 
 /// Downstream idle timeout when `connection_idle_timeout` is absent (MOSN: 90 s).
@@ -26,6 +27,8 @@ pub struct ListenerConfig {
     pub connection_idle_timeout: Option<Duration>,
     /// The proxy filter.
     pub proxy: ProxyConfig,
+    /// `stream_filters` the sidecar implements, in order (unimplemented ones only warn).
+    pub stream_filters: Vec<StreamFilterConfig>,
     /// JSON path, for messages.
     pub json_path: String,
 }
@@ -44,11 +47,12 @@ pub struct ProxyConfig {
 }
 
 /// Parses one `listeners[i]`. `codecs` are the enabled codecs; `route_configs` maps
-/// router config names to indices.
+/// router config names to indices, `clusters` cluster names to indices.
 pub(crate) fn parse_listener(
     item: &Item<'_>,
     codecs: &[CodecConfig],
     route_configs: &HashMap<String, usize>,
+    clusters: &HashMap<&str, usize>,
     warnings: &mut Warnings,
 ) -> Result<ListenerConfig, ConfigError> {
     let mut o = item.obj()?;
@@ -98,24 +102,7 @@ pub(crate) fn parse_listener(
         );
     }
     let proxy = parse_chain(chain, codecs, route_configs, warnings)?;
-    for f in o.items("stream_filters")? {
-        let mut fo = f.obj()?;
-        let kind = fo.str("type")?.unwrap_or_default();
-        let message = match kind {
-            "healthcheck" => {
-                "obsolete healthcheck stream filter (removed from MOSN): heartbeats are \
-                 always answered by the proxy itself; ignored"
-            }
-            "flowControlFilter" => "flow control (Sentinel) is not supported; ignored",
-            "fault" | "faultinject" => "fault injection is not supported; ignored",
-            "proxywasm" => "proxy-wasm stream filters are not supported; ignored",
-            _ => "unknown stream filter, skipped",
-        };
-        fo.accept("type");
-        fo.accept("config");
-        fo.finish(warnings);
-        warnings.push(format!("{}.type", f.path), format!("{kind:?}: {message}"));
-    }
+    let stream_filters = parse_stream_filters(&mut o, clusters, warnings)?;
     o.accept("type");
     for key in [
         "access_logs",
@@ -135,6 +122,7 @@ pub(crate) fn parse_listener(
         bind_port,
         connection_idle_timeout,
         proxy,
+        stream_filters,
         json_path,
     })
 }

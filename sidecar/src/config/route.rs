@@ -279,23 +279,8 @@ fn parse_match(mut m: Obj<'_>, warnings: &mut Warnings) -> Result<RouteMatch, Co
     let mut matchers = Vec::new();
     for h in m.items("headers")? {
         let mut ho = h.obj()?;
-        let name = ho.required_str("name")?.to_owned();
-        let value = ho.str("value")?.unwrap_or_default().to_owned();
-        let regex = if ho.bool("regex")?.unwrap_or(false) {
-            Some(Regex::new(&value).map_err(|source| {
-                invalid(
-                    ho.child("value"),
-                    Invalid::Regex {
-                        pattern: value.clone(),
-                        source,
-                    },
-                )
-            })?)
-        } else {
-            None
-        };
+        matchers.push(parse_header_matcher(&mut ho)?);
         ho.finish(warnings);
-        matchers.push(HeaderMatcherConfig { name, value, regex });
     }
     m.finish(warnings);
     Ok(if non_rpc {
@@ -303,6 +288,27 @@ fn parse_match(mut m: Obj<'_>, warnings: &mut Warnings) -> Result<RouteMatch, Co
     } else {
         RouteMatch::Headers(matchers)
     })
+}
+
+/// Reads `{name, value, regex}` of one header matcher (routes and the fault filter); the
+/// caller finishes the object.
+pub(crate) fn parse_header_matcher(ho: &mut Obj<'_>) -> Result<HeaderMatcherConfig, ConfigError> {
+    let name = ho.required_str("name")?.to_owned();
+    let value = ho.str("value")?.unwrap_or_default().to_owned();
+    let regex = if ho.bool("regex")?.unwrap_or(false) {
+        Some(Regex::new(&value).map_err(|source| {
+            invalid(
+                ho.child("value"),
+                Invalid::Regex {
+                    pattern: value.clone(),
+                    source,
+                },
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(HeaderMatcherConfig { name, value, regex })
 }
 
 fn cluster_ref(

@@ -46,6 +46,9 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
             l.proxy.router_config_name,
             l.connection_idle_timeout.map_or("never".to_owned(), dur),
         )?;
+        for f in &l.stream_filters {
+            writeln!(out, "    stream filter {}", f.describe())?;
+        }
     }
 
     writeln!(out, "route configs ({}):", c.route_configs.len())?;
