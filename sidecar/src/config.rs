@@ -724,7 +724,7 @@ mod tests {
                 "cluster_manager.clusters[0].lb_subset_config",
                 "cluster_manager.clusters[0].tls_context",
                 "servers[0].listeners[0].stream_filters[0].type",
-                "servers[0].listeners[0].stream_filters[1].type",
+                "servers[0].listeners[0].stream_filters[1].config.global_switch",
                 "servers[0].listeners[0].stream_filters[2].type",
                 "tracing",
                 "unknown_top",

@@ -12,6 +12,7 @@ use crate::cluster::{CircuitBreaker, HostSet};
 use crate::config::{
     ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
 };
+use crate::filter::FilterChain;
 use crate::router::{Route, RouteTable};
 use crate::stats::{ClusterStats, Stats};
 use crate::upstream::PoolSettings;
@@ -28,6 +29,8 @@ pub struct ListenerPlan {
     pub routes: Option<Arc<crate::router::RouteTable>>,
     /// Close connections idle this long.
     pub idle_timeout: Duration,
+    /// Its stream filters (rate limits, fault injection), shared by every worker.
+    pub filters: FilterChain,
 }
 
 /// A cluster as every worker shares it: its settings and its live process-wide state (the
@@ -147,7 +150,15 @@ impl Plan {
     /// # Errors
     /// [`PlanError`] when a plugin does not load or a cluster cannot be resolved.
     pub fn build(config: &Config) -> Result<Plan, PlanError> {
-        let stats = Arc::new(Stats::new(config.clusters.iter().map(|c| c.name.as_str())));
+        let filter_chains: Vec<FilterChain> = config
+            .listeners
+            .iter()
+            .map(|l| FilterChain::build(&l.name, &l.stream_filters))
+            .collect();
+        let stats = Arc::new(
+            Stats::new(config.clusters.iter().map(|c| c.name.as_str()))
+                .with_filters(filter_chains.iter().flat_map(FilterChain::stats)),
+        );
 
         let mut codecs = Vec::new();
         for c in &config.codecs {
@@ -193,7 +204,7 @@ impl Plan {
         let mut listeners = Vec::new();
         // Which protocol each cluster is spoken with: that of the listeners routing to it.
         let mut cluster_protocol: Vec<Option<(String, String)>> = vec![None; config.clusters.len()];
-        for l in &config.listeners {
+        for (l, filters) in config.listeners.iter().zip(filter_chains) {
             let routes = tables.get(&l.proxy.router_config_name).cloned();
             for target in config
                 .route_configs
@@ -235,6 +246,7 @@ impl Plan {
                 idle_timeout: l
                     .connection_idle_timeout
                     .unwrap_or(crate::config::DEFAULT_CONNECTION_IDLE_TIMEOUT),
+                filters,
             });
         }
 

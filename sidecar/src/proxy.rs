@@ -13,7 +13,9 @@ use tracing::{debug, warn};
 
 use crate::context::{DownstreamConn, WorkerCluster, WorkerContext};
 use crate::failure::Failure;
+use crate::filter::{FilterGuard, RequestView};
 use crate::framed::SendError;
+use crate::plan::ListenerPlan;
 use crate::retry::{RetryPlan, RETRY_BACKOFF};
 use crate::stats::DownstreamStats;
 
@@ -84,7 +86,7 @@ async fn handle(ledger: Ledger, mut request: Frame) {
         Outcome::OnewayForwarded => ledger.finish(|s| s.oneway_forwarded.inc()),
         Outcome::Failed(failure) if oneway => {
             debug!(%failure, "oneway request dropped");
-            ledger.finish(|s| s.oneway_forwarded.inc());
+            ledger.finish(|s| s.record_oneway_dropped(failure));
         }
         Outcome::Response(mut response) => {
             match ledger.conn.sink().send(&mut response, down_id) {
@@ -130,8 +132,20 @@ async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Fr
         .timeout_ms()
         .map(|ms| Duration::from_millis(ms as u64));
     let deadline = Instant::now() + route.request_timeout(requested);
-
     let shared = &cluster.shared;
+
+    // Stream filters: after routing, before the circuit breaker and the host choice. What a
+    // passed request holds (concurrency slots) is released when `_held` drops, however the
+    // request ends. No filters (the common case): nothing is built or awaited.
+    let _held = if listener.filters.is_empty() {
+        FilterGuard::none()
+    } else {
+        match run_filters(listener, &shared.name, request, deadline).await {
+            Ok(guard) => guard,
+            Err(failure) => return Outcome::Failed(failure),
+        }
+    };
+
     let Some(_admission) = shared.breaker.admit() else {
         shared.stats.request_pending_overflow.inc();
         return Outcome::Failed(Failure::Overflow);
@@ -141,6 +155,27 @@ async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Fr
         shared.stats.request_timeout.inc();
     }
     outcome
+}
+
+/// Runs the listener's filter chain on `request`, bounded by the request's deadline (an
+/// injected delay or a throttling wait longer than the timeout ends in a timeout).
+async fn run_filters(
+    listener: &ListenerPlan,
+    cluster: &str,
+    request: &Frame,
+    deadline: Instant,
+) -> Result<FilterGuard, Failure> {
+    let view = RequestView {
+        headers: request.headers(),
+        cluster,
+        listener: &listener.name,
+        oneway: request.kind() == FrameKind::Oneway,
+    };
+    match tokio::time::timeout_at(deadline, listener.filters.run(&view)).await {
+        Ok(Ok(guard)) => Ok(guard),
+        Ok(Err(rejection)) => Err(Failure::Rejected(rejection)),
+        Err(_) => Err(Failure::Timeout),
+    }
 }
 
 /// Tries hosts until one answers or the failure is final by the route's retry plan; each try
