@@ -5,8 +5,6 @@
 
 use std::fmt;
 
-use crate::filter::{RejectReason, Rejection};
-
 /// A reason to answer on the server's behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failure {
@@ -29,6 +27,25 @@ pub enum Failure {
     /// A stream filter ended the request (a local limit, an injected abort); the code is the
     /// filter's configured status.
     Rejected(Rejection),
+}
+
+/// Why and with which proxy code a request was ended by a stream filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rejection {
+    /// The proxy's HTTP-like code for the plugin's hijack (503 → Bolt
+    /// SERVER_THREADPOOL_BUSY).
+    pub status: u32,
+    /// Which kind of filter ended it (counters are split by this).
+    pub reason: RejectReason,
+}
+
+/// The kind of filter decision that ended a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// A local rate or concurrency limit (`flowControlFilter`).
+    RateLimited,
+    /// An injected abort (`fault`).
+    FaultAbort,
 }
 
 impl Failure {

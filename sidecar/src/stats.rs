@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::failure::Failure;
-use crate::filter::RejectReason;
+use crate::failure::{Failure, RejectReason};
 
 /// A monotonic or gauge counter.
 #[derive(Debug, Default)]
@@ -269,7 +268,7 @@ mod tests {
 
     #[test]
     fn rejections_are_hijacks_split_by_reason_and_code() {
-        use crate::filter::Rejection;
+        use crate::failure::Rejection;
         let s = Stats::new(["c"]);
         let limited = Failure::Rejected(Rejection {
             status: 503,

@@ -25,6 +25,10 @@ use codec_host::HeaderMap;
 use crate::config::StreamFilterConfig;
 use crate::stats::StatsSource;
 
+/// Defined beside [`crate::failure::Failure`] (which carries them), so counters and failures
+/// need not import the filters.
+pub use crate::failure::{RejectReason, Rejection};
+
 pub use clock::MonotonicClock;
 pub use concurrency::{ConcurrencyLimit, ConcurrencySlot};
 pub use fault::{Fault, FaultAction};
@@ -52,25 +56,6 @@ pub enum Verdict {
     Continue,
     /// End the request here.
     Reject(Rejection),
-}
-
-/// Why and with which proxy code a request was ended by a filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Rejection {
-    /// The proxy's HTTP-like code for the plugin's hijack (503 → Bolt
-    /// SERVER_THREADPOOL_BUSY).
-    pub status: u32,
-    /// Which kind of filter ended it (counters are split by this).
-    pub reason: RejectReason,
-}
-
-/// The kind of filter decision that ended a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// A local rate or concurrency limit (`flowControlFilter`).
-    RateLimited,
-    /// An injected abort (`fault`).
-    FaultAbort,
 }
 
 /// What a passed request holds until it ends: concurrency slots of the limits it counts
