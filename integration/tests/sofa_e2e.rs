@@ -690,3 +690,54 @@ fn killing_the_server_mid_load_gives_errors_not_hangs_and_calls_recover() {
     );
     assert_alive(&mut sidecar);
 }
+
+#[test]
+fn a_client_over_its_rate_limit_gets_server_busy_at_once_not_a_hang() {
+    require_peers();
+    let _serial = serial();
+    let ports = Ports::new();
+    let _server = must(NodeServer::start(ports.app_server, "draft", None));
+    // The server-side sidecar protects the app: 5 calls/s (burst 5) for the service the SOFA
+    // client calls; the client-side hop relays the busy answers.
+    let mut config = must(sidecar_config(&ports, None));
+    let listener = find_named(&mut config, "serverListener").expect("serverListener");
+    listener["stream_filters"] = json!([{"type": "flowControlFilter", "config": {
+        "global_switch": true,
+        "rules": [{"id": "sofa", "resource": "com.alipay.test.TestService:1.0",
+                   "grade": 1, "threshold": 5}],
+    }}]);
+    let mut sidecar =
+        Sidecar::spawn(config).unwrap_or_else(|e| panic!("starting the sidecar: {e}"));
+
+    // The client's circuit breaker is forced closed so that every call really goes out.
+    let result = must(run_client(
+        ports.client_listener,
+        &[
+            "load",
+            "3",
+            "--concurrency",
+            "4",
+            "--timeout",
+            "3000",
+            "--breaker",
+            "off",
+        ],
+    ));
+    assert!(ok(&result), "load run: {result}");
+    let errors = result["errors"].as_u64().unwrap_or_default();
+    assert!(errors > 0, "nothing was limited: {result}");
+    assert!(
+        result["timeouts"] == 0 && result["overdue"] == 0,
+        "calls over the limit were left waiting instead of failing: {result}"
+    );
+    assert_eq!(
+        result["statuses"]["4"].as_u64(),
+        Some(errors),
+        "every failed call is a SERVER_THREADPOOL_BUSY answer: {result}"
+    );
+    assert_eq!(
+        result["connections"], 1,
+        "the connection survives: {result}"
+    );
+    assert_alive(&mut sidecar);
+}
