@@ -133,7 +133,7 @@ impl FilterChain {
             .filter_map(|c| match c {
                 StreamFilterConfig::FlowControl(fc) if !fc.enabled => None,
                 StreamFilterConfig::FlowControl(fc) => Some(StreamFilter::FlowControl(
-                    FlowControl::new(listener, fc, clock.clone()),
+                    FlowControl::new(listener, fc, clock),
                 )),
                 StreamFilterConfig::Fault(fc) => {
                     Some(StreamFilter::Fault(Fault::new(listener, fc)))
