@@ -1540,8 +1540,30 @@ mod tests {
                    "timeout": "3s",
                    "retry_policy": {"retry_on": true, "retry_timeout": "1s", "num_retries": 2}}),
         );
+        set(
+            &mut v,
+            "/servers/0/listeners/0/stream_filters",
+            json!([
+                {"type": "flowControlFilter", "config": {"global_switch": true,
+                    "limit_key": "{service}#{sofa_head_method_name}", "action": {"status": 509},
+                    "rules": [
+                        {"resource": "a#b", "threshold": 2.5, "controlBehavior": 1,
+                         "maxQueueingTimeMs": 100},
+                        {"id": "c", "resource": "a.*", "regex": true, "grade": 0, "threshold": 7},
+                        {"id": "r", "resource": "x", "count": 30, "statIntervalInMs": 2000}]}},
+                {"type": "faultinject", "config": {"delay_percent": 5, "delay_duration": "1s",
+                    "abort": {"status": 500, "percentage": 1},
+                    "upstream_cluster": "serverCluster",
+                    "headers": [{"name": "x", "value": "y", "regex": true}]}},
+            ]),
+        );
         let c = parse_in(&v, &dir).expect("valid");
         let dump = c.to_json();
+        let filters = &dump["servers"][0]["listeners"][0]["stream_filters"];
+        assert_eq!(filters[0]["config"]["rules"][0]["burst"], 1);
+        assert_eq!(filters[0]["config"]["rules"][2]["burst"], 30);
+        assert_eq!(filters[1]["type"], "fault");
+        assert_eq!(filters[1]["config"]["delay"]["fixed_delay"], "1s");
         assert_eq!(dump["servers"][0]["graceful_timeout"], "30s");
         assert_eq!(
             dump["servers"][0]["listeners"][0]["connection_idle_timeout"],
@@ -1565,7 +1587,9 @@ mod tests {
         set(
             &mut v,
             "/servers/0/listeners/0/stream_filters",
-            json!([{"type": "healthcheck"}]),
+            json!([{"type": "healthcheck"},
+                   {"type": "flowControlFilter", "config": {"global_switch": true,
+                       "rules": [{"id": "svc", "resource": "s", "threshold": 10}]}}]),
         );
         let c = parse(&v).expect("valid");
         let s = c.summary();
@@ -1579,6 +1603,8 @@ mod tests {
             "admin: 127.0.0.1:34901",
             "warnings (1):",
             "stream_filters[0].type",
+            "stream filter flowControlFilter: key {service}, rejects with code 503; \
+             svc [key = \"s\"]: 10 calls/s, burst 10",
         ] {
             assert!(s.contains(needle), "summary lacks {needle:?}:\n{s}");
         }
