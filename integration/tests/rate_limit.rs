@@ -288,6 +288,42 @@ async fn with_two_workers_the_rate_holds_for_the_whole_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_paces_calls_and_rejects_those_that_would_wait_too_long() {
+    let app = EchoServer::start(any_port()).await.unwrap();
+    // Sentinel's throttling: one call per 100 ms, a call may wait up to 1 s for its turn.
+    let rule = json!([{"id": "paced", "resource": SERVICE, "grade": 1, "threshold": 10,
+                       "controlBehavior": 1, "maxQueueingTimeMs": 1000}]);
+    let p = proxy(app.local_addr(), 2, vec![flow_control(false, rule)]);
+    let client = connect(p.listen).await;
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    spawn_calls(&mut set, &client, 25, SERVICE, |r| r.timeout_ms(10_000));
+    let all = statuses(set).await;
+    let elapsed = start.elapsed();
+    let admitted = count(&all, status::SUCCESS);
+    assert_eq!(
+        admitted + count(&all, status::SERVER_THREADPOOL_BUSY),
+        25,
+        "{all:?}"
+    );
+    // Calls arriving together: the first at once and ten more within the 1 s queueing bound.
+    assert!(admitted >= 11, "admitted {admitted}");
+    assert!(
+        admitted <= bucket_bound(1, 10.0, elapsed),
+        "admitted {admitted} in {elapsed:?}"
+    );
+    // Paced, not bunched: n admitted calls span at least n - 1 intervals.
+    let paced = Duration::from_millis(100) * (admitted as u32 - 1);
+    assert!(elapsed >= paced, "{admitted} calls in {elapsed:?}");
+    let stats = p.quiet_stats().await;
+    let ns = "stream_filter.listener.paced";
+    assert_eq!(filter_stat(&stats, ns, "passed"), admitted);
+    assert!(filter_stat(&stats, ns, "queued") >= 10, "{stats}");
+    assert_eq!(app.counters().requests, admitted);
+    drop(p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrency_limit_rejects_the_sixth_call_and_every_ending_frees_its_slot() {
     let app = EchoServer::start(any_port()).await.unwrap();
     let dead = free_addr().unwrap(); // nothing listens: connect failures, retried, then 502
