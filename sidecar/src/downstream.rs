@@ -92,26 +92,37 @@ async fn read_frames(
     let stats = &worker.plan.stats.downstream;
     let idle_timeout = worker.plan.listeners[conn.listener].idle_timeout;
     let last_active = |framed: &FramedConn| conn.last_active().max(framed.last_read());
+    // One timer for the connection's life, re-armed only when it fires (activity since is
+    // checked then), not per read.
+    let idle = tokio::time::sleep_until(last_active(framed) + idle_timeout);
+    tokio::pin!(idle);
     loop {
-        let idle_deadline = last_active(framed) + idle_timeout;
         let read = tokio::select! {
-            // Frames already read are dispatched before anything else is looked at.
             biased;
-            r = framed.next_frame() => r,
-            _ = tokio::time::sleep_until(idle_deadline) => {
-                if conn.in_flight() == 0 && last_active(framed) + idle_timeout <= Instant::now() {
+            r = framed.read_frames(|frame| dispatch(worker, conn, frame), usize::MAX) => r,
+            _ = &mut idle => {
+                let deadline = last_active(framed) + idle_timeout;
+                if conn.in_flight() == 0 && deadline <= Instant::now() {
                     debug!("closing idle downstream connection");
                     stats.connection_idle_close.inc();
                     return End::Closed;
                 }
+                // Requests in flight keep the connection open; look again an idle period
+                // from now rather than spinning on a deadline already past.
+                let rearm = if conn.in_flight() > 0 {
+                    deadline.max(Instant::now() + idle_timeout)
+                } else {
+                    deadline
+                };
+                idle.as_mut().reset(rearm);
                 continue;
             }
             _ = conn.sink().closed() => return End::Closed,
             _ = worker.shutdown.cancelled() => return End::Draining,
         };
         match read {
-            Ok(Some(frame)) => dispatch(worker, conn, frame),
-            Ok(None) => return End::Closed,
+            Ok(true) => {}
+            Ok(false) => return End::Closed,
             Err(ReadError::Io(e)) => {
                 debug!(cause = %e, "downstream read failed");
                 return End::Closed;

@@ -166,6 +166,8 @@ pub struct FramedConn {
     writer: JoinHandle<()>,
     on_read: Box<dyn Fn(usize)>,
     last_read: Instant,
+    /// Bytes arrived since the codec last said it needs more.
+    undecoded: bool,
 }
 
 impl FramedConn {
@@ -196,6 +198,7 @@ impl FramedConn {
             writer,
             on_read: Box::new(on_read),
             last_read: Instant::now(),
+            undecoded: false,
         }
     }
 
@@ -218,18 +221,57 @@ impl FramedConn {
     /// # Errors
     /// [`ReadError`] when the socket fails or the codec rejects the bytes.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, ReadError> {
+        let mut next = None;
+        while next.is_none() {
+            if !self.read_frames(|f| next = Some(f), 1).await? {
+                return Ok(None);
+            }
+        }
+        Ok(next)
+    }
+
+    /// Hands every frame the next read completes to `on_frame` (at most `max` of them
+    /// before returning; the rest stay buffered for the next call), so a handler pays for
+    /// one `select!` per read, not per frame. Returns `Ok(false)` when the peer closed its
+    /// side. The codec is asked again only after new bytes arrive.
+    ///
+    /// Cancel-safe: only the wait for bytes can be interrupted, and it loses nothing.
+    ///
+    /// # Errors
+    /// [`ReadError`] when the socket fails or the codec rejects the bytes.
+    pub async fn read_frames(
+        &mut self,
+        mut on_frame: impl FnMut(Frame),
+        max: usize,
+    ) -> Result<bool, ReadError> {
         loop {
-            let decoded = self.sink.codec.borrow_mut().decode(&mut self.buf)?;
-            if let Some(frame) = decoded {
-                return Ok(Some(frame));
+            if self.undecoded {
+                let mut delivered = 0;
+                while delivered < max {
+                    let decoded = self.sink.codec.borrow_mut().decode(&mut self.buf)?;
+                    match decoded {
+                        Some(frame) => {
+                            on_frame(frame);
+                            delivered += 1;
+                        }
+                        None => {
+                            self.undecoded = false;
+                            break;
+                        }
+                    }
+                }
+                if delivered > 0 {
+                    return Ok(true);
+                }
             }
             if self.buf.capacity() - self.buf.len() < READ_MIN_FREE {
                 self.buf.reserve(READ_CHUNK);
             }
             let n = self.read.read_buf(&mut self.buf).await?;
             if n == 0 {
-                return Ok(None);
+                return Ok(false);
             }
+            self.undecoded = true;
             self.last_read = Instant::now();
             (self.on_read)(n);
         }

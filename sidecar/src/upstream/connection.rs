@@ -161,13 +161,16 @@ impl UpstreamConn {
     /// The connection's handler: frames in, heartbeats out, until it closes.
     async fn run(self: Rc<Self>, mut framed: FramedConn, mut keepalive: Keepalive) {
         let sink = self.sink.clone();
+        // One timer, re-armed when it fires (the keepalive rule checks idleness then).
+        let timer = tokio::time::sleep_until(keepalive.wake(framed.last_read()));
+        tokio::pin!(timer);
         while !self.closed.get() {
-            let wake = keepalive.wake(framed.last_read());
             let read = tokio::select! {
                 biased;
-                read = framed.next_frame() => read,
-                _ = tokio::time::sleep_until(wake), if keepalive.is_on() => {
+                read = framed.read_frames(|frame| self.on_frame(frame), usize::MAX) => read,
+                _ = &mut timer, if keepalive.is_on() => {
                     self.on_keepalive_timer(&mut keepalive, framed.last_read());
+                    timer.as_mut().reset(keepalive.wake(framed.last_read()));
                     continue;
                 }
                 // Closed by us (pool shutdown, keepalive), a write error or an overflow.
@@ -177,8 +180,8 @@ impl UpstreamConn {
                 }
             };
             match read {
-                Ok(Some(frame)) => self.on_frame(frame),
-                Ok(None) => {
+                Ok(true) => {}
+                Ok(false) => {
                     debug!(addr = %self.addr, "upstream closed the connection");
                     self.close(true);
                 }
