@@ -16,6 +16,10 @@
 #   RATELIMIT_BIN        the rate limit service binary (tests start private instances with it)
 #   RATELIMIT_REDIS_URL  host:port of the Redis server the service uses
 #
+# Ports are free ones picked at start; to pin them (e.g. for a sidecar config that names the
+# service's address) set REDIS_PORT, RATELIMIT_GRPC_PORT, RATELIMIT_HTTP_PORT and
+# RATELIMIT_DEBUG_PORT.
+#
 # Everything is idempotent and needs no terminal (CI=true, no stdin).
 set -euo pipefail
 
@@ -115,7 +119,7 @@ start() {
     rm -f "$ENV_FILE"
 
     local redis_port grpc_port http_port debug_port
-    redis_port="$(free_port)"
+    redis_port="${REDIS_PORT:-$(free_port)}"
     log "starting redis-server on 127.0.0.1:$redis_port"
     redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
         --dir "$STATE_DIR" --daemonize no >"$STATE_DIR/redis.log" 2>&1 &
@@ -123,9 +127,9 @@ start() {
     wait_ready redis-server $! "$STATE_DIR/redis.log" \
         redis-cli -h 127.0.0.1 -p "$redis_port" ping
 
-    grpc_port="$(free_port)"
-    http_port="$(free_port)"
-    debug_port="$(free_port)"
+    grpc_port="${RATELIMIT_GRPC_PORT:-$(free_port)}"
+    http_port="${RATELIMIT_HTTP_PORT:-$(free_port)}"
+    debug_port="${RATELIMIT_DEBUG_PORT:-$(free_port)}"
     log "starting the rate limit service on 127.0.0.1:$grpc_port (gRPC)"
     env USE_STATSD=false LOG_LEVEL=warn \
         REDIS_SOCKET_TYPE=tcp REDIS_URL="127.0.0.1:$redis_port" \
@@ -202,7 +206,7 @@ run)
     exit "$status"
     ;;
 *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 64
     ;;
 esac

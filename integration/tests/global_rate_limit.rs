@@ -369,3 +369,35 @@ async fn descriptors_come_from_headers_and_a_missing_header_makes_no_call() {
     assert_eq!(stats["error"], 0, "{stats}");
     assert_eq!(stats["over_limit"], 3 * rounds, "{stats}");
 }
+
+#[test]
+fn the_shipped_global_rate_limit_config_passes_sidecar_check() {
+    let path =
+        integration::harness::repo_root().join("configs/mosn_rpc_config_global_ratelimit.json");
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let out = Sidecar::run_check(cfg.clone()).expect("run check");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("rateLimit stream_filters[0]: asks 127.0.0.1:8081"),
+        "the summary describes the filter: {text}"
+    );
+
+    // A misspelt field is an error naming its path, not a silently unlimited listener.
+    let mut broken = cfg;
+    let config = broken
+        .pointer_mut("/servers/0/listeners/1/stream_filters/0/config")
+        .and_then(Value::as_object_mut)
+        .expect("the client listener's rateLimit config");
+    let deny = config
+        .remove("failure_mode_deny")
+        .expect("failure_mode_deny");
+    config.insert("failure_mode_denied".into(), deny);
+    let out = Sidecar::run_check(broken).expect("run check");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("servers[0].listeners[1].stream_filters[0].config.failure_mode_denied"),
+        "names the path: {text}"
+    );
+}
