@@ -26,6 +26,11 @@ use proto::rate_limit_service_client::RateLimitServiceClient;
 
 type Client = RateLimitServiceClient<Channel>;
 
+/// The least time a connection attempt gets. A call gives up after the filter's timeout (20 ms
+/// by default), but the attempt goes on in the channel's task up to this long, so a service
+/// that takes longer to connect to than one call may wait still serves the calls after it.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 thread_local! {
     /// This thread's clients by service address, for the runtime that created them.
     static CLIENTS: RefCell<Option<(RuntimeId, HashMap<String, Client>)>> =
@@ -105,7 +110,7 @@ fn classify(status: tonic::Status, timeout: Duration) -> CallError {
 }
 
 /// This thread's client for `address`, created (without connecting yet) on first use.
-fn client(address: &str, connect_timeout: Duration) -> Result<Client, CallError> {
+fn client(address: &str, call_timeout: Duration) -> Result<Client, CallError> {
     let runtime = Handle::current().id();
     CLIENTS.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -121,7 +126,7 @@ fn client(address: &str, connect_timeout: Duration) -> Result<Client, CallError>
                 address: address.to_owned(),
                 source,
             })?
-            .connect_timeout(connect_timeout)
+            .connect_timeout(call_timeout.max(MIN_CONNECT_TIMEOUT))
             .tcp_nodelay(true)
             .connect_lazy();
         let client = Client::new(channel);
