@@ -109,7 +109,8 @@ fn classify(status: tonic::Status, timeout: Duration) -> CallError {
     }
 }
 
-/// This thread's client for `address`, created (without connecting yet) on first use.
+/// This thread's client for `address`, created (without connecting yet) on first use; filters
+/// naming the same address share it (and the connect timeout of the first).
 fn client(address: &str, call_timeout: Duration) -> Result<Client, CallError> {
     let runtime = Handle::current().id();
     CLIENTS.with(|cell| {
