@@ -7,7 +7,7 @@ PLUGIN_DIR := target/$(WASM_TARGET)/plugin
 PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/misbehave.wasm
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
-.PHONY: all run test plugins wasm-target build build-release peers lint layers unit bench clean-bench help
+.PHONY: all run test plugins wasm-target build build-release peers services lint layers unit bench clean-bench help
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make bench   codec micro-benchmark + end-to-end benchmark (writes bench-results/)"
 	@echo "make plugins build the Wasm codec plugins into $(PLUGIN_DIR)"
 	@echo "make layers  check every crate for import cycles and imports against layers.txt"
+	@echo "make services install Redis and Envoy's rate limit service for the tests (tools/services.sh)"
 
 wasm-target:
 	rustup target add $(WASM_TARGET)
@@ -32,6 +33,11 @@ build-release: plugins
 
 peers:
 	cd integration/peers && if [ -n "$$CI" ] || [ ! -d node_modules ]; then npm ci --no-audit --no-fund; fi
+
+# Redis (Debian package) and Envoy's rate limit service (built from the Go module proxy) for
+# the global rate limit tests; idempotent.
+services:
+	tools/services.sh install
 
 # The demo backend is the fast Rust Bolt echo server on the app port of the default config.
 run: build
@@ -53,9 +59,12 @@ layers:
 
 # `cargo test` builds the binaries the end-to-end tests run (target/debug/sidecar, bolt-echo)
 # with the test feature set; a separate `cargo build --bins` would compile wasmer once more.
-unit: plugins peers
+# The tests run inside `tools/services.sh run`: it starts Redis and the rate limit service on
+# free loopback ports, passes their addresses (RATELIMIT_ADDR, ...) and stops both afterwards,
+# also when a test fails.
+unit: plugins peers services
 	python3 -m unittest tools/test_check_layers.py
-	$(CARGO) test --workspace
+	tools/services.sh run -- $(CARGO) test --workspace
 
 test: lint unit
 

@@ -1,5 +1,6 @@
-//! Process harness for end-to-end tests and benchmarks: runs the real `sidecar` binary and the
-//! `bolt-echo` binary as child processes, builds MOSN-format configs, finds free ports.
+//! Process harness for end-to-end tests and benchmarks: runs the real `sidecar` binary, the
+//! `bolt-echo` binary and Envoy's rate limit service as child processes, builds MOSN-format
+//! configs, finds free ports.
 //!
 //! Everything here is synchronous (std::process): it blocks the calling thread while it waits,
 //! so async tests should use a multi-thread runtime (or `spawn_blocking`) when an in-process
@@ -8,12 +9,16 @@
 mod child;
 mod echo_process;
 mod mosn_config;
+mod ratelimit_process;
 mod sidecar;
 
 pub use child::KEEP_LOGS_ENV;
 pub use echo_process::{EchoProcess, BOLT_ECHO_BIN_ENV};
 pub use mosn_config::{
     mosn_config, patch, ClusterSpec, CodecChoice, ListenerSpec, MosnConfig, DEFAULT_PLUGIN_PATH,
+};
+pub use ratelimit_process::{
+    RateLimitEnv, RateLimitProcess, RATELIMIT_ADDR_ENV, RATELIMIT_BIN_ENV, RATELIMIT_REDIS_URL_ENV,
 };
 pub use sidecar::{CheckOutput, Sidecar, SidecarOptions, SIDECAR_BIN_ENV};
 

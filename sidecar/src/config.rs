@@ -36,8 +36,10 @@ pub use codec::{CodecConfig, CodecKind, NativeCodec, PoolMode, WasmCodecConfig};
 pub use duration::{format_go_duration, parse_go_duration, DurationError};
 pub use error::{ConfigError, ConfigWarning, Invalid};
 pub use filter::{
-    FaultAbort, FaultConfig, FaultDelay, FlowControlConfig, FlowLimit, FlowRuleConfig,
-    LimitKeyPart, StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY,
+    DescriptorConfig, DescriptorEntryConfig, EntrySource, FaultAbort, FaultConfig, FaultDelay,
+    FlowControlConfig, FlowLimit, FlowRuleConfig, GlobalRateLimitConfig, LimitKeyPart,
+    StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY, DEFAULT_RATE_LIMIT_STATUS,
+    DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
 };
 pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
 pub use plugin::{Engine, PluginConfig, VmConfig};

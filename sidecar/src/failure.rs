@@ -46,6 +46,9 @@ pub enum RejectReason {
     RateLimited,
     /// An injected abort (`fault`).
     FaultAbort,
+    /// A fleet-wide limit kept by the rate limit service, or the service unavailable with
+    /// `failure_mode_deny` (`rateLimit`).
+    GlobalRateLimited,
 }
 
 impl Failure {
@@ -82,6 +85,10 @@ impl fmt::Display for Failure {
                 reason: RejectReason::FaultAbort,
                 ..
             }) => "injected fault abort",
+            Failure::Rejected(Rejection {
+                reason: RejectReason::GlobalRateLimited,
+                ..
+            }) => "over a global rate limit",
         };
         f.write_str(s)
     }

@@ -88,10 +88,15 @@ counters!(
         hijacked_rate_limited,
         /// Hijacks by an injected fault abort (part of `hijacked`).
         hijacked_fault_abort,
+        /// Hijacks by a fleet-wide limit or an unavailable rate limit service with
+        /// `failure_mode_deny` (`rateLimit`; part of `hijacked`).
+        hijacked_global_rate_limited,
         /// Oneway requests dropped by a local limit (part of `oneway_forwarded`).
         oneway_rate_limited,
         /// Oneway requests dropped by an injected fault abort (part of `oneway_forwarded`).
         oneway_fault_aborted,
+        /// Oneway requests dropped by `rateLimit` (part of `oneway_forwarded`).
+        oneway_global_rate_limited,
         /// Outcome: no answer possible (downstream gone, or the codec could not build one).
         reset,
         /// Hijacks with code 404 (no route).
@@ -170,6 +175,7 @@ impl DownstreamStats {
             match r.reason {
                 RejectReason::RateLimited => self.hijacked_rate_limited.inc(),
                 RejectReason::FaultAbort => self.hijacked_fault_abort.inc(),
+                RejectReason::GlobalRateLimited => self.hijacked_global_rate_limited.inc(),
             }
         }
     }
@@ -182,6 +188,7 @@ impl DownstreamStats {
             match r.reason {
                 RejectReason::RateLimited => self.oneway_rate_limited.inc(),
                 RejectReason::FaultAbort => self.oneway_fault_aborted.inc(),
+                RejectReason::GlobalRateLimited => self.oneway_global_rate_limited.inc(),
             }
         }
     }
@@ -293,6 +300,25 @@ mod tests {
         assert_eq!(d.oneway_forwarded.get(), 2);
         assert_eq!(d.oneway_rate_limited.get(), 1);
         assert_eq!(d.hijacked.get(), 3, "a dropped oneway is no hijack");
+    }
+
+    #[test]
+    fn global_rate_limit_rejections_have_counters_of_their_own() {
+        use crate::failure::Rejection;
+        let s = Stats::new(["c"]);
+        let global = Failure::Rejected(Rejection {
+            status: 503,
+            reason: RejectReason::GlobalRateLimited,
+        });
+        s.downstream.record_hijack(global);
+        s.downstream.record_oneway_dropped(global);
+        let d = &s.downstream;
+        assert_eq!(d.hijacked.get(), 1);
+        assert_eq!(d.request_503_total.get(), 1);
+        assert_eq!(d.hijacked_global_rate_limited.get(), 1);
+        assert_eq!(d.hijacked_rate_limited.get(), 0);
+        assert_eq!(d.oneway_forwarded.get(), 1);
+        assert_eq!(d.oneway_global_rate_limited.get(), 1);
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub enum Invalid {
         /// The text as written.
         value: String,
     },
+    /// A `host:port` that does not parse (IP address or DNS name, and a non-zero port).
+    #[error("invalid address {value:?}: expected host:port")]
+    HostPort {
+        /// The text as written.
+        value: String,
+    },
     /// A value that is not one of the accepted words.
     #[error("unsupported value {value:?} (supported: {supported})")]
     Unsupported {

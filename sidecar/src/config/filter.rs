@@ -1,5 +1,5 @@
 //! `listeners[].stream_filters[]`: `{type, config}` entries in MOSN's shape. The filters the
-//! sidecar implements (`flowControlFilter`, `fault`) are parsed strictly: an unknown field or
+//! sidecar implements (`flowControlFilter`, `fault`, `rateLimit`) are parsed strictly: an unknown field or
 //! a value that cannot be honoured is a config error naming its JSON path, because a typo in
 //! a limit must not leave a service unprotected. MOSN filters that are not implemented are
 //! accepted with one warning each, as before.
@@ -9,6 +9,7 @@
 
 mod fault;
 mod flow_control;
+mod rate_limit;
 
 use std::collections::HashMap;
 
@@ -22,6 +23,10 @@ pub use flow_control::{
     FlowControlConfig, FlowLimit, FlowRuleConfig, LimitKeyPart, DEFAULT_ACTION_STATUS,
     DEFAULT_LIMIT_KEY,
 };
+pub use rate_limit::{
+    DescriptorConfig, DescriptorEntryConfig, EntrySource, GlobalRateLimitConfig,
+    DEFAULT_RATE_LIMIT_STATUS, DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
+};
 
 /// One implemented stream filter, validated.
 #[derive(Debug, Clone)]
@@ -30,6 +35,8 @@ pub enum StreamFilterConfig {
     FlowControl(FlowControlConfig),
     /// `fault` (also spelt `faultinject`): injected delays and aborts.
     Fault(FaultConfig),
+    /// `rateLimit`: fleet-wide limits kept by Envoy's rate limit service.
+    RateLimit(GlobalRateLimitConfig),
 }
 
 impl StreamFilterConfig {
@@ -38,6 +45,7 @@ impl StreamFilterConfig {
         match self {
             StreamFilterConfig::FlowControl(_) => flow_control::TYPE,
             StreamFilterConfig::Fault(_) => fault::TYPE,
+            StreamFilterConfig::RateLimit(_) => rate_limit::TYPE,
         }
     }
 
@@ -47,6 +55,7 @@ impl StreamFilterConfig {
         let config = match self {
             StreamFilterConfig::FlowControl(f) => f.to_json(),
             StreamFilterConfig::Fault(f) => f.to_json(),
+            StreamFilterConfig::RateLimit(f) => f.to_json(),
         };
         serde_json::json!({"type": self.type_name(), "config": config})
     }
@@ -56,6 +65,7 @@ impl StreamFilterConfig {
         match self {
             StreamFilterConfig::FlowControl(f) => f.describe(),
             StreamFilterConfig::Fault(f) => f.describe(),
+            StreamFilterConfig::RateLimit(f) => f.describe(),
         }
     }
 }
@@ -85,6 +95,10 @@ pub(crate) fn parse_stream_filters(
                 &label,
                 clusters,
                 warnings,
+            )?)),
+            rate_limit::TYPE => Some(StreamFilterConfig::RateLimit(rate_limit::parse(
+                config_obj(&fo, config)?,
+                &label,
             )?)),
             _ => {
                 let message = match kind {

@@ -15,6 +15,7 @@ mod clock;
 mod concurrency;
 mod fault;
 mod flow_control;
+pub mod global_rate_limit;
 mod limit_key;
 mod token_bucket;
 
@@ -33,6 +34,7 @@ pub use clock::MonotonicClock;
 pub use concurrency::{ConcurrencyLimit, ConcurrencySlot};
 pub use fault::{Fault, FaultAction};
 pub use flow_control::FlowControl;
+pub use global_rate_limit::GlobalRateLimit;
 pub use limit_key::LimitKey;
 pub use token_bucket::TokenBucket;
 
@@ -98,6 +100,8 @@ enum StreamFilter {
     FlowControl(FlowControl),
     /// `fault`: injected delays and aborts.
     Fault(Fault),
+    /// `rateLimit`: fleet-wide limits asked of Envoy's rate limit service.
+    RateLimit(GlobalRateLimit),
 }
 
 impl StreamFilter {
@@ -105,6 +109,7 @@ impl StreamFilter {
         match self {
             StreamFilter::FlowControl(f) => f.apply(req, guard).await,
             StreamFilter::Fault(f) => f.apply(req).await,
+            StreamFilter::RateLimit(f) => f.apply(req).await,
         }
     }
 
@@ -112,6 +117,7 @@ impl StreamFilter {
         match self {
             StreamFilter::FlowControl(f) => f.stats(),
             StreamFilter::Fault(f) => f.stats(),
+            StreamFilter::RateLimit(f) => f.stats(),
         }
     }
 }
@@ -137,6 +143,9 @@ impl FilterChain {
                 )),
                 StreamFilterConfig::Fault(fc) => {
                     Some(StreamFilter::Fault(Fault::new(listener, fc)))
+                }
+                StreamFilterConfig::RateLimit(rc) => {
+                    Some(StreamFilter::RateLimit(GlobalRateLimit::new(listener, rc)))
                 }
             })
             .collect();
