@@ -18,8 +18,8 @@ use bytes::Bytes;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
 use integration::harness::{
-    free_addr, mosn_config, patch, ClusterSpec, ListenerSpec, RateLimitEnv, RateLimitProcess,
-    Sidecar,
+    admin_get, free_addr, mosn_config, patch, ClusterSpec, ListenerSpec, RateLimitEnv,
+    RateLimitProcess, Sidecar,
 };
 use integration::wire::{Frame, Request};
 use integration::ClientError;
@@ -159,23 +159,13 @@ fn seen_by_app(app: &EchoServer, header: &str, value: &str) -> usize {
         .count()
 }
 
-async fn admin_get(addr: SocketAddr, path: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    let body = text.split("\r\n\r\n").nth(1).expect("http body");
-    serde_json::from_str(body).expect("json body")
-}
-
 /// The `rateLimit` counters of `listener`, once every request it received is finished.
 async fn rate_limit_stats(admin: SocketAddr, listener: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let stats = admin_get(admin, "/api/v1/stats").await;
+        let stats = admin_get(admin, "/api/v1/stats")
+            .await
+            .expect("admin stats");
         let active = stats["downstream"]["downstream.proxy.global"]["request_active"].as_u64();
         if active == Some(0) || Instant::now() > deadline {
             // The listener's only stream filter is stream_filters[0].

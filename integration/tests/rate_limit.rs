@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, DELAY_HEADER, STATUS_HEADER};
-use integration::harness::{free_addr, patch, repo_root, ClusterSpec, MosnConfig, Sidecar};
+use integration::harness::{
+    admin_get, free_addr, patch, repo_root, ClusterSpec, MosnConfig, Sidecar,
+};
 use integration::wire::{status, Request};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
@@ -92,21 +94,11 @@ fn flow_control(monitor: bool, rules: Value) -> Value {
     }})
 }
 
-async fn admin_get(addr: SocketAddr, path: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    let body = text.split("\r\n\r\n").nth(1).expect("http body");
-    serde_json::from_str(body).expect("json body")
-}
-
 impl Proxy {
     async fn stats(&self) -> Value {
-        admin_get(self.admin, "/api/v1/stats").await
+        admin_get(self.admin, "/api/v1/stats")
+            .await
+            .expect("admin stats")
     }
 
     /// Polls the counters until `pred` holds (bounded by [`WAIT`]); returns the last reading.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{wait_for_counters, EchoServer, HOLD_HEADER, SILENT_HEADER};
-use integration::harness::{free_addr, EchoProcess, Sidecar};
+use integration::harness::{admin_get, free_addr, EchoProcess, Sidecar};
 use integration::harness::{patch, MosnConfig};
 use integration::wire::Request;
 use serde_json::{json, Value};
@@ -438,18 +438,6 @@ async fn stops_accepting(addr: SocketAddr, deadline: Duration) -> bool {
     false
 }
 
-async fn admin_get(addr: SocketAddr, path: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    let body = text.split("\r\n\r\n").nth(1).expect("http body");
-    serde_json::from_str(body).expect("json body")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
     let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
@@ -482,7 +470,9 @@ async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
     // has its answer: wait (bounded) until nothing is active before checking the invariant.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let stats = loop {
-        let stats = admin_get(admin, "/api/v1/stats").await;
+        let stats = admin_get(admin, "/api/v1/stats")
+            .await
+            .expect("admin stats");
         let active = stats["downstream"]["downstream.proxy.global"]["request_active"].as_u64();
         if active == Some(0) || std::time::Instant::now() > deadline {
             break stats;

@@ -375,6 +375,26 @@ fn admin_addr(config: &Value) -> Option<SocketAddr> {
     probe_addr(&format!("{host}:{port}"))
 }
 
+/// `GET path` on a sidecar's admin API, its JSON body parsed.
+///
+/// # Errors
+/// The connection fails, or the answer is not an HTTP response with a JSON body.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> std::io::Result<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await?;
+    let body = text.split("\r\n\r\n").nth(1).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "admin answer without a body",
+        )
+    })?;
+    serde_json::from_str(body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
