@@ -115,13 +115,12 @@ pub(super) fn parse(
     match c.str("limit_key_type")? {
         None | Some("HEADER") => {}
         Some(other @ ("PATH" | "ARG" | "URI")) => {
-            return Err(invalid(
-                c.child("limit_key_type"),
-                Invalid::Refused {
-                    value: format!("{other:?}"),
-                    why: "PATH, ARG and URI are HTTP resources that RPC requests do not have \
-                          (MOSN would limit nothing); use \"HEADER\" with a limit_key template",
-                },
+            return Err(refused(
+                &c,
+                "limit_key_type",
+                other,
+                "PATH, ARG and URI are HTTP resources that RPC requests do not have \
+                 (MOSN would limit nothing); use \"HEADER\" with a limit_key template",
             ))
         }
         Some(other) => {
@@ -156,12 +155,11 @@ pub(super) fn parse(
     }
     if let Some(name) = c.str("callback_name")? {
         if !name.is_empty() {
-            return Err(invalid(
-                c.child("callback_name"),
-                Invalid::Refused {
-                    value: format!("{name:?}"),
-                    why: "custom Sentinel callbacks cannot be loaded; leave it empty",
-                },
+            return Err(refused(
+                &c,
+                "callback_name",
+                name,
+                "custom Sentinel callbacks cannot be loaded; leave it empty",
             ));
         }
     }
