@@ -30,6 +30,15 @@ pub trait Codec {
     /// connection they came from cannot be trusted any more.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError>;
 
+    /// After [`Codec::decode`] answered `Ok(None)` for `buf`: the total length the incomplete
+    /// frame at the front of `buf` declares, when the codec knows it, so the caller can wait
+    /// for that many bytes before decoding again (decode work proportional to the bytes that
+    /// arrive, not one full decode per read). `None` (the default): not known.
+    fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
+        let _ = buf;
+        None
+    }
+
     /// Encodes `frame` with `id` as its protocol id and appends the wire bytes to `out`.
     /// This is how ids are rewritten toward upstream and restored toward downstream. The
     /// frame stays usable: it may be encoded again (a retry) with another id.

@@ -147,6 +147,17 @@ impl PluginInstance {
         self.check(E::NAME, r)
     }
 
+    /// After a decode on `ctx` answered 99: the frame length the guest declared, through the
+    /// optional export (`None` when the module lacks it or the guest does not know yet).
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn decode_bytes_needed(&mut self, ctx: u32) -> Result<Option<usize>, CodecError> {
+        let r = self.vm.decode_bytes_needed(ctx);
+        let needed = self.check(codec_abi::optional_exports::DECODE_BYTES_NEEDED, r)?;
+        Ok(needed.filter(|&n| n > 0).map(|n| n as usize))
+    }
+
     /// Maps a guest call's outcome, poisoning the instance on any failure.
     fn check<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
         r.map_err(|e| {

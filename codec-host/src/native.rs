@@ -134,6 +134,10 @@ impl<P: Protocol> Codec for NativeCodec<P> {
         })))
     }
 
+    fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
+        self.protocol.frame_len(buf)
+    }
+
     fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
         let edited = frame.headers_changed().then(|| frame.headers().clone());
         let command = command_mut::<P::Command>(frame.state_mut())?;

@@ -6,7 +6,10 @@
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::exports as ex;
-use wasmer::{FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, Value};
+use codec_abi::optional_exports::DECODE_BYTES_NEEDED;
+use wasmer::{
+    FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
+};
 
 use crate::compile::{CompiledModule, POINTS_EXHAUSTED, POINTS_REMAINING};
 use crate::guest_exports::{GuestArgs, GuestExport, Malloc, TypedExports};
@@ -32,6 +35,8 @@ pub(crate) struct Vm {
     store: Store,
     env: FunctionEnv<HostState>,
     exports: TypedExports,
+    /// The optional `rpc_sidecar_decode_bytes_needed` export, when the module has it.
+    bytes_needed: Option<TypedFunction<u32, u32>>,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -84,6 +89,12 @@ impl Vm {
             .get_global(POINTS_EXHAUSTED)
             .map_err(|e| missing(POINTS_EXHAUSTED, e))?
             .clone();
+        let bytes_needed = match x.get_function(DECODE_BYTES_NEEDED) {
+            Err(_) => None,
+            Ok(f) => Some(f.typed(&store).map_err(|e| {
+                VmError::Instantiate(format!("optional export {DECODE_BYTES_NEEDED}: {e}"))
+            })?),
+        };
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -91,6 +102,7 @@ impl Vm {
             store,
             env,
             exports,
+            bytes_needed,
             points_remaining,
             points_exhausted,
             budget,
@@ -129,6 +141,23 @@ impl Vm {
         self.arm()?;
         let (ptr, len) = self.pass_input(input)?;
         self.invoke::<E>(args(ptr, len))
+    }
+
+    /// The optional `rpc_sidecar_decode_bytes_needed(ctx)` as one ABI operation; `Ok(None)`
+    /// when the module does not export it.
+    ///
+    /// # Errors
+    /// As [`Vm::call`].
+    pub(crate) fn decode_bytes_needed(&mut self, ctx: u32) -> Result<Option<u32>, VmError> {
+        if self.bytes_needed.is_none() {
+            return Ok(None);
+        }
+        self.arm()?;
+        let r = match &self.bytes_needed {
+            Some(f) => f.call(&mut self.store, ctx),
+            None => return Ok(None),
+        };
+        r.map(Some).map_err(|e| self.fail(e))
     }
 
     /// Calls export `E` within the current operation.

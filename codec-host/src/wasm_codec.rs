@@ -71,6 +71,9 @@ pub struct WasmCodec {
     scratch: Vec<u8>,
     /// Running estimate of frame size, for the first decode window.
     typical_frame: usize,
+    /// The last decode that needed more data: the buffer length it saw and the frame
+    /// length the guest declared then (for [`Codec::bytes_needed`]).
+    last_need: Option<(usize, usize)>,
 }
 
 impl WasmCodec {
@@ -86,6 +89,7 @@ impl WasmCodec {
             replaced: 0,
             scratch: Vec::new(),
             typical_frame: FIRST_WINDOW / 2,
+            last_need: None,
         })
     }
 
@@ -257,6 +261,7 @@ impl Codec for WasmCodec {
     }
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        self.last_need = None;
         if buf.is_empty() {
             return Ok(None);
         }
@@ -278,7 +283,19 @@ impl Codec for WasmCodec {
                         limit: max,
                     })
                 }
-                99 if window == buf.len() => return Ok(None),
+                99 if window == buf.len() => {
+                    let declared = inst.decode_bytes_needed(ctx)?;
+                    if let Some(len) = declared.filter(|&n| n > max) {
+                        inst.discard_spare()?;
+                        return Err(CodecError::TooLarge {
+                            what: "declared frame",
+                            len,
+                            limit: max,
+                        });
+                    }
+                    self.last_need = declared.filter(|&n| n > buf.len()).map(|n| (buf.len(), n));
+                    return Ok(None);
+                }
                 99 => window = window.saturating_mul(4).min(buf.len()).min(max),
                 status => {
                     inst.discard_spare()?;
@@ -321,6 +338,13 @@ impl Codec for WasmCodec {
             payload: decoded.payload,
             state: Box::new(state),
         })))
+    }
+
+    fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
+        match self.last_need {
+            Some((seen, needed)) if seen == buf.len() => Some(needed),
+            _ => None,
+        }
     }
 
     fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {

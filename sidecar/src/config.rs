@@ -12,6 +12,7 @@ mod duration;
 mod error;
 mod filter;
 mod json;
+mod limits;
 mod listener;
 mod md5;
 mod plugin;
@@ -41,6 +42,11 @@ pub use filter::{
     StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY, DEFAULT_RATE_LIMIT_STATUS,
     DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
 };
+pub use limits::{
+    LimitsConfig, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_DOWNSTREAM_CONNECTIONS, DEFAULT_MAX_PLUGIN_RESTARTS_PER_MINUTE,
+    DEFAULT_MAX_REQUESTS_PER_CONNECTION, DEFAULT_WRITE_HIGH_WATER, DEFAULT_WRITE_LOW_WATER,
+};
 pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
 pub use plugin::{Engine, PluginConfig, VmConfig};
 pub use route::{
@@ -69,6 +75,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// The enabled codecs (`third_part_codec.codecs`, disabled ones dropped).
     pub codecs: Vec<CodecConfig>,
+    /// `limits`: what one peer may cost, and the process-wide overload budget.
+    pub limits: LimitsConfig,
     /// Accepted fields that have no effect, one entry each, in parse order.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -144,6 +152,7 @@ impl Config {
         let (plugins, codecs) = parse_codecs(&mut root, plugins, ctx, &mut warnings)?;
         let clusters = parse_clusters(&mut root, &mut warnings)?;
         let admin = parse_admin(&mut root, &mut warnings)?;
+        let limits = limits::parse_limits(&mut root, &mut warnings)?;
 
         let servers = root.items("servers")?;
         let server_item = match servers.as_slice() {
@@ -189,6 +198,7 @@ impl Config {
             admin,
             plugins,
             codecs,
+            limits,
             warnings: warnings.0,
         })
     }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::LoadBalancer;
 use crate::framed::{CodecRef, FrameSink};
+use crate::overload::{Admission, WorkerLoad};
 use crate::plan::{Plan, SharedCluster};
 use crate::upstream::HostPool;
 
@@ -29,6 +30,9 @@ pub struct Accepted {
     pub peer: SocketAddr,
     /// Index of the listener in the plan.
     pub listener: usize,
+    /// The connection's slot under the overload manager's connection cap, held for the
+    /// connection's life.
+    pub admission: Admission,
 }
 
 /// One cluster as a worker sees it: its own load balancer state and one pool per host.
@@ -55,6 +59,8 @@ pub struct WorkerContext {
     pub shutdown: CancellationToken,
     /// Live downstream connections of this worker.
     pub conns: ConnTracker,
+    /// This worker's share of the overload manager's accounting.
+    pub load: Rc<WorkerLoad>,
 }
 
 impl WorkerContext {
@@ -97,6 +103,7 @@ impl WorkerContext {
         }
         Ok(WorkerContext {
             index,
+            load: plan.overload.worker(index),
             plan,
             codecs,
             clusters,
@@ -154,6 +161,9 @@ pub struct DownstreamConn {
     sink: FrameSink,
     in_flight: Cell<usize>,
     drained: Notify,
+    /// The in-flight level the reader waits for ([`DownstreamConn::wait_in_flight_at_most`]).
+    wanted_in_flight: Cell<Option<usize>>,
+    slots: Notify,
     last_active: Cell<Instant>,
 }
 
@@ -166,6 +176,8 @@ impl DownstreamConn {
             sink,
             in_flight: Cell::new(0),
             drained: Notify::new(),
+            wanted_in_flight: Cell::new(None),
+            slots: Notify::new(),
             last_active: Cell::new(Instant::now()),
         }
     }
@@ -201,6 +213,19 @@ impl DownstreamConn {
         self.touch();
         if self.in_flight.get() == 0 {
             self.drained.notify_waiters();
+        }
+        if matches!(self.wanted_in_flight.get(), Some(n) if self.in_flight.get() <= n) {
+            self.wanted_in_flight.set(None);
+            self.slots.notify_waiters();
+        }
+    }
+
+    /// Waits until at most `n` requests are in flight (the reader's bound per connection).
+    pub async fn wait_in_flight_at_most(&self, n: usize) {
+        while self.in_flight.get() > n {
+            let slots = self.slots.notified();
+            self.wanted_in_flight.set(Some(n));
+            slots.await;
         }
     }
 

@@ -21,6 +21,7 @@ pub fn spawn(worker: Rc<WorkerContext>, accepted: Accepted) {
         stream,
         peer,
         listener,
+        admission,
     } = accepted;
     let span = info_span!("downstream", %peer, listener = %worker.plan.listeners[listener].name);
     tokio::task::spawn_local(
@@ -29,6 +30,8 @@ pub fn spawn(worker: Rc<WorkerContext>, accepted: Accepted) {
                 Ok(stream) => serve(worker, stream, peer, listener).await,
                 Err(e) => warn!(cause = %e, "cannot register socket"),
             }
+            // The connection's slot under the connection cap ends with it.
+            drop(admission);
         }
         .instrument(span),
     );
@@ -64,7 +67,8 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
     stats.connection_active.inc();
     worker.conns.enter();
 
-    let mut framed = FramedConn::new(stream, codec, {
+    let load = worker.load.register();
+    let mut framed = FramedConn::with_limits(stream, codec, worker.plan.read_limits, Some(load), {
         let worker = worker.clone();
         move |n| worker.plan.stats.downstream.bytes_read_total.add(n as u64)
     });
@@ -91,6 +95,7 @@ async fn read_frames(
 ) -> End {
     let stats = &worker.plan.stats.downstream;
     let idle_timeout = worker.plan.listeners[conn.listener].idle_timeout;
+    let max_in_flight = worker.plan.max_requests_per_connection;
     let last_active = |framed: &FramedConn| conn.last_active().max(framed.last_read());
     // One timer for the connection's life, re-armed only when it fires (activity since is
     // checked then), not per read.
@@ -99,7 +104,16 @@ async fn read_frames(
     loop {
         let read = tokio::select! {
             biased;
-            r = framed.read_frames(|frame| dispatch(worker, conn, frame), usize::MAX) => r,
+            r = async {
+                // Bound the requests in flight per connection: past the bound, read nothing
+                // more until a quarter of them finished.
+                if conn.in_flight() >= max_in_flight {
+                    stats.connection_paused_in_flight.inc();
+                    conn.wait_in_flight_at_most(max_in_flight / 4 * 3).await;
+                }
+                let room = max_in_flight - conn.in_flight();
+                framed.read_frames(|frame| dispatch(worker, conn, frame), room).await
+            } => r,
             _ = &mut idle => {
                 let deadline = last_active(framed) + idle_timeout;
                 if conn.in_flight() == 0 && deadline <= Instant::now() {
@@ -130,6 +144,15 @@ async fn read_frames(
             Err(ReadError::Codec(e)) => {
                 warn!(cause = %e, "closing connection: codec rejected its bytes");
                 stats.connection_decode_error.inc();
+                return End::Closed;
+            }
+            Err(e @ ReadError::FrameTimeout { .. }) => {
+                warn!(cause = %e, "closing connection: frame read timeout");
+                stats.connection_frame_timeout.inc();
+                return End::Closed;
+            }
+            Err(ReadError::Shed) => {
+                warn!("closing connection: shed by the overload manager");
                 return End::Closed;
             }
         }

@@ -7,10 +7,24 @@
 //! everything that answers on the connection (request tasks, heartbeat replies, hijacks).
 //! Closing is one-way and observable: [`FrameSink::closed`] fires once the connection is
 //! over, whoever ended it (a local close, a write error, an overflowing queue).
+//!
+//! The read side protects the process from its peer ([`ReadLimits`]):
+//! * decode work is proportional to the bytes that arrive: once the codec knows how long the
+//!   incomplete frame is ([`Codec::bytes_needed`]) it is not asked again before that many
+//!   bytes are buffered; when it cannot tell, a large partial frame is retried only after
+//!   its buffer doubled or a back-off (doubling, capped) passed;
+//! * a frame that started must complete within `frame_timeout`, however slowly its bytes
+//!   trickle in ([`ReadError::FrameTimeout`]);
+//! * nothing is read while the write queue is over its high-water mark (a peer that does not
+//!   read its responses is not served more), until it drains under the low-water mark;
+//! * what the buffers hold is reported to the overload manager, which may shed the
+//!   connection ([`ReadError::Shed`]); large buffers are given back once empty.
 
 use std::cell::RefCell;
 use std::fmt;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use codec_host::{Codec, CodecError, Frame};
@@ -18,11 +32,12 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::debug;
 
-use crate::write_queue::WriteQueue;
+use crate::overload::ConnLoad;
+use crate::write_queue::{WriteQueue, MAX_PENDING};
 
 /// A worker's codec, shared by the worker's connections (single-threaded).
 pub type CodecRef = Rc<RefCell<Box<dyn Codec>>>;
@@ -30,6 +45,50 @@ pub type CodecRef = Rc<RefCell<Box<dyn Codec>>>;
 /// Read buffer: initial size, and the least free space kept before each read.
 const READ_CHUNK: usize = 16 * 1024;
 const READ_MIN_FREE: usize = 4096;
+/// An empty read buffer grown past this (by a large frame) is replaced by a fresh one.
+const KEEP_READ_CAPACITY: usize = 256 * 1024;
+/// Partial frames shorter than this are re-decoded on every read (cheap); longer ones of a
+/// codec that cannot say their length wait for the buffer to double or a back-off.
+const BACKOFF_FROM: usize = 64 * 1024;
+/// First and longest back-off before re-decoding a long partial frame of unknown length.
+const FIRST_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(64);
+
+/// What a connection's read side enforces (config `limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// A frame whose first byte arrived must be complete within this time.
+    pub frame_timeout: Duration,
+    /// Stop reading while this many bytes wait to be written to the peer…
+    pub write_high_water: usize,
+    /// …and resume once at most this many do.
+    pub write_low_water: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            frame_timeout: crate::config::DEFAULT_FRAME_READ_TIMEOUT,
+            write_high_water: crate::config::DEFAULT_WRITE_HIGH_WATER,
+            write_low_water: crate::config::DEFAULT_WRITE_LOW_WATER,
+        }
+    }
+}
+
+/// When the codec is asked again about the incomplete frame in the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// On the next read.
+    NextRead,
+    /// Once this many bytes are buffered (the frame's declared length).
+    AtLength(usize),
+    /// Once this many bytes are buffered, or at `at` (unknown length: back-off).
+    Backoff {
+        len: usize,
+        at: Instant,
+        wait: Duration,
+    },
+}
 
 /// Why a frame was not queued.
 #[derive(Debug)]
@@ -63,6 +122,17 @@ pub enum ReadError {
     /// The codec rejected the bytes; the connection cannot be trusted any more.
     #[error("codec rejected the bytes: {0}")]
     Codec(#[from] CodecError),
+    /// A frame started and did not complete within the frame read timeout.
+    #[error("a frame did not complete within {timeout:?} ({buffered} bytes of it arrived)")]
+    FrameTimeout {
+        /// The limit.
+        timeout: Duration,
+        /// Bytes of the frame buffered when it expired.
+        buffered: usize,
+    },
+    /// The overload manager shed the connection to bring buffered bytes under budget.
+    #[error("shed by the overload manager")]
+    Shed,
 }
 
 /// The write side of a framed connection: encodes frames into its queue. Cheap to clone.
@@ -168,16 +238,36 @@ pub struct FramedConn {
     last_read: Instant,
     /// Bytes arrived since the codec last said it needs more.
     undecoded: bool,
+    limits: ReadLimits,
+    retry: Retry,
+    /// When the first byte of the incomplete frame in `buf` arrived.
+    frame_started: Option<Instant>,
+    /// The one timer of the read side: frame deadline or decode back-off, whichever is
+    /// first; only armed while a partial frame is buffered.
+    timer: Pin<Box<Sleep>>,
+    load: Option<Rc<ConnLoad>>,
 }
 
 impl FramedConn {
     /// Frames `stream` with `codec` and starts its writer task on the current worker.
     /// `on_read` is told the size of every read (byte counters, activity timestamps).
     pub fn new(stream: TcpStream, codec: CodecRef, on_read: impl Fn(usize) + 'static) -> Self {
+        FramedConn::with_limits(stream, codec, ReadLimits::default(), None, on_read)
+    }
+
+    /// [`FramedConn::new`] enforcing `limits`, and reporting its buffers to `load` (the
+    /// overload manager's view of the connection), which can also shed it.
+    pub fn with_limits(
+        stream: TcpStream,
+        codec: CodecRef,
+        limits: ReadLimits,
+        load: Option<Rc<ConnLoad>>,
+        on_read: impl Fn(usize) + 'static,
+    ) -> Self {
         let (read, write) = stream.into_split();
         let sink = FrameSink {
             codec,
-            queue: WriteQueue::new(),
+            queue: WriteQueue::accounted(MAX_PENDING, load.clone()),
             closed: CancellationToken::new(),
         };
         let writer = {
@@ -199,6 +289,11 @@ impl FramedConn {
             on_read: Box::new(on_read),
             last_read: Instant::now(),
             undecoded: false,
+            limits,
+            retry: Retry::NextRead,
+            frame_started: None,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            load,
         }
     }
 
@@ -245,35 +340,157 @@ impl FramedConn {
         max: usize,
     ) -> Result<bool, ReadError> {
         loop {
-            if self.undecoded {
-                let mut delivered = 0;
-                while delivered < max {
-                    let decoded = self.sink.codec.borrow_mut().decode(&mut self.buf)?;
-                    match decoded {
-                        Some(frame) => {
-                            on_frame(frame);
-                            delivered += 1;
-                        }
-                        None => {
-                            self.undecoded = false;
-                            break;
-                        }
-                    }
-                }
+            if self.undecoded && self.decode_due() {
+                let delivered = self.decode_into(&mut on_frame, max)?;
                 if delivered > 0 {
                     return Ok(true);
                 }
             }
+            if self.sink.queue.backlog() > self.limits.write_high_water {
+                // Backpressure: the peer is not taking its responses; read nothing more
+                // from it until they drain.
+                self.sink
+                    .queue
+                    .wait_below(self.limits.write_low_water)
+                    .await;
+                continue;
+            }
             if self.buf.capacity() - self.buf.len() < READ_MIN_FREE {
                 self.buf.reserve(READ_CHUNK);
             }
-            let n = self.read.read_buf(&mut self.buf).await?;
+            let shed = self.load.as_ref().map(|l| l.shed().clone());
+            let shed = async {
+                match &shed {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let timed = self.frame_started.is_some();
+            let n = tokio::select! {
+                biased;
+                () = shed => return Err(ReadError::Shed),
+                () = &mut self.timer, if timed => {
+                    self.on_timer()?;
+                    continue;
+                }
+                n = self.read.read_buf(&mut self.buf) => n?,
+            };
             if n == 0 {
                 return Ok(false);
             }
             self.undecoded = true;
             self.last_read = Instant::now();
+            if self.frame_started.is_none() {
+                self.frame_started = Some(self.last_read);
+                self.arm_timer();
+            }
+            self.report_read();
             (self.on_read)(n);
+        }
+    }
+
+    /// Whether the codec should be asked about the buffered bytes now.
+    fn decode_due(&self) -> bool {
+        match self.retry {
+            Retry::NextRead => true,
+            Retry::AtLength(len) => self.buf.len() >= len,
+            Retry::Backoff { len, at, .. } => self.buf.len() >= len || Instant::now() >= at,
+        }
+    }
+
+    /// Decodes up to `max` frames into `on_frame`; how many it delivered.
+    fn decode_into(
+        &mut self,
+        on_frame: &mut impl FnMut(Frame),
+        max: usize,
+    ) -> Result<usize, ReadError> {
+        let mut delivered = 0;
+        while delivered < max {
+            let decoded = self.sink.codec.borrow_mut().decode(&mut self.buf)?;
+            match decoded {
+                Some(frame) => {
+                    on_frame(frame);
+                    delivered += 1;
+                    self.retry = Retry::NextRead;
+                }
+                None => {
+                    self.undecoded = false;
+                    self.retry = self.next_retry();
+                    break;
+                }
+            }
+        }
+        if self.buf.is_empty() {
+            self.frame_started = None;
+            if self.buf.capacity() > KEEP_READ_CAPACITY {
+                self.buf = BytesMut::with_capacity(READ_CHUNK);
+            }
+        } else if delivered > 0 {
+            // What is left is the start of the next frame, which arrived with the last read.
+            self.frame_started = Some(self.last_read);
+        }
+        self.arm_timer();
+        self.report_read();
+        Ok(delivered)
+    }
+
+    /// After a need-more answer: when to ask the codec again.
+    fn next_retry(&mut self) -> Retry {
+        let len = self.buf.len();
+        if let Some(needed) = self.sink.codec.borrow_mut().bytes_needed(&self.buf) {
+            if needed > len {
+                return Retry::AtLength(needed);
+            }
+        }
+        if len < BACKOFF_FROM {
+            return Retry::NextRead;
+        }
+        let wait = match self.retry {
+            Retry::Backoff { wait, .. } => (wait * 2).min(MAX_BACKOFF),
+            _ => FIRST_BACKOFF,
+        };
+        Retry::Backoff {
+            len: len.saturating_mul(2),
+            at: Instant::now() + wait,
+            wait,
+        }
+    }
+
+    /// Points the timer at the frame deadline or the back-off, whichever comes first.
+    fn arm_timer(&mut self) {
+        let Some(started) = self.frame_started else {
+            return;
+        };
+        let mut at = started + self.limits.frame_timeout;
+        if let Retry::Backoff { at: retry, .. } = self.retry {
+            at = at.min(retry);
+        }
+        if self.timer.deadline() != at {
+            self.timer.as_mut().reset(at);
+        }
+    }
+
+    /// The timer fired: the frame expired, or a back-off ended (decode again).
+    fn on_timer(&mut self) -> Result<(), ReadError> {
+        let now = Instant::now();
+        if let Some(started) = self.frame_started {
+            if now >= started + self.limits.frame_timeout {
+                return Err(ReadError::FrameTimeout {
+                    timeout: self.limits.frame_timeout,
+                    buffered: self.buf.len(),
+                });
+            }
+        }
+        if matches!(self.retry, Retry::Backoff { at, .. } if now >= at) {
+            self.undecoded = true;
+        }
+        self.arm_timer();
+        Ok(())
+    }
+
+    fn report_read(&self) {
+        if let Some(load) = &self.load {
+            load.set_read(self.buf.len());
         }
     }
 

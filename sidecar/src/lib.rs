@@ -13,6 +13,7 @@ pub mod failure;
 pub mod filter;
 pub mod framed;
 pub mod logging;
+pub mod overload;
 pub mod plan;
 pub mod proxy;
 pub mod retry;

@@ -13,8 +13,10 @@ use crate::config::{
     ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
 };
 use crate::filter::FilterChain;
+use crate::framed::ReadLimits;
+use crate::overload::{Overload, OverloadLimits};
 use crate::router::{Route, RouteTable};
-use crate::stats::{ClusterStats, Stats};
+use crate::stats::{ClusterStats, Stats, StatsSource};
 use crate::upstream::PoolSettings;
 
 /// A listener as the runtime needs it.
@@ -110,6 +112,14 @@ pub struct Plan {
     pub admin: Option<SocketAddr>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// What one connection's read side enforces (config `limits`).
+    pub read_limits: ReadLimits,
+    /// Requests in flight per downstream connection before it is not read any more.
+    pub max_requests_per_connection: usize,
+    /// Plugin instance replacements allowed per plugin per minute (per worker).
+    pub max_plugin_restarts_per_minute: u32,
+    /// The process-wide overload budget and its state.
+    pub overload: Arc<Overload>,
     /// The configuration as loaded (for `config_dump`).
     pub config_json: serde_json::Value,
 }
@@ -155,9 +165,28 @@ impl Plan {
             .iter()
             .map(|l| FilterChain::build(&l.name, &l.stream_filters))
             .collect();
+        let workers = config.server.processor.max(1);
+        let read_limits = ReadLimits {
+            frame_timeout: config.limits.frame_read_timeout,
+            write_high_water: config.limits.write_high_water,
+            write_low_water: config.limits.write_low_water,
+        };
+        let overload = Overload::new(
+            OverloadLimits {
+                max_buffered_bytes: config.limits.max_buffered_bytes,
+                max_downstream_connections: config.limits.max_downstream_connections,
+            },
+            workers,
+        );
+        let overload_stats: (String, Arc<dyn StatsSource>) =
+            ("downstream.overload".into(), overload.clone());
         let stats = Arc::new(
-            Stats::new(config.clusters.iter().map(|c| c.name.as_str()))
-                .with_filters(filter_chains.iter().flat_map(FilterChain::stats)),
+            Stats::new(config.clusters.iter().map(|c| c.name.as_str())).with_filters(
+                filter_chains
+                    .iter()
+                    .flat_map(FilterChain::stats)
+                    .chain([overload_stats]),
+            ),
         );
 
         let mut codecs = Vec::new();
@@ -273,7 +302,10 @@ impl Plan {
                 name: c.name.clone(),
                 protocol,
                 hosts,
-                pool: PoolSettings::new(c, codec_mode),
+                pool: PoolSettings {
+                    read_limits,
+                    ..PoolSettings::new(c, codec_mode)
+                },
                 breaker: CircuitBreaker::new(c.circuit_breakers.max_requests.unwrap_or(0) as usize),
                 stats: stats
                     .cluster(&c.name)
@@ -286,10 +318,14 @@ impl Plan {
             listeners,
             clusters,
             codecs,
-            workers: config.server.processor.max(1),
+            workers,
             graceful_timeout: config.server.graceful_timeout,
             admin: config.admin,
             stats,
+            read_limits,
+            max_requests_per_connection: config.limits.max_requests_per_connection,
+            max_plugin_restarts_per_minute: config.limits.max_plugin_restarts_per_minute,
+            overload,
             config_json: config.to_json(),
         })
     }

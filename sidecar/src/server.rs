@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admin;
 use crate::config::Config;
@@ -211,6 +211,7 @@ fn accept_loop(
             let next = next.clone();
             let shutdown = shutdown.clone();
             let name = plan.listeners[index].name.clone();
+            let plan = plan.clone();
             tasks.spawn(async move {
                 loop {
                     let accepted = tokio::select! {
@@ -219,6 +220,13 @@ fn accept_loop(
                     };
                     match accepted {
                         Ok((stream, peer)) => {
+                            // Over the overload budget or at the connection cap: refuse
+                            // (close at once; counted, one warning per episode).
+                            let Some(admission) = plan.overload.admit() else {
+                                debug!(listener = %name, %peer, "refusing connection: overloaded");
+                                drop(stream);
+                                continue;
+                            };
                             let stream = match stream.into_std() {
                                 Ok(s) => s,
                                 Err(e) => {
@@ -232,6 +240,7 @@ fn accept_loop(
                                 stream,
                                 peer,
                                 listener: index,
+                                admission,
                             });
                         }
                         Err(e) => {

@@ -69,6 +69,10 @@ counters!(
         connection_decode_error,
         /// Connections closed after the idle timeout.
         connection_idle_close,
+        /// Connections closed because a started frame did not complete in time.
+        connection_frame_timeout,
+        /// Times a connection stopped being read with its requests-in-flight bound reached.
+        connection_paused_in_flight,
         /// Bytes read from downstream.
         bytes_read_total,
         /// Requests and oneway requests received.

@@ -53,6 +53,8 @@ pub fn spawn(
 
 /// Serves accepted sockets until the process stops, then drains.
 async fn serve(worker: Rc<WorkerContext>, mut accepted: mpsc::UnboundedReceiver<Accepted>) {
+    let stop_shedder = CancellationToken::new();
+    tokio::task::spawn_local(worker.load.clone().run_shedder(stop_shedder.clone()));
     loop {
         tokio::select! {
             a = accepted.recv() => match a {
@@ -66,5 +68,6 @@ async fn serve(worker: Rc<WorkerContext>, mut accepted: mpsc::UnboundedReceiver<
     // wait with graceful_timeout.
     worker.conns.wait_idle().await;
     worker.close_upstreams();
+    stop_shedder.cancel();
     info!("worker stopped");
 }

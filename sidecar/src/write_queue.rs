@@ -2,7 +2,11 @@
 //! heartbeat replies, hijacks) append encoded frames; the writer drains everything queued in
 //! one `write_all`, so frames queued together go out in one syscall. A peer that stops reading
 //! cannot make the queue grow without bound: past [`MAX_PENDING`] bytes the queue closes (the
-//! connection is dropped) instead of buffering more.
+//! connection is dropped) instead of buffering more. Well before that, the connection's
+//! reader stops reading while the queue is over its high-water mark
+//! ([`WriteQueue::wait_below`]), so a peer that does not read its responses stops being
+//! served instead of being buffered for. What the queue holds is reported to the overload
+//! manager ([`ConnLoad`]), and the buffers of a burst are given back once it is written.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,8 +15,15 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+use crate::overload::ConnLoad;
+
 /// Most bytes a queue holds before it gives up on a peer that does not read.
 pub const MAX_PENDING: usize = 64 << 20;
+
+/// Buffers grown past this by a burst are replaced by fresh small ones once written.
+const KEEP_CAPACITY: usize = 256 << 10;
+/// Initial buffer size.
+const INITIAL_CAPACITY: usize = 16 << 10;
 
 /// Shared handle to a connection's outgoing queue. Cheap to clone; single-threaded.
 #[derive(Clone)]
@@ -25,6 +36,12 @@ struct Inner {
     buf: RefCell<BytesMut>,
     notify: Notify,
     closed: Cell<bool>,
+    /// Bytes the writer took and is writing now.
+    writing: Cell<usize>,
+    /// The level a reader waits for ([`WriteQueue::wait_below`]), if one waits.
+    wanted_below: Cell<Option<usize>>,
+    space: Notify,
+    load: Option<Rc<ConnLoad>>,
 }
 
 impl WriteQueue {
@@ -35,13 +52,52 @@ impl WriteQueue {
 
     /// A new, open queue holding at most `max_pending` bytes.
     pub fn with_limit(max_pending: usize) -> WriteQueue {
+        WriteQueue::accounted(max_pending, None)
+    }
+
+    /// A new, open queue holding at most `max_pending` bytes, reporting what it holds to
+    /// `load` (the overload manager's view of the connection).
+    pub fn accounted(max_pending: usize, load: Option<Rc<ConnLoad>>) -> WriteQueue {
         WriteQueue {
             inner: Rc::new(Inner {
                 max_pending,
-                buf: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+                buf: RefCell::new(BytesMut::with_capacity(INITIAL_CAPACITY)),
                 notify: Notify::new(),
                 closed: Cell::new(false),
+                writing: Cell::new(0),
+                wanted_below: Cell::new(None),
+                space: Notify::new(),
+                load,
             }),
+        }
+    }
+
+    /// Bytes queued or being written: what the peer has yet to take.
+    pub fn backlog(&self) -> usize {
+        self.pending() + self.inner.writing.get()
+    }
+
+    /// Waits until the backlog is at most `low` bytes, or the queue closes.
+    pub async fn wait_below(&self, low: usize) {
+        while self.backlog() > low && !self.is_closed() {
+            let space = self.inner.space.notified();
+            self.inner.wanted_below.set(Some(low));
+            space.await;
+        }
+        self.inner.wanted_below.set(None);
+    }
+
+    /// Reports the backlog to the overload manager and wakes a reader waiting for it.
+    fn changed(&self) {
+        let backlog = self.backlog();
+        if let Some(load) = &self.inner.load {
+            load.set_write(backlog);
+        }
+        if let Some(low) = self.inner.wanted_below.get() {
+            if backlog <= low || self.is_closed() {
+                self.inner.wanted_below.set(None);
+                self.inner.space.notify_waiters();
+            }
         }
     }
 
@@ -66,7 +122,9 @@ impl WriteQueue {
             }
             Ok(()) => {
                 if buf.len() > before {
+                    drop(buf);
                     self.inner.notify.notify_one();
+                    self.changed();
                 }
                 Ok(true)
             }
@@ -91,6 +149,7 @@ impl WriteQueue {
     pub fn close(&self) {
         self.inner.closed.set(true);
         self.inner.notify.notify_one();
+        self.changed();
     }
 
     /// True once closed.
@@ -124,11 +183,21 @@ impl WriteQueue {
                 self.inner.notify.notified().await;
                 continue;
             }
-            if let Err(e) = sink.write_all(&out).await {
+            self.inner.writing.set(out.len());
+            let written = sink.write_all(&out).await;
+            self.inner.writing.set(0);
+            if let Err(e) = written {
                 self.inner.closed.set(true);
+                self.changed();
                 return Err(e);
             }
-            out.clear();
+            if out.capacity() > KEEP_CAPACITY {
+                // A burst is over: give its memory back.
+                out = BytesMut::with_capacity(INITIAL_CAPACITY);
+            } else {
+                out.clear();
+            }
+            self.changed();
         }
     }
 }

@@ -61,6 +61,17 @@ pub mod exports {
     pub const HIJACK: &str = "proxy_hijack_buffer_bytes";
 }
 
+/// Optional exports: this host's extensions to the ABI. A plugin may export them; MOSN never
+/// calls them, and a host that finds one absent keeps the standard path.
+pub mod optional_exports {
+    /// `(ctx) -> u32`: called right after `proxy_decode_buffer_bytes(ctx, …)` answered 99
+    /// (need more data): the total length, counted from the first input byte, that the
+    /// incomplete frame at the front of that input declares; 0 when it is not known yet
+    /// (its fixed part is incomplete too). The host then waits for that many bytes before
+    /// decoding again, so decode work stays proportional to the bytes that arrive.
+    pub const DECODE_BYTES_NEEDED: &str = "rpc_sidecar_decode_bytes_needed";
+}
+
 /// Header a plugin adds to a decoded request whose frame is complete but whose header section
 /// does not parse (value: the reason). The frame is still reported so the proxy can answer it
 /// with a hijack (code 2, MOSN's "request header decode error") instead of closing the

@@ -123,6 +123,12 @@ impl Protocol for Bolt {
         Ok(self.decode_frame(data)?)
     }
 
+    /// The length the frame's fixed part declares (class + header + content + CRC).
+    fn frame_len(&self, data: &[u8]) -> Option<usize> {
+        let (_, total) = frame::declared_frame(data, self.max_frame_bytes).ok()??;
+        usize::try_from(total).ok()
+    }
+
     fn encode(&mut self, command: &BoltCommand, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
         Ok(command.encode_into(out)?)
     }

@@ -161,6 +161,18 @@ impl Head {
 /// allocated); errors as soon as the bytes seen cannot start a Bolt frame or announce more
 /// than `max_frame` bytes.
 pub(crate) fn frame_head(data: &[u8], max_frame: usize) -> Result<Option<Head>, BoltError> {
+    match declared_frame(data, max_frame)? {
+        Some((head, total)) if data.len() as u64 >= total => Ok(Some(head)),
+        _ => Ok(None),
+    }
+}
+
+/// The head of the frame at the front of `data` and the total length it declares, as soon
+/// as its fixed part is present (`Ok(None)` before); errors as [`frame_head`].
+pub(crate) fn declared_frame(
+    data: &[u8],
+    max_frame: usize,
+) -> Result<Option<(Head, u64)>, BoltError> {
     let Some(&proto) = data.first() else {
         return Ok(None);
     };
@@ -235,10 +247,7 @@ pub(crate) fn frame_head(data: &[u8], max_frame: usize) -> Result<Option<Head>, 
         content_len: content_len as usize,
         ..head
     };
-    if (data.len() as u64) < total {
-        return Ok(None);
-    }
-    Ok(Some(head))
+    Ok(Some((head, total)))
 }
 
 /// Checks the CRC32 trailer of a whole v2 frame with CRC.

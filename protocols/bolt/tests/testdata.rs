@@ -127,7 +127,28 @@ fn every_split_point_needs_more_data_until_the_frame_is_whole() {
             };
             assert_eq!(call.known_status(), Some(want), "{} cut {cut}", v.name);
             assert!(call.reports.is_empty(), "{} cut {cut}", v.name);
+            // Once the fixed part is in, the frame's whole length is declared (0 before).
+            let needed = h.decode_bytes_needed(ctx) as usize;
+            assert_eq!(needed, bolt.frame_len(&v.bytes[..cut]).unwrap_or(0));
+            assert!(
+                needed == 0 || needed == v.bytes.len(),
+                "{} cut {cut}: needed {needed}",
+                v.name
+            );
+            if cut + 1 == v.bytes.len() && v.bytes.len() > 30 {
+                assert_eq!(
+                    needed,
+                    v.bytes.len(),
+                    "{}: known before the last byte",
+                    v.name
+                );
+            }
         }
+        assert_eq!(
+            h.decode_bytes_needed(ctx + 1),
+            0,
+            "another context knows nothing"
+        );
         // The same context then decodes the whole frame (the guest keeps no partial state).
         assert_eq!(h.decode(ctx, &v.bytes).status, 0, "{}", v.name);
         h.delete(ctx);

@@ -39,6 +39,9 @@ pub(crate) struct Dispatcher<P: Protocol, H: Host> {
     contexts: Contexts<P>,
     /// Reused for every decode/encode result (§5.4, §5.5).
     scratch: Vec<u8>,
+    /// The last decode that answered 99: its ctx and the frame length the protocol
+    /// declared (0 = unknown), for [`Dispatcher::decode_bytes_needed`].
+    needed: (u32, u32),
 }
 
 impl<P: Protocol, H: Host> Dispatcher<P, H> {
@@ -49,6 +52,7 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
             host,
             contexts: Contexts::new(),
             scratch: Vec::new(),
+            needed: (0, 0),
         }
     }
 
@@ -152,8 +156,10 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
             contexts,
             host,
             scratch,
+            needed,
             ..
         } = self;
+        *needed = (0, 0);
         let Some((root, stream)) = lookup(contexts, host, ctx, "decode") else {
             return INTERNAL;
         };
@@ -162,7 +168,14 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
         }
         let Decoded { command, consumed } = match root.protocol.decode(input) {
             Ok(Some(decoded)) => decoded,
-            Ok(None) => return NEED_MORE_DATA,
+            Ok(None) => {
+                let declared = root.protocol.frame_len(input).filter(|&n| n > input.len());
+                *needed = (
+                    ctx,
+                    declared.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                );
+                return NEED_MORE_DATA;
+            }
             Err(err) => {
                 let name = root.protocol.name();
                 log(
@@ -217,6 +230,15 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
         stream.decoded = Some(command);
         let reported = host.set_buffer(BufferType::DecodeData, scratch);
         self.finish_report(ctx, "decode", reported)
+    }
+
+    /// `rpc_sidecar_decode_bytes_needed` (optional export, `codec_abi::optional_exports`):
+    /// the frame length the last decode on `ctx` declared when it answered 99, else 0.
+    pub(crate) fn decode_bytes_needed(&mut self, ctx: u32) -> u32 {
+        match self.needed {
+            (c, n) if c == ctx => n,
+            _ => 0,
+        }
     }
 
     /// `proxy_encode_buffer_bytes` (§6.3): encodes the cached command with the host's id,
@@ -557,6 +579,7 @@ trait Abi {
     fn vm_start(&mut self, root: u32, size: usize) -> bool;
     fn configure(&mut self, root: u32, size: usize) -> bool;
     fn decode(&mut self, ctx: u32, input: &[u8]) -> u32;
+    fn decode_bytes_needed(&mut self, ctx: u32) -> u32;
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn keepalive(&mut self, ctx: u32, id: u64) -> u32;
     fn reply_keepalive(&mut self, ctx: u32) -> u32;
@@ -578,6 +601,9 @@ impl<P: Protocol, H: Host> Abi for Dispatcher<P, H> {
     }
     fn decode(&mut self, ctx: u32, input: &[u8]) -> u32 {
         Dispatcher::decode(self, ctx, input)
+    }
+    fn decode_bytes_needed(&mut self, ctx: u32) -> u32 {
+        Dispatcher::decode_bytes_needed(self, ctx)
     }
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32 {
         Dispatcher::encode(self, ctx, input)
@@ -754,6 +780,13 @@ mod wasm {
         // SAFETY: forwarded from this function's contract.
         let input = unsafe { Input::new(ptr, len) };
         with(INTERNAL, |d| d.decode(ctx, input.bytes()))
+    }
+
+    /// `(ctx) -> u32`: the frame length the last need-more decode on `ctx` declared (this
+    /// host's optional extension, `codec_abi::optional_exports::DECODE_BYTES_NEEDED`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_decode_bytes_needed(ctx: u32) -> u32 {
+        with(0, |d| d.decode_bytes_needed(ctx))
     }
 
     /// `(ctx, ptr, len) -> status` (§6.3).

@@ -253,6 +253,12 @@ impl<P: Protocol> Harness<P> {
         self.call(status)
     }
 
+    /// `rpc_sidecar_decode_bytes_needed(ctx)` (optional export): the frame length the last
+    /// need-more decode on `ctx` declared, 0 when unknown.
+    pub fn decode_bytes_needed(&mut self, ctx: u32) -> u32 {
+        self.dispatcher.decode_bytes_needed(ctx)
+    }
+
     /// `proxy_encode_buffer_bytes(ctx, input)`; `input` is a §5.3 host command (build it with
     /// [`codec_abi::write_host_command`]).
     pub fn encode(&mut self, ctx: u32, input: &[u8]) -> Call {

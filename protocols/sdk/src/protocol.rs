@@ -79,6 +79,16 @@ pub trait Protocol: 'static {
     /// trusted any more.
     fn decode(&mut self, data: &[u8]) -> Result<Option<Decoded<Self::Command>>, ProtocolError>;
 
+    /// After [`Protocol::decode`] answered `Ok(None)` for `data`: the total length the
+    /// incomplete frame at the front of `data` declares, once its fixed part is present.
+    /// The host waits for that many bytes before decoding again, so a peer trickling a large
+    /// frame costs decode work in proportion to its bytes, not one full decode per read.
+    /// `None` (the default): not known; the host backs off on its own.
+    fn frame_len(&self, data: &[u8]) -> Option<usize> {
+        let _ = data;
+        None
+    }
+
     /// Appends the wire bytes of `command` to `out`.
     ///
     /// # Errors

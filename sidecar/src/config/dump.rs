@@ -53,6 +53,19 @@ pub(crate) fn render(c: &Config) -> Value {
         })
         .collect();
     root.insert("third_part_codec".into(), json!({ "codecs": codecs }));
+    let l = &c.limits;
+    root.insert(
+        "limits".into(),
+        json!({
+            "frame_read_timeout": dur(l.frame_read_timeout),
+            "write_high_water_bytes": l.write_high_water,
+            "write_low_water_bytes": l.write_low_water,
+            "max_requests_per_connection": l.max_requests_per_connection,
+            "max_buffered_bytes": l.max_buffered_bytes,
+            "max_downstream_connections": l.max_downstream_connections,
+            "max_plugin_restarts_per_minute": l.max_plugin_restarts_per_minute,
+        }),
+    );
     Value::Object(root)
 }
 

@@ -27,6 +27,18 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         Some(a) => writeln!(out, "admin: {a}")?,
         None => writeln!(out, "admin: off")?,
     }
+    let l = &c.limits;
+    writeln!(
+        out,
+        "limits: frame read timeout {}, write queue high/low water {}/{} bytes, {} requests in flight per connection, {} bytes buffered in all, {} downstream connections, {} plugin restarts per minute",
+        dur(l.frame_read_timeout),
+        l.write_high_water,
+        l.write_low_water,
+        l.max_requests_per_connection,
+        l.max_buffered_bytes,
+        l.max_downstream_connections,
+        l.max_plugin_restarts_per_minute
+    )?;
 
     writeln!(out, "listeners ({}):", c.listeners.len())?;
     for l in &c.listeners {

@@ -19,7 +19,7 @@ use super::keepalive::{Due, Keepalive};
 use super::waiters::{Matched, PendingResponse, Waiters};
 use crate::config::KeepaliveConfig;
 use crate::failure::Failure;
-use crate::framed::{CodecRef, FrameSink, FramedConn, ReadError, SendError};
+use crate::framed::{CodecRef, FrameSink, FramedConn, ReadError, ReadLimits, SendError};
 use crate::stats::ClusterStats;
 
 /// A live upstream connection shared by the requests of one worker.
@@ -43,6 +43,7 @@ impl UpstreamConn {
         connect_timeout: Duration,
         codec: CodecRef,
         keepalive: KeepaliveConfig,
+        read_limits: ReadLimits,
         stats: Arc<ClusterStats>,
     ) -> Result<Rc<UpstreamConn>, Failure> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
@@ -61,7 +62,7 @@ impl UpstreamConn {
         let _ = stream.set_nodelay(true);
         stats.connection_total.inc();
         stats.connection_active.inc();
-        let framed = FramedConn::new(stream, codec, {
+        let framed = FramedConn::with_limits(stream, codec, read_limits, None, {
             let stats = stats.clone();
             move |n| stats.connection_bytes_read_total.add(n as u64)
         });
@@ -189,8 +190,12 @@ impl UpstreamConn {
                     debug!(addr = %self.addr, cause = %e, "upstream read failed");
                     self.close(true);
                 }
-                Err(ReadError::Codec(e)) => {
-                    warn!(addr = %self.addr, cause = %e, "closing upstream connection: codec rejected its bytes");
+                Err(e @ (ReadError::Codec(_) | ReadError::FrameTimeout { .. })) => {
+                    warn!(addr = %self.addr, cause = %e, "closing upstream connection");
+                    self.close(false);
+                }
+                Err(ReadError::Shed) => {
+                    warn!(addr = %self.addr, "closing upstream connection: shed under overload");
                     self.close(false);
                 }
             }

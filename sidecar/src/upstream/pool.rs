@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::connection::UpstreamConn;
 use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
-use crate::framed::CodecRef;
+use crate::framed::{CodecRef, ReadLimits};
 use crate::stats::ClusterStats;
 
 /// What a pool needs to open connections.
@@ -34,6 +34,8 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// Keepalive of each connection.
     pub keepalive: KeepaliveConfig,
+    /// What each connection's read side enforces (frame deadline, backpressure).
+    pub read_limits: ReadLimits,
 }
 
 impl PoolSettings {
@@ -50,6 +52,7 @@ impl PoolSettings {
             max_connections,
             connect_timeout: cluster.connect_timeout,
             keepalive: cluster.keepalive,
+            read_limits: ReadLimits::default(),
         }
     }
 
@@ -192,6 +195,7 @@ impl PoolInner {
             self.settings.connect_timeout,
             self.codec.clone(),
             self.settings.keepalive,
+            self.settings.read_limits,
             self.stats.clone(),
         )
         .await
