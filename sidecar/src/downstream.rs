@@ -81,6 +81,7 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
             _ = conn.sink().closed() => {}
         }
     }
+    stats.decode_calls.add(framed.decode_calls());
     framed.close().await;
     stats.connection_active.dec();
     stats.connection_destroy.inc();

@@ -246,6 +246,7 @@ pub struct FramedConn {
     /// first; only armed while a partial frame is buffered.
     timer: Pin<Box<Sleep>>,
     load: Option<Rc<ConnLoad>>,
+    decode_calls: u64,
 }
 
 impl FramedConn {
@@ -294,12 +295,18 @@ impl FramedConn {
             frame_started: None,
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             load,
+            decode_calls: 0,
         }
     }
 
     /// The write side, to clone into whatever answers on this connection.
     pub fn sink(&self) -> &FrameSink {
         &self.sink
+    }
+
+    /// Times the codec was asked to decode on this connection (work per byte, for stats).
+    pub fn decode_calls(&self) -> u64 {
+        self.decode_calls
     }
 
     /// When bytes last arrived (the connection's start before any did).
@@ -406,6 +413,7 @@ impl FramedConn {
     ) -> Result<usize, ReadError> {
         let mut delivered = 0;
         while delivered < max {
+            self.decode_calls += 1;
             let decoded = self.sink.codec.borrow_mut().decode(&mut self.buf)?;
             match decoded {
                 Some(frame) => {
@@ -640,6 +648,215 @@ mod tests {
             let mut got = Bytes::from(got);
             assert_eq!(got.copy_to_bytes(4).as_ref(), &[3, 42, b'h', b'i']);
             assert_eq!(got.as_ref(), &[2, 5, 4], "the hijack, then the end");
+        });
+    }
+
+    /// A protocol with a u32 length prefix (of what follows), id 0; `hints` says whether it
+    /// tells the frame length before the frame is complete.
+    struct Long {
+        hints: bool,
+    }
+
+    impl Codec for Long {
+        fn protocol(&self) -> &str {
+            "long"
+        }
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+            let Some(len) = self.declared(buf) else {
+                return Ok(None);
+            };
+            if buf.len() < len {
+                return Ok(None);
+            }
+            let raw = buf.split_to(len).freeze();
+            Ok(Some(Frame::new(FrameParts {
+                kind: FrameKind::Request,
+                id: 0,
+                timeout_or_status: 0,
+                headers: HeaderMap::new(),
+                header_section: Bytes::new(),
+                payload: raw.slice(4..),
+                raw,
+                state: Box::new(()),
+            })))
+        }
+        fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
+            self.hints.then(|| self.declared(buf)).flatten()
+        }
+        fn encode(&mut self, f: &mut Frame, _: u64, out: &mut BytesMut) -> Result<(), CodecError> {
+            out.extend_from_slice(&(4 + f.payload().len() as u32).to_be_bytes());
+            out.extend_from_slice(f.payload());
+            Ok(())
+        }
+        fn keepalive(&mut self, _id: u64) -> Result<Option<Bytes>, CodecError> {
+            Ok(None)
+        }
+        fn reply_keepalive(&mut self, _: &mut Frame, _: &mut BytesMut) -> Result<(), CodecError> {
+            Err(CodecError::Protocol("no heartbeats".into()))
+        }
+        fn hijack(
+            &mut self,
+            _: &Frame,
+            _: u32,
+            _: u64,
+            _: &mut BytesMut,
+        ) -> Result<(), CodecError> {
+            Err(CodecError::Protocol("no hijack".into()))
+        }
+    }
+
+    impl Long {
+        fn declared(&self, buf: &[u8]) -> Option<usize> {
+            let len: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+            Some(u32::from_be_bytes(len) as usize)
+        }
+    }
+
+    async fn long_pair(
+        hints: bool,
+        limits: ReadLimits,
+    ) -> (FramedConn, TcpStream, Rc<Cell<usize>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap());
+        let (peer, accepted) = tokio::join!(peer, listener.accept());
+        let codec: CodecRef = Rc::new(RefCell::new(Box::new(Long { hints })));
+        let read = Rc::new(Cell::new(0));
+        let counted = read.clone();
+        let framed = FramedConn::with_limits(accepted.unwrap().0, codec, limits, None, move |n| {
+            counted.set(counted.get() + n)
+        });
+        (framed, peer.unwrap(), read)
+    }
+
+    /// Sends `head` of a `total`-byte frame, then the rest one byte per read of the
+    /// framed side (each byte is read before the next is sent), and returns the decode
+    /// calls the whole frame cost.
+    async fn trickle(hints: bool, total: usize, head: usize) -> u64 {
+        let (mut framed, mut peer, read) = long_pair(hints, ReadLimits::default()).await;
+        let mut frame = vec![0u8; total];
+        frame[..4].copy_from_slice(&(total as u32).to_be_bytes());
+        let reader = tokio::task::spawn_local(async move {
+            let f = framed.next_frame().await.unwrap().expect("the frame");
+            assert_eq!(f.raw().len(), total);
+            framed.decode_calls()
+        });
+        peer.write_all(&frame[..head]).await.unwrap();
+        while read.get() < head {
+            tokio::task::yield_now().await;
+        }
+        for (i, byte) in frame[head..].iter().enumerate() {
+            peer.write_all(&[*byte]).await.unwrap();
+            while read.get() < head + i + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        reader.await.unwrap()
+    }
+
+    #[test]
+    fn a_codec_that_knows_the_frame_length_is_not_asked_again_before_it_is_all_there() {
+        local(async {
+            let calls = trickle(true, 300_000, 200_000).await;
+            // Asked while the head arrived (a few reads), then once the last byte is in:
+            // not once per trickled byte.
+            assert!(
+                calls < 50,
+                "{calls} decode calls for 100,000 trickled bytes"
+            );
+        });
+    }
+
+    #[test]
+    fn a_codec_that_cannot_tell_is_asked_again_only_after_doubling_or_a_back_off() {
+        local(async {
+            let calls = trickle(false, 202_000, 200_000).await;
+            // 2,000 one-byte reads: without the back-off, 2,000 full decodes of 200 KB.
+            assert!(
+                calls < 1_000,
+                "{calls} decode calls for 2,000 trickled bytes"
+            );
+        });
+    }
+
+    #[test]
+    fn a_started_frame_must_complete_within_the_frame_timeout() {
+        local(async {
+            let limits = ReadLimits {
+                frame_timeout: Duration::from_millis(200),
+                ..ReadLimits::default()
+            };
+            let (mut framed, mut peer, _) = long_pair(true, limits).await;
+            peer.write_all(&100u32.to_be_bytes()).await.unwrap();
+            let keep_sending = tokio::task::spawn_local(async move {
+                // A byte at a time, forever: the idle timer alone would never fire.
+                loop {
+                    if peer.write_all(&[0]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            match framed.next_frame().await {
+                Err(ReadError::FrameTimeout { timeout, buffered }) => {
+                    assert_eq!(timeout, Duration::from_millis(200));
+                    assert!((4..100).contains(&buffered), "{buffered} bytes buffered");
+                }
+                other => panic!(
+                    "expected a frame timeout, got {:?}",
+                    other.map(|f| f.is_some())
+                ),
+            }
+            keep_sending.abort();
+        });
+    }
+
+    #[test]
+    fn nothing_is_read_while_the_peer_does_not_take_its_answers() {
+        local(async {
+            let limits = ReadLimits {
+                write_high_water: 64 * 1024,
+                write_low_water: 16 * 1024,
+                ..ReadLimits::default()
+            };
+            let (mut framed, mut peer, read) = long_pair(true, limits).await;
+            let sink = framed.sink().clone();
+            // The peer sends 2,000 frames of 16 KiB and reads nothing; each is answered in
+            // full. Past the high-water mark (plus what the kernel buffers) the framed side
+            // stops reading.
+            let mut frame = vec![7u8; 16 * 1024];
+            frame[..4].copy_from_slice(&(16 * 1024u32).to_be_bytes());
+            let (mut peer_read, mut peer_write) = peer.split();
+            let writer = async {
+                for _ in 0..2000 {
+                    if tokio::time::timeout(Duration::from_secs(2), peer_write.write_all(&frame))
+                        .await
+                        .is_err()
+                    {
+                        return false; // blocked: the framed side stopped reading
+                    }
+                }
+                true
+            };
+            let echo = async {
+                while let Ok(Some(mut f)) = framed.next_frame().await {
+                    let _ = sink.send(&mut f, 0);
+                }
+            };
+            let wrote_all = tokio::select! {
+                w = writer => w,
+                _ = echo => panic!("the connection ended"),
+            };
+            assert!(
+                !wrote_all,
+                "the peer could push 3.2 MB without reading anything"
+            );
+            let backlog = sink.pending();
+            assert!(
+                backlog <= 64 * 1024 + 16 * 1024 + 4 * 1024 * 1024,
+                "{backlog} bytes queued for a peer that reads nothing"
+            );
+            assert!(read.get() < 2000 * 16 * 1024, "reading stopped");
+            drop(peer_read);
         });
     }
 }

@@ -75,6 +75,9 @@ counters!(
         connection_paused_in_flight,
         /// Bytes read from downstream.
         bytes_read_total,
+        /// Codec decode calls on closed downstream connections (decode work; added when a
+        /// connection closes).
+        decode_calls,
         /// Requests and oneway requests received.
         request_total,
         /// Requests not yet finished.
