@@ -59,10 +59,24 @@ const MAX_BACKOFF: Duration = Duration::from_millis(64);
 pub struct ReadLimits {
     /// A frame whose first byte arrived must be complete within this time.
     pub frame_timeout: Duration,
-    /// Stop reading while this many bytes wait to be written to the peer…
+    /// Stop reading while this many bytes wait to be written to the peer… (`usize::MAX`:
+    /// never stop)
     pub write_high_water: usize,
     /// …and resume once at most this many do.
     pub write_low_water: usize,
+}
+
+impl ReadLimits {
+    /// These limits without the read pause on a full write queue: for upstream
+    /// connections, whose responses must always be read. Pausing them on our own backlog
+    /// of requests would deadlock against a server that stops reading requests while its
+    /// responses wait; requests are bounded where they enter, per downstream connection.
+    pub fn never_pause(self) -> ReadLimits {
+        ReadLimits {
+            write_high_water: usize::MAX,
+            ..self
+        }
+    }
 }
 
 impl Default for ReadLimits {
@@ -353,9 +367,9 @@ impl FramedConn {
                     return Ok(true);
                 }
             }
-            if self.sink.queue.backlog() > self.limits.write_high_water {
-                // Backpressure: the peer is not taking its responses; read nothing more
-                // from it until they drain.
+            if self.sink.queue.backlog() > self.limits.write_high_water && !self.sink.is_closed() {
+                // Backpressure: the peer is not taking its answers; read nothing more from
+                // it until they drain (or the connection ends: the handler sees that).
                 self.sink
                     .queue
                     .wait_below(self.limits.write_low_water)
@@ -825,7 +839,7 @@ mod tests {
             // stops reading.
             let mut frame = vec![7u8; 16 * 1024];
             frame[..4].copy_from_slice(&(16 * 1024u32).to_be_bytes());
-            let (mut peer_read, mut peer_write) = peer.split();
+            let (peer_read, mut peer_write) = peer.split();
             let writer = async {
                 for _ in 0..2000 {
                     if tokio::time::timeout(Duration::from_secs(2), peer_write.write_all(&frame))

@@ -187,7 +187,9 @@ impl WriteQueue {
             let written = sink.write_all(&out).await;
             self.inner.writing.set(0);
             if let Err(e) = written {
+                // Nothing queued will ever be written: give it back now.
                 self.inner.closed.set(true);
+                *self.inner.buf.borrow_mut() = BytesMut::new();
                 self.changed();
                 return Err(e);
             }

@@ -195,7 +195,7 @@ impl PoolInner {
             self.settings.connect_timeout,
             self.codec.clone(),
             self.settings.keepalive,
-            self.settings.read_limits,
+            self.settings.read_limits.never_pause(),
             self.stats.clone(),
         )
         .await
