@@ -116,6 +116,17 @@ pub enum LoadError {
         /// The file's hex MD5.
         actual: String,
     },
+    /// The file is not a binary WebAssembly module (no `\0asm` magic): an executable, a
+    /// text file, the wrong file.
+    #[error("plugin {plugin}: {path} is not a WebAssembly module (it does not start with \\0asm; found {found})")]
+    NotWasm {
+        /// The plugin name.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// What its first bytes look like.
+        found: String,
+    },
     /// The bytes are not a valid WebAssembly module (or the compiler refused them).
     #[error("plugin {plugin}: cannot compile: {source}")]
     Compile {

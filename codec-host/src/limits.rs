@@ -25,6 +25,12 @@ pub struct Limits {
     /// complete frame ([`crate::CodecError::TooLarge`]). A protocol may refuse a limit it
     /// cannot work with (Bolt: below 28 bytes); loading then fails.
     pub max_frame_bytes: usize,
+    /// Instance replacements (after a trap or CPU exhaustion) a codec may make within a
+    /// minute; past it the codec restarts the plugin at most once a second and refuses the
+    /// calls in between ([`crate::CodecError::Instance`], logged), so a plugin that traps in
+    /// a loop is reported, not restarted a thousand times a second. 0 means
+    /// [`Limits::DEFAULT_RESTARTS_PER_MINUTE`].
+    pub max_restarts_per_minute: u32,
 }
 
 impl Limits {
@@ -44,6 +50,8 @@ impl Limits {
     /// Frame cap when none is configured: 4 MiB (gRPC's default message cap; MOSN's own
     /// bolt plugin was exercised with 3 MiB bodies).
     pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 << 20;
+    /// Instance replacements allowed per codec per minute when none is configured.
+    pub const DEFAULT_RESTARTS_PER_MINUTE: u32 = 60;
     /// Largest memory cap accepted: the whole 32-bit address space.
     pub const MAX_MEMORY_MIB: u32 = 4096;
 
@@ -53,6 +61,7 @@ impl Limits {
             memory_mib: 0,
             cpu_points_per_call: 0,
             max_frame_bytes: 0,
+            max_restarts_per_minute: 0,
         }
     }
 
@@ -85,6 +94,10 @@ impl Limits {
             max_frame_bytes: match self.max_frame_bytes {
                 0 => Limits::DEFAULT_MAX_FRAME_BYTES,
                 b => b,
+            },
+            max_restarts_per_minute: match self.max_restarts_per_minute {
+                0 => Limits::DEFAULT_RESTARTS_PER_MINUTE,
+                n => n,
             },
         }
     }

@@ -102,6 +102,13 @@ impl Plugin {
                 });
             }
         }
+        if !wasm.starts_with(WASM_MAGIC) && !looks_like_wat(&wasm) {
+            return Err(LoadError::NotWasm {
+                plugin,
+                path: config.wasm_path,
+                found: describe_header(&wasm),
+            });
+        }
         let limits = config.limits.resolved();
         let started = Instant::now();
         let compiled = compile::compile(&wasm, &limits).map_err(|source| LoadError::Compile {
@@ -225,6 +232,44 @@ fn hex_md5(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The first bytes of every binary WebAssembly module.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// Whether `bytes` could be the WebAssembly text format (what tests and hand-written
+/// plugins use): UTF-8 whose first token, after whitespace and `;;` comments, is `(`.
+fn looks_like_wat(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        match rest.strip_prefix(";;") {
+            Some(comment) => rest = comment.split_once('\n').map_or("", |(_, r)| r),
+            None => return rest.starts_with('('),
+        }
+    }
+}
+
+/// What a file that is not a module starts with, for the error message.
+fn describe_header(bytes: &[u8]) -> String {
+    match bytes {
+        [] => "an empty file".to_owned(),
+        [0x7f, b'E', b'L', b'F', ..] => "an ELF executable".to_owned(),
+        b if b
+            .iter()
+            .take(64)
+            .all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace()) =>
+        {
+            "text".to_owned()
+        }
+        b => {
+            let head: Vec<String> = b.iter().take(4).map(|c| format!("{c:02x}")).collect();
+            format!("bytes {}", head.join(" "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +307,18 @@ mod tests {
             with_host_limits("p", Vec::new(), &Limits::new().resolved()),
             [pair("max_frame_bytes", "4194304")]
         );
+    }
+
+    #[test]
+    fn only_binary_modules_and_module_text_are_taken_for_plugins() {
+        assert!(looks_like_wat(b";; a plugin\n  (module)"));
+        assert!(!looks_like_wat(b"#!/bin/sh\necho hi"));
+        assert!(!looks_like_wat(b"{\"json\": true}"));
+        assert!(!looks_like_wat(b"\x7fELF\x02\x01"));
+        assert_eq!(describe_header(b"\x7fELF\x02\x01"), "an ELF executable");
+        assert_eq!(describe_header(b"#!/bin/sh\n"), "text");
+        assert_eq!(describe_header(b""), "an empty file");
+        assert_eq!(describe_header(&[1, 2, 3, 0xff]), "bytes 01 02 03 ff");
     }
 
     #[test]

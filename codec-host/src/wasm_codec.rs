@@ -4,8 +4,10 @@
 //!
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use codec_abi::{
@@ -19,6 +21,11 @@ use crate::frame_slices::payload_and_headers;
 use crate::guest_exports::{Decode, Encode, GuestExport, Hijack, Keepalive, ReplyKeepalive};
 use crate::instance::{DroppedContexts, Lifecycle, PluginInstance};
 use crate::plugin::Plugin;
+
+/// The window of the restart budget.
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Past the budget, the least time between two restarts.
+const THROTTLED_RESTART_EVERY: Duration = Duration::from_secs(1);
 
 /// First decode window when nothing is known about frame sizes.
 const FIRST_WINDOW: usize = 8 * 1024;
@@ -37,6 +44,8 @@ pub struct ContextStats {
     pub deleted: u64,
     /// How many times the codec replaced a poisoned instance.
     pub replaced_instances: u64,
+    /// Calls refused while the restart budget (`Limits::max_restarts_per_minute`) was spent.
+    pub refused_calls: u64,
 }
 
 /// The plugin context a decoded frame holds (its [`crate::FrameState`]). Dropping it hands
@@ -66,7 +75,14 @@ impl Drop for WasmFrameState {
 pub struct WasmCodec {
     plugin: Arc<Plugin>,
     instance: Option<PluginInstance>,
+    /// A started instance waiting to replace `instance` when it is poisoned, so a trap
+    /// costs the worker a swap, not a start-up.
+    spare: Option<PluginInstance>,
     replaced: u64,
+    /// When the replacements of the last minute happened (at most the limit's worth).
+    recent_restarts: VecDeque<Instant>,
+    /// Calls refused because the restart budget was spent.
+    refused_calls: u64,
     /// Reused buffer for §5.3 inputs.
     scratch: Vec<u8>,
     /// Running estimate of frame size, for the first decode window.
@@ -83,10 +99,14 @@ impl WasmCodec {
     /// [`CodecError`] when the instance cannot be created or started.
     pub(crate) fn new(plugin: Arc<Plugin>) -> Result<WasmCodec, CodecError> {
         let instance = PluginInstance::start(&plugin)?;
+        let spare = PluginInstance::start(&plugin).ok();
         Ok(WasmCodec {
             plugin,
             instance: Some(instance),
+            spare,
             replaced: 0,
+            recent_restarts: VecDeque::new(),
+            refused_calls: 0,
             scratch: Vec::new(),
             typical_frame: FIRST_WINDOW / 2,
             last_need: None,
@@ -109,6 +129,7 @@ impl WasmCodec {
             created,
             deleted,
             replaced_instances: self.replaced,
+            refused_calls: self.refused_calls,
         }
     }
 
@@ -125,14 +146,7 @@ impl WasmCodec {
     fn ready(&mut self) -> Result<&mut PluginInstance, CodecError> {
         let usable = matches!(&self.instance, Some(i) if i.lifecycle() == Lifecycle::Ready);
         if !usable {
-            if self.instance.take().is_some() {
-                self.replaced += 1;
-                tracing::warn!(
-                    plugin = self.plugin.name(),
-                    "replacing poisoned plugin instance"
-                );
-            }
-            self.instance = Some(PluginInstance::start(&self.plugin)?);
+            self.replace_instance()?;
         }
         let inst = self
             .instance
@@ -140,6 +154,57 @@ impl WasmCodec {
             .ok_or(CodecError::Instance("no instance".into()))?;
         inst.release_dropped()?;
         Ok(inst)
+    }
+
+    /// Replaces a poisoned (or, after a refusal, missing) instance with the started spare
+    /// (a new one only when there is none), within the restart budget, then starts the
+    /// next spare.
+    fn replace_instance(&mut self) -> Result<(), CodecError> {
+        let poisoned = self.instance.take();
+        let limits = self.plugin.limits().resolved();
+        let budget = limits.max_restarts_per_minute as usize;
+        let now = Instant::now();
+        while matches!(self.recent_restarts.front(), Some(t) if now.duration_since(*t) >= RESTART_WINDOW)
+        {
+            self.recent_restarts.pop_front();
+        }
+        // Past the budget, at most one restart per second: a plugin trapping in a loop costs
+        // one start-up a second, and is reported, instead of a thousand.
+        let throttled = self.recent_restarts.len() >= budget
+            && matches!(self.recent_restarts.back(), Some(t) if now.duration_since(*t) < THROTTLED_RESTART_EVERY);
+        if throttled {
+            self.refused_calls += 1;
+            if self.refused_calls.is_power_of_two() {
+                tracing::error!(
+                    plugin = self.plugin.name(),
+                    restarts = self.recent_restarts.len(),
+                    refused_calls = self.refused_calls,
+                    "plugin keeps failing: restart budget spent, restarting it at most once a second"
+                );
+            }
+            return Err(CodecError::Instance(format!(
+                "plugin {} was restarted {} times within a minute; calls are refused until its next restart (at most one a second)",
+                self.plugin.name(),
+                self.recent_restarts.len()
+            )));
+        }
+        if self.recent_restarts.len() >= budget {
+            self.recent_restarts.pop_front();
+        }
+        self.recent_restarts.push_back(now);
+        self.replaced += 1;
+        tracing::warn!(
+            plugin = self.plugin.name(),
+            "replacing poisoned plugin instance"
+        );
+        drop(poisoned);
+        let fresh = match self.spare.take() {
+            Some(spare) => spare,
+            None => PluginInstance::start(&self.plugin)?,
+        };
+        self.instance = Some(fresh);
+        self.spare = PluginInstance::start(&self.plugin).ok();
+        Ok(())
     }
 
     /// The context and cached id of `frame` on the current instance. A frame whose context

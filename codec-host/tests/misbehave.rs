@@ -99,3 +99,61 @@ fn one_codec_survives_all_three_in_a_row() {
     }
     assert_eq!(c.context_stats().replaced_instances, 4);
 }
+
+#[test]
+#[ignore = "timing probe, run by hand"]
+fn probe_trap_and_restart_costs() {
+    let mut c = codec(Limits::new());
+    let _ = decode_earlier(&mut c);
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let _ = c.decode(&mut bad_request("trap"));
+        let trapped = t.elapsed();
+        let t = std::time::Instant::now();
+        let _ = decode_earlier(&mut c);
+        eprintln!("trap {trapped:?}, restart+decode {:?}", t.elapsed());
+    }
+    let t = std::time::Instant::now();
+    let _ = c.decode(&mut bad_request("loop"));
+    eprintln!("loop {:?}", t.elapsed());
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let _ = c.decode(&mut bad_request("oom"));
+        let trapped = t.elapsed();
+        let t = std::time::Instant::now();
+        let _ = decode_earlier(&mut c);
+        eprintln!("oom {trapped:?}, restart+decode {:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn a_plugin_trapping_in_a_loop_is_restarted_within_its_budget_then_at_most_once_a_second() {
+    let mut c = codec(Limits {
+        max_restarts_per_minute: 3,
+        ..Limits::new()
+    });
+    let (mut earlier, bytes) = decode_earlier(&mut c);
+    for _ in 0..3 {
+        assert!(matches!(
+            c.decode(&mut bad_request("trap")),
+            Err(CodecError::Trap { .. })
+        ));
+        // Each trap within the budget: the spare takes over at once.
+        still_works(&mut c, &mut earlier, &bytes);
+    }
+    assert_eq!(c.context_stats().replaced_instances, 3);
+    // The fourth trap spends the budget: the next calls (within a second) are refused,
+    // not answered by yet another restart.
+    assert!(c.decode(&mut bad_request("trap")).is_err());
+    let good = bolt_request(5, 1000, b"C", &[("service", "s")], b"hello");
+    match c.decode(&mut BytesMut::from(&good[..])) {
+        Err(CodecError::Instance(m)) => assert!(m.contains("restarted 3 times"), "{m}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|f| f.is_some())),
+    }
+    assert_eq!(c.context_stats().replaced_instances, 3);
+    assert!(c.context_stats().refused_calls >= 1);
+    // A second later one more restart is allowed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    still_works(&mut c, &mut earlier, &bytes);
+    assert_eq!(c.context_stats().replaced_instances, 4);
+}

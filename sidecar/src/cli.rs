@@ -71,15 +71,23 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Validates the config as `start` would: parses it, loads and compiles every plugin into
+/// the plan, and starts one instance of each codec; prints the summary and the warnings.
 fn check(path: &Path) -> ExitCode {
-    match load(path) {
-        Ok(config) => {
-            print!("{}", config.summary());
-            println!("config OK: {}", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = sidecar::plan::Plan::build(&config).and_then(|plan| plan.start_codecs()) {
+        eprintln!("error: {}: {}", path.display(), error_chain(&e));
+        return ExitCode::from(EX_USAGE);
     }
+    print!("{}", config.summary());
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
+    println!("config OK: {}", path.display());
+    ExitCode::SUCCESS
 }
 
 fn start(path: &Path, level: Option<LogLevel>) -> ExitCode {
@@ -100,6 +108,12 @@ fn start(path: &Path, level: Option<LogLevel>) -> ExitCode {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS
+        }
+        Err(e @ sidecar::server::RunError::Plan(_)) => {
+            // A plugin that does not load is a config error, as `check` reports it.
+            error!(cause = %error_chain(&e), "sidecar failed");
+            eprintln!("error: {}: {}", path.display(), error_chain(&e));
+            ExitCode::from(EX_USAGE)
         }
         Err(e) => {
             error!(cause = %error_chain(&e), "sidecar failed");

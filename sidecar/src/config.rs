@@ -347,6 +347,14 @@ fn parse_admin(
         })?,
         None => return Err(invalid(sock.child("port_value"), Invalid::Missing)),
     };
+    if !ip.is_loopback() {
+        // The admin API changes the running process (log level, plugin reload): reachable
+        // from the network, it is anyone's.
+        warnings.push(
+            sock.child("address"),
+            format!("the admin API listens on {ip}, reachable beyond this host; use 127.0.0.1 unless that is intended"),
+        );
+    }
     sock.accept("protocol");
     sock.accept("ipv4_compat");
     sock.finish(warnings);

@@ -136,6 +136,15 @@ pub enum PlanError {
         #[source]
         source: Box<codec_host::LoadError>,
     },
+    /// A codec's first instance does not start.
+    #[error("codec {protocol}: {source}")]
+    Codec {
+        /// The protocol.
+        protocol: String,
+        /// Why it failed.
+        #[source]
+        source: CodecError,
+    },
     /// A cluster cannot be set up.
     #[error("cluster {name}: {reason}")]
     Cluster {
@@ -206,6 +215,7 @@ impl Plan {
                         root_id: w.root_id,
                         limits: codec_host::Limits {
                             max_frame_bytes: c.max_frame_bytes.unwrap_or(0),
+                            max_restarts_per_minute: config.limits.max_plugin_restarts_per_minute,
                             ..codec_host::Limits::from_vm_config_mem(p.vm.mem)
                         },
                     })
@@ -328,6 +338,23 @@ impl Plan {
             overload,
             config_json: config.to_json(),
         })
+    }
+}
+
+impl Plan {
+    /// Starts one instance of every codec, as each worker does (`sidecar check`): a plugin
+    /// whose start-up fails (`_start` traps, configure refuses) fails here.
+    ///
+    /// # Errors
+    /// [`PlanError::Codec`] naming the protocol.
+    pub fn start_codecs(&self) -> Result<(), PlanError> {
+        for c in &self.codecs {
+            c.new_codec().map_err(|source| PlanError::Codec {
+                protocol: c.protocol().to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 }
 

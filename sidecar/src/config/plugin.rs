@@ -122,6 +122,16 @@ pub(crate) fn parse_vm_and_instances(
     check_plugin_file(&resolved_path, &md5).map_err(|reason| invalid(vm.child("path"), reason))?;
     let cpu = vm.i64("cpu")?;
     let mem = vm.i64("mem")?;
+    if let Some(m) = mem.filter(|&m| m < 0 || m > i64::from(codec_host::Limits::MAX_MEMORY_MIB)) {
+        // MOSN's own default applies to 0 or absent; a negative or oversized cap is a typo.
+        return Err(invalid(
+            vm.child("mem"),
+            Invalid::OutOfRange {
+                value: m.to_string(),
+                range: "0..=4096 MiB (0 or absent: 64 MiB)",
+            },
+        ));
+    }
     vm.finish(warnings);
     Ok(PluginConfig {
         name,
