@@ -51,6 +51,8 @@ enum End {
     Closed,
     /// A graceful stop: let in-flight requests finish first.
     Draining,
+    /// Shed by the overload manager: drop everything at once.
+    Shed,
 }
 
 async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, listener: usize) {
@@ -73,7 +75,8 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
         move |n| worker.plan.stats.downstream.bytes_read_total.add(n as u64)
     });
     let conn = Rc::new(DownstreamConn::new(peer, listener, framed.sink().clone()));
-    if let End::Draining = read_frames(&worker, &conn, &mut framed).await {
+    let end = read_frames(&worker, &conn, &mut framed).await;
+    if let End::Draining = end {
         // Stop reading new requests, let the ones in flight finish (the server bounds the
         // wait with graceful_timeout), then flush and close.
         tokio::select! {
@@ -82,7 +85,10 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
         }
     }
     stats.decode_calls.add(framed.decode_calls());
-    framed.close().await;
+    match end {
+        End::Shed => framed.abort(),
+        End::Closed | End::Draining => framed.close().await,
+    }
     stats.connection_active.dec();
     stats.connection_destroy.inc();
     worker.conns.leave();
@@ -154,7 +160,7 @@ async fn read_frames(
             }
             Err(ReadError::Shed) => {
                 warn!("closing connection: shed by the overload manager");
-                return End::Closed;
+                return End::Shed;
             }
         }
     }

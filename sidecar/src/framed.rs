@@ -45,6 +45,8 @@ pub type CodecRef = Rc<RefCell<Box<dyn Codec>>>;
 /// Read buffer: initial size, and the least free space kept before each read.
 const READ_CHUNK: usize = 16 * 1024;
 const READ_MIN_FREE: usize = 4096;
+/// Longest wait for a closing connection's last bytes to be written.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// An empty read buffer grown past this (by a large frame) is replaced by a fresh one.
 const KEEP_READ_CAPACITY: usize = 256 * 1024;
 /// Partial frames shorter than this are re-decoded on every read (cheap); longer ones of a
@@ -516,10 +518,25 @@ impl FramedConn {
         }
     }
 
-    /// Closes the connection and waits for the writer to flush what is queued.
-    pub async fn close(self) {
+    /// Closes the connection: the writer flushes what is queued, for at most
+    /// [`CLOSE_FLUSH_TIMEOUT`] (a peer that does not read cannot hold the connection and its
+    /// memory open), then the socket is dropped.
+    pub async fn close(mut self) {
         self.sink.close();
-        let _ = self.writer.await;
+        if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, &mut self.writer)
+            .await
+            .is_err()
+        {
+            debug!("peer did not take the last bytes in time: dropping them");
+            self.writer.abort();
+        }
+    }
+
+    /// Closes the connection at once, dropping what is queued (a connection shed under
+    /// overload, whose buffers are what must be freed).
+    pub fn abort(self) {
+        self.sink.close();
+        self.writer.abort();
     }
 }
 
@@ -870,6 +887,32 @@ mod tests {
                 "{backlog} bytes queued for a peer that reads nothing"
             );
             assert!(read.get() < 2000 * 16 * 1024, "reading stopped");
+        });
+    }
+
+    #[test]
+    fn closing_does_not_wait_forever_for_a_peer_that_does_not_read() {
+        local(async {
+            let (framed, peer, _) = long_pair(true, ReadLimits::default()).await;
+            let sink = framed.sink().clone();
+            let mut frame = Frame::new(FrameParts {
+                kind: FrameKind::Request,
+                id: 0,
+                timeout_or_status: 0,
+                headers: HeaderMap::new(),
+                header_section: Bytes::new(),
+                payload: Bytes::from(vec![1u8; 1 << 20]),
+                raw: Bytes::new(),
+                state: Box::new(()),
+            });
+            // 32 MiB for a peer that reads nothing: far more than the kernel buffers hold.
+            for _ in 0..32 {
+                sink.send(&mut frame, 0).unwrap();
+            }
+            let closed = tokio::time::timeout(Duration::from_secs(30), framed.close()).await;
+            assert!(closed.is_ok(), "close waited for a peer that never reads");
+            assert!(sink.is_closed());
+            drop(peer);
         });
     }
 }

@@ -120,6 +120,8 @@ fn check(name: &str) {
             "proxy_hijack_buffer_bytes",
             sig(&[I32, I32, I32, I32], &[I32]),
         ),
+        // This host's optional extension (codec_abi::optional_exports).
+        ("rpc_sidecar_decode_bytes_needed", sig(&[I32], &[I32])),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_owned(), s))
