@@ -144,6 +144,11 @@ fn refuses_missing_files_and_garbage() {
     let err = Plugin::load(config("gone", fixture("does-not-exist.wasm"))).unwrap_err();
     assert!(matches!(err, LoadError::Read { .. }), "{err}");
     let err = Plugin::load(config("junk", temp_file("junk.wasm", "not wasm at all"))).unwrap_err();
+    assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
+    assert!(err.to_string().contains("found text"), "{err}");
+    // Text that looks like the module text format goes to the compiler, which says why.
+    let err =
+        Plugin::load(config("bad-wat", temp_file("bad.wat", "(module (func $x"))).unwrap_err();
     assert!(matches!(err, LoadError::Compile { .. }), "{err}");
 }
 

@@ -61,7 +61,10 @@ fn check_accepts_the_long_config_flag_and_resolves_plugins_from_the_cwd() {
     let dir = Scratch::new("wasm");
     let plugin = dir.0.join("target/wasm32-wasip1/plugin/bolt.wasm");
     std::fs::create_dir_all(plugin.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&plugin, b"\0asm\x01\0\0\0").expect("plugin");
+    // check loads and starts the plugin as start does: a copy of the real one (built by
+    // `make plugins`, which `make test` runs first).
+    let built = repo_root().join("target/wasm32-wasip1/plugin/bolt.wasm");
+    std::fs::copy(&built, &plugin).expect("copy the built bolt.wasm (run `make plugins`)");
     let config = repo_root().join("configs/mosn_rpc_config_wasm.json");
     let config = config.to_str().expect("utf-8 path");
     let out = sidecar(&["check", "--config", config], &dir.0);
