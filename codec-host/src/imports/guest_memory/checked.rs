@@ -116,8 +116,9 @@ pub(crate) fn clip(len: usize, start: i32, max_size: i32) -> Range<usize> {
 
 /// Walks the `iovs_len` WASI iovecs (`{u32le ptr, u32le len}`, 8 bytes each) at `iovs`, as
 /// `fd_write` does: appends the first `keep_max - text.len()` bytes they point to to `text`
-/// and returns the total length they announce (saturating). Every iovec and every buffer
-/// must lie inside memory, also the bytes not kept.
+/// and returns the total length they announce (saturating). The iovec array and every
+/// buffer must lie inside memory, also the bytes not kept; like any range, the array does
+/// not wrap past 4 GiB to address 0.
 pub(crate) fn gather_iovecs<M: LinearMemory>(
     mem: &Checked<M>,
     iovs: i32,
@@ -125,6 +126,12 @@ pub(crate) fn gather_iovecs<M: LinearMemory>(
     keep_max: usize,
     text: &mut Vec<u8>,
 ) -> Result<u32, OutOfBounds> {
+    // The whole array first: inside memory, each entry's offsets below fit 32 bits. No
+    // iovecs is nothing to write, wherever they point (as writev with iovcnt 0).
+    if iovs_len > 0 {
+        let array_len = u32::try_from(i64::from(iovs_len) * 8).map_err(|_| OutOfBounds)?;
+        mem.check(iovs, array_len as i32)?;
+    }
     let mut total: u32 = 0;
     for n in 0..iovs_len {
         let at = iovs.wrapping_add(n.wrapping_mul(8));
@@ -289,6 +296,31 @@ mod tests {
         assert_eq!(
             gather_iovecs(&mem, 4092, 1, 5, &mut Vec::new()),
             Err(OutOfBounds)
+        );
+        assert_eq!(gather_iovecs(&mem, 16, 0, 5, &mut Vec::new()), Ok(0));
+        assert_eq!(gather_iovecs(&mem, -8, 0, 5, &mut Vec::new()), Ok(0));
+    }
+
+    /// Fuzz reproducer (guest_memory, minimised): in a 4 GiB memory, 255 iovecs at
+    /// 0xffffffcc run past the top of memory. The walk wrapped to address 0 and read the
+    /// rest of the array there (all zeros: empty buffers), so fd_write reported success.
+    #[test]
+    fn an_iovec_array_past_4_gib_faults_instead_of_wrapping_to_0() {
+        let full = memory(1 << 32);
+        let mut text = Vec::new();
+        assert_eq!(
+            gather_iovecs(&full, at(0xffff_ffcc), 255, 0, &mut text),
+            Err(OutOfBounds)
+        );
+        // The entry whose length field would be read from address 0.
+        assert_eq!(
+            gather_iovecs(&full, at(0xffff_fffc), 1, 0, &mut text),
+            Err(OutOfBounds)
+        );
+        // Six entries end exactly at the top: all inside, all empty.
+        assert_eq!(
+            gather_iovecs(&full, at(0xffff_ffd0), 6, 0, &mut text),
+            Ok(0)
         );
     }
 
