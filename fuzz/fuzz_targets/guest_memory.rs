@@ -53,16 +53,27 @@ impl SparseMemory {
         );
     }
 
-    fn byte(&self, at: u64) -> u8 {
-        self.pages
-            .borrow()
-            .get(&(at / PAGE))
-            .map_or(0, |p| p[(at % PAGE) as usize])
+    /// Copies `[at, at + out.len())` into `out`, a page at a time; no checks.
+    fn copy_out(&self, at: u64, out: &mut [u8]) {
+        let pages = self.pages.borrow();
+        let mut done = 0;
+        while done < out.len() {
+            let a = at + done as u64;
+            let (page, offset) = (a / PAGE, (a % PAGE) as usize);
+            let n = (PAGE as usize - offset).min(out.len() - done);
+            match pages.get(&page) {
+                Some(p) => out[done..done + n].copy_from_slice(&p[offset..offset + n]),
+                None => out[done..done + n].fill(0),
+            }
+            done += n;
+        }
     }
 
     /// The model's view: bytes `[at, at + len)`, no checks.
     fn bytes(&self, at: u64, len: u64) -> Vec<u8> {
-        (at..at + len).map(|a| self.byte(a)).collect()
+        let mut out = vec![0; len as usize];
+        self.copy_out(at, &mut out);
+        out
     }
 
     fn u32_le(&self, at: u64) -> u32 {
@@ -78,20 +89,23 @@ impl LinearMemory for &SparseMemory {
 
     fn read(&self, at: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         self.assert_inside(at, buf.len(), "read");
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = self.byte(at + i as u64);
-        }
+        self.copy_out(at, buf);
         Ok(())
     }
 
     fn write(&self, at: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
         self.assert_inside(at, bytes.len(), "write");
         let mut pages = self.pages.borrow_mut();
-        for (i, &b) in bytes.iter().enumerate() {
-            let a = at + i as u64;
-            pages
-                .entry(a / PAGE)
-                .or_insert_with(|| Box::new([0; PAGE as usize]))[(a % PAGE) as usize] = b;
+        let mut done = 0;
+        while done < bytes.len() {
+            let a = at + done as u64;
+            let (page, offset) = (a / PAGE, (a % PAGE) as usize);
+            let n = (PAGE as usize - offset).min(bytes.len() - done);
+            let p = pages
+                .entry(page)
+                .or_insert_with(|| Box::new([0; PAGE as usize]));
+            p[offset..offset + n].copy_from_slice(&bytes[done..done + n]);
+            done += n;
         }
         Ok(())
     }
