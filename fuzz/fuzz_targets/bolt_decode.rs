@@ -1,6 +1,6 @@
 //! The Bolt codec as the host runs it natively (`codec-host`'s `NativeCodec<Bolt>`): decode
-//! arbitrary bytes through the `Protocol` API and, when a frame decodes, check what the host
-//! relies on:
+//! arbitrary bytes through the `Protocol` API as a stream of frames and, for each frame that
+//! decodes, check what the host relies on:
 //!
 //! - it consumed at least its fixed part and at most the input, and its raw bytes are that
 //!   prefix; bytes after it change nothing; every shorter prefix is "incomplete", never an
@@ -23,31 +23,45 @@ use libfuzzer_sys::fuzz_target;
 const MIN_FRAME: usize = 20;
 
 fuzz_target!(|data: &[u8]| {
+    // A stream: frame after frame, as a connection reads them, until one is incomplete or
+    // the bytes are not Bolt.
     let bolt = Bolt::default();
+    let mut rest = data;
+    for _ in 0..8 {
+        match check_frame(&bolt, rest) {
+            Some(consumed) => rest = &rest[consumed..],
+            None => break,
+        }
+    }
+});
+
+/// Checks the frame at the front of `data`, if one decodes; returns its length.
+fn check_frame(bolt: &Bolt, data: &[u8]) -> Option<usize> {
     let Ok(Some(Decoded { command, consumed })) = bolt.decode_frame(data) else {
-        return;
+        return None;
     };
     let frame = &data[..consumed];
     assert!(consumed >= MIN_FRAME && consumed <= data.len());
     assert_eq!(command.raw(), frame);
     assert_eq!(
-        decoded(&bolt, frame),
+        decoded(bolt, frame),
         command,
         "trailing bytes changed the frame"
     );
-    check_prefixes(&bolt, frame);
+    check_prefixes(bolt, frame);
     check_limit(frame);
     check_headers(&command);
 
     // Unchanged: byte for byte, then with a rewritten id.
     assert_eq!(encode(&command), frame);
     for id in [0, 1, u64::from(u32::MAX), 0x1_0000_0007] {
-        check_id_rewrite(&bolt, &command, frame, id);
+        check_id_rewrite(bolt, &command, frame, id);
     }
 
-    check_rebuilds(&bolt, &command);
-    check_replies(&bolt, &command);
-});
+    check_rebuilds(bolt, &command);
+    check_replies(bolt, &command);
+    Some(consumed)
+}
 
 fn encode(command: &BoltCommand) -> Vec<u8> {
     let mut out = Vec::new();
