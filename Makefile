@@ -7,7 +7,7 @@ PLUGIN_DIR := target/$(WASM_TARGET)/plugin
 PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/misbehave.wasm
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
-.PHONY: all run test plugins wasm-target build build-release peers services lint layers unit bench clean-bench help
+.PHONY: all run test plugins wasm-target build build-release peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: build
 
@@ -17,6 +17,8 @@ help:
 	@echo "make bench   codec micro-benchmark + end-to-end benchmark (writes bench-results/)"
 	@echo "make plugins build the Wasm codec plugins into $(PLUGIN_DIR)"
 	@echo "make layers  check every crate for import cycles and imports against layers.txt"
+	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each (cargo-fuzz, nightly)"
+	@echo "make fuzz-smoke  every fuzz target for FUZZ_SMOKE_SECONDS (default $(FUZZ_SMOKE_SECONDS)) each (part of make test)"
 	@echo "make services install Redis and Envoy's rate limit service for the tests (tools/services.sh)"
 
 wasm-target:
@@ -49,6 +51,7 @@ run: build
 
 lint: layers
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p misbehave -- -D warnings
 
@@ -66,7 +69,37 @@ unit: plugins peers services
 	python3 -m unittest tools/test_check_layers.py
 	tools/services.sh run -- $(CARGO) test --workspace
 
-test: lint unit
+test: lint unit fuzz-smoke
+
+# Coverage-guided fuzzing (fuzz/: cargo-fuzz on the nightly toolchain, its own workspace and
+# target dir). Corpora live in fuzz/corpus/<target>/ (not committed), seeded from the captured
+# Bolt frames by fuzz/seed.py; a crash stops the run and leaves its input in
+# fuzz/artifacts/<target>/. Extra libFuzzer options: FUZZ_OPTS=... (e.g. -jobs=2).
+FUZZ ?= cargo +nightly fuzz
+FUZZ_TARGETS := bolt_decode abi_layouts guest_memory
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_OPTS ?=
+
+fuzz-build:
+	$(FUZZ) build
+
+fuzz-corpus:
+	python3 fuzz/seed.py
+
+define run_fuzz_targets
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(1) s"; \
+		$(FUZZ) run $$t -- -max_total_time=$(1) -timeout=10 -print_final_stats=1 $(FUZZ_OPTS); \
+	done; \
+	echo "fuzz: $(words $(FUZZ_TARGETS)) passed, 0 failed"
+endef
+
+fuzz: fuzz-build fuzz-corpus
+	$(call run_fuzz_targets,$(FUZZ_SECONDS))
+
+fuzz-smoke: fuzz-build fuzz-corpus
+	$(call run_fuzz_targets,$(FUZZ_SMOKE_SECONDS))
 
 bench: build-release
 	$(CARGO) bench -p codec-host --bench codec

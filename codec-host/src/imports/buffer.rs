@@ -6,7 +6,7 @@
 use codec_abi::{BufferType, Status};
 use wasmer::FunctionEnvMut;
 
-use super::guest_memory::{return_to_guest, GuestMemory};
+use super::guest_memory::{clip, return_to_guest, GuestMemory};
 use super::host_state::{status, HostAbort, HostState};
 
 /// `proxy_get_buffer_bytes(type, start, max_size, ret_ptr_slot, ret_len_slot) -> status`:
@@ -26,12 +26,9 @@ pub(crate) fn proxy_get_buffer_bytes(
         Some(BufferType::PluginConfiguration) => state.plugin_config.clone(),
         _ => return Ok(status(Status::NotFound)),
     };
-    let start = (start as u32 as usize).min(buffer.len());
-    let end = start
-        .saturating_add(max_size as u32 as usize)
-        .min(buffer.len());
+    let part = clip(buffer.len(), start, max_size);
     Ok(
-        match return_to_guest(&mut env, &buffer[start..end], ret_ptr, ret_len)? {
+        match return_to_guest(&mut env, &buffer[part], ret_ptr, ret_len)? {
             Ok(()) => status(Status::Ok),
             Err(_) => status(Status::InvalidMemoryAccess),
         },

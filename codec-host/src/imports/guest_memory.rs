@@ -1,5 +1,7 @@
 //! Checked access to guest linear memory: every pointer/length pair from the guest is
-//! validated before a byte is touched (ABI §0: ptr/len are offsets/sizes in `memory`).
+//! validated before a byte is touched (ABI §0: ptr/len are offsets/sizes in `memory`). The
+//! checks are in [`checked`], written against any [`LinearMemory`]; here they get wasmer's
+//! memory view.
 //!
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
@@ -7,91 +9,27 @@ use wasmer::{FunctionEnvMut, MemoryView};
 
 use super::host_state::{HostAbort, HostState};
 
-/// A pointer/length pair outside guest memory (the import then returns status 6,
-/// InvalidMemoryAccess, or WASI `EFAULT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OutOfBounds;
+mod checked;
+
+pub(crate) use checked::{clip, fill, gather_iovecs, Checked, LinearMemory, OutOfBounds};
+
+impl LinearMemory for MemoryView<'_> {
+    fn size(&self) -> u64 {
+        self.data_size()
+    }
+
+    fn read(&self, at: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+        MemoryView::read(self, at, buf).map_err(|_| OutOfBounds)
+    }
+
+    fn write(&self, at: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
+        MemoryView::write(self, at, bytes).map_err(|_| OutOfBounds)
+    }
+}
 
 /// Bounds-checked view of the guest's memory for the duration of one host call. Built fresh
 /// after every call into the guest: memory may have grown (ABI §4).
-pub(crate) struct GuestMemory<'a> {
-    view: MemoryView<'a>,
-}
-
-impl<'a> GuestMemory<'a> {
-    /// Wraps a memory view.
-    pub(crate) fn new(view: MemoryView<'a>) -> GuestMemory<'a> {
-        GuestMemory { view }
-    }
-
-    /// The byte range `[ptr, ptr + len)` as u64 offsets, if it lies inside memory.
-    fn range(&self, ptr: i32, len: i32) -> Result<(u64, usize), OutOfBounds> {
-        let (ptr, len) = (u64::from(ptr as u32), u64::from(len as u32));
-        let end = ptr.checked_add(len).ok_or(OutOfBounds)?;
-        if end > self.view.data_size() {
-            return Err(OutOfBounds);
-        }
-        Ok((ptr, usize::try_from(len).map_err(|_| OutOfBounds)?))
-    }
-
-    /// Checks that `[ptr, ptr + len)` is inside memory.
-    pub(crate) fn check(&self, ptr: i32, len: i32) -> Result<(), OutOfBounds> {
-        self.range(ptr, len).map(|_| ())
-    }
-
-    /// Replaces the contents of `out` with the guest bytes `[ptr, ptr + len)`.
-    pub(crate) fn read_into(
-        &self,
-        ptr: i32,
-        len: i32,
-        out: &mut Vec<u8>,
-    ) -> Result<(), OutOfBounds> {
-        let (at, len) = self.range(ptr, len)?;
-        out.clear();
-        out.resize(len, 0);
-        self.view.read(at, out).map_err(|_| OutOfBounds)
-    }
-
-    /// Appends the guest bytes `[ptr, ptr + len)` to `out`.
-    pub(crate) fn append_to(
-        &self,
-        ptr: i32,
-        len: i32,
-        out: &mut Vec<u8>,
-    ) -> Result<(), OutOfBounds> {
-        let (at, len) = self.range(ptr, len)?;
-        let start = out.len();
-        out.resize(start + len, 0);
-        self.view
-            .read(at, &mut out[start..])
-            .map_err(|_| OutOfBounds)
-    }
-
-    /// Writes `bytes` at `ptr`.
-    pub(crate) fn write(&self, ptr: i32, bytes: &[u8]) -> Result<(), OutOfBounds> {
-        let len = i32::try_from(bytes.len()).map_err(|_| OutOfBounds)?;
-        let (at, _) = self.range(ptr, len)?;
-        self.view.write(at, bytes).map_err(|_| OutOfBounds)
-    }
-
-    /// Reads a little-endian u32 at `ptr`.
-    pub(crate) fn read_u32_le(&self, ptr: i32) -> Result<u32, OutOfBounds> {
-        let (at, _) = self.range(ptr, 4)?;
-        let mut b = [0u8; 4];
-        self.view.read(at, &mut b).map_err(|_| OutOfBounds)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    /// Writes a little-endian u32 at `ptr` (return slots are LE, ABI §0).
-    pub(crate) fn write_u32_le(&self, ptr: i32, value: u32) -> Result<(), OutOfBounds> {
-        self.write(ptr, &value.to_le_bytes())
-    }
-
-    /// Writes a little-endian u64 at `ptr`.
-    pub(crate) fn write_u64_le(&self, ptr: i32, value: u64) -> Result<(), OutOfBounds> {
-        self.write(ptr, &value.to_le_bytes())
-    }
-}
+pub(crate) type GuestMemory<'a> = Checked<MemoryView<'a>>;
 
 /// A fresh bounds-checked view of the calling instance's memory, or `None` before the
 /// memory export is known (an import called during instantiation).

@@ -14,7 +14,7 @@ use std::time::Instant;
 use wasmer::FunctionEnvMut;
 use wasmer::Type::{I32, I64};
 
-use super::guest_memory::memory;
+use super::guest_memory::{fill, gather_iovecs, memory};
 use super::host_state::{HostAbort, HostState};
 use super::table::{plain, with_env, Import, Namespace, Provider};
 use super::time::now_ns;
@@ -305,26 +305,13 @@ fn fd_write(
         return EINVAL;
     }
     let mut text = Vec::new();
-    let mut total: u32 = 0;
     {
         let Some(mem) = memory(&env) else {
             return EFAULT;
         };
-        for n in 0..iovs_len {
-            let at = iovs.wrapping_add(n.wrapping_mul(8));
-            let (Ok(ptr), Ok(len)) = (mem.read_u32_le(at), mem.read_u32_le(at.wrapping_add(4)))
-            else {
-                return EFAULT;
-            };
-            if mem.check(ptr as i32, len as i32).is_err() {
-                return EFAULT;
-            }
-            let keep = (len as usize).min(LOG_WRITE_MAX.saturating_sub(text.len()));
-            if keep > 0 && mem.append_to(ptr as i32, keep as i32, &mut text).is_err() {
-                return EFAULT;
-            }
-            total = total.saturating_add(len);
-        }
+        let Ok(total) = gather_iovecs(&mem, iovs, iovs_len, LOG_WRITE_MAX, &mut text) else {
+            return EFAULT;
+        };
         if mem.write_u32_le(nwritten, total).is_err() {
             return EFAULT;
         }
@@ -432,23 +419,10 @@ fn random_get(env: FunctionEnvMut<'_, HostState>, buf: i32, len: i32) -> i32 {
     let Some(mem) = memory(&env) else {
         return EFAULT;
     };
-    if mem.check(buf, len).is_err() {
-        return EFAULT;
+    match fill(&mem, buf, len, fastrand::fill) {
+        Ok(()) => ESUCCESS,
+        Err(_) => EFAULT,
     }
-    let mut chunk = [0u8; 256];
-    let mut done: u32 = 0;
-    while done < len as u32 {
-        let n = (len as u32 - done).min(chunk.len() as u32) as usize;
-        fastrand::fill(&mut chunk[..n]);
-        if mem
-            .write(buf.wrapping_add(done as i32), &chunk[..n])
-            .is_err()
-        {
-            return EFAULT;
-        }
-        done += n as u32;
-    }
-    ESUCCESS
 }
 
 /// `sched_yield()`: returns at once.
