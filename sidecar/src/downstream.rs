@@ -138,7 +138,13 @@ async fn read_frames(
                 idle.as_mut().reset(rearm);
                 continue;
             }
-            _ = conn.sink().closed() => return End::Closed,
+            _ = conn.sink().closed() => {
+                if framed.was_shed() {
+                    warn!("closing connection: shed by the overload manager");
+                    return End::Shed;
+                }
+                return End::Closed;
+            }
             _ = worker.shutdown.cancelled() => return End::Draining,
         };
         match read {
@@ -157,10 +163,6 @@ async fn read_frames(
                 warn!(cause = %e, "closing connection: frame read timeout");
                 stats.connection_frame_timeout.inc();
                 return End::Closed;
-            }
-            Err(ReadError::Shed) => {
-                warn!("closing connection: shed by the overload manager");
-                return End::Shed;
             }
         }
     }

@@ -18,7 +18,8 @@
 //! * nothing is read while the write queue is over its high-water mark (a peer that does not
 //!   read its responses is not served more), until it drains under the low-water mark;
 //! * what the buffers hold is reported to the overload manager, which may shed the
-//!   connection ([`ReadError::Shed`]); large buffers are given back once empty.
+//!   connection (its sink then reads closed; [`FramedConn::was_shed`]); large buffers are
+//!   given back once empty.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -146,9 +147,6 @@ pub enum ReadError {
         /// Bytes of the frame buffered when it expired.
         buffered: usize,
     },
-    /// The overload manager shed the connection to bring buffered bytes under budget.
-    #[error("shed by the overload manager")]
-    Shed,
 }
 
 /// The write side of a framed connection: encodes frames into its queue. Cheap to clone.
@@ -282,10 +280,15 @@ impl FramedConn {
         on_read: impl Fn(usize) + 'static,
     ) -> Self {
         let (read, write) = stream.into_split();
+        // Shedding (the overload manager) closes the connection like any other close: the
+        // handler sees `closed` fire and can tell why ([`FramedConn::was_shed`]).
+        let closed = load
+            .as_ref()
+            .map_or_else(CancellationToken::new, |l| l.shed().child_token());
         let sink = FrameSink {
             codec,
             queue: WriteQueue::accounted(MAX_PENDING, load.clone()),
-            closed: CancellationToken::new(),
+            closed,
         };
         let writer = {
             let sink = sink.clone();
@@ -381,17 +384,9 @@ impl FramedConn {
             if self.buf.capacity() - self.buf.len() < READ_MIN_FREE {
                 self.buf.reserve(READ_CHUNK);
             }
-            let shed = self.load.as_ref().map(|l| l.shed().clone());
-            let shed = async {
-                match &shed {
-                    Some(token) => token.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
             let timed = self.frame_started.is_some();
             let n = tokio::select! {
                 biased;
-                () = shed => return Err(ReadError::Shed),
                 () = &mut self.timer, if timed => {
                     self.on_timer()?;
                     continue;
@@ -530,6 +525,11 @@ impl FramedConn {
             debug!("peer did not take the last bytes in time: dropping them");
             self.writer.abort();
         }
+    }
+
+    /// Whether the overload manager shed this connection.
+    pub fn was_shed(&self) -> bool {
+        self.load.as_ref().is_some_and(|l| l.shed().is_cancelled())
     }
 
     /// Closes the connection at once, dropping what is queued (a connection shed under

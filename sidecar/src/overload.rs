@@ -23,6 +23,10 @@ use tracing::{info, warn};
 
 use crate::stats::{Counter, StatsSource};
 
+/// A connection holding less than this never checks the process budget when it grows (the
+/// budget is about large buffers; the check reads every worker's gauge).
+const CHECK_FROM: usize = 64 << 10;
+
 /// The process-wide limits the overload manager enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverloadLimits {
@@ -210,9 +214,12 @@ impl WorkerLoad {
         load
     }
 
-    fn add(&self, n: usize) {
+    /// Adds `n` bytes held by a connection that now holds `conn_total`. Only connections
+    /// holding at least [`CHECK_FROM`] look at the process total (reading the other workers'
+    /// gauges), so small frames never touch another core's cache line.
+    fn add(&self, n: usize, conn_total: usize) {
         self.gauge.buffered.fetch_add(n, Ordering::Relaxed);
-        if n > 0 && self.overload.over_budget() {
+        if conn_total >= CHECK_FROM && self.overload.over_budget() {
             self.gauge.shed.notify_one();
         }
     }
@@ -269,20 +276,20 @@ pub struct ConnLoad {
 impl ConnLoad {
     /// Sets the bytes the read buffer holds.
     pub fn set_read(&self, n: usize) {
-        Self::set(&self.worker, &self.read, n);
+        self.set(&self.read, n);
     }
 
     /// Sets the bytes the write queue holds.
     pub fn set_write(&self, n: usize) {
-        Self::set(&self.worker, &self.write, n);
+        self.set(&self.write, n);
     }
 
-    fn set(worker: &WorkerLoad, cell: &Cell<usize>, n: usize) {
+    fn set(&self, cell: &Cell<usize>, n: usize) {
         let old = cell.replace(n);
         if n > old {
-            worker.add(n - old);
+            self.worker.add(n - old, self.buffered());
         } else if old > n {
-            worker.sub(old - n);
+            self.worker.sub(old - n);
         }
     }
 
@@ -367,21 +374,21 @@ mod tests {
             .build()
             .unwrap();
         tokio::task::LocalSet::new().block_on(&rt, async {
-            let o = Overload::new(limits(1000, 10), 1);
+            let o = Overload::new(limits(1_000_000, 10), 1);
             let w = o.worker(0);
             let stop = CancellationToken::new();
             let shedder = tokio::task::spawn_local(w.clone().run_shedder(stop.clone()));
             let small = w.register();
             let big = w.register();
             let middle = w.register();
-            small.set_read(100);
-            middle.set_read(400);
-            big.set_read(700); // 1200 > 1000: the shedder is woken
+            small.set_read(100_000);
+            middle.set_read(400_000);
+            big.set_read(700_000); // 1.2 MB > 1 MB: the shedder is woken
             assert!(o.admit().is_none(), "over budget: refused");
             tokio::task::yield_now().await;
             assert!(big.shed().is_cancelled(), "the largest goes first");
             assert!(!middle.shed().is_cancelled() && !small.shed().is_cancelled());
-            assert_eq!(o.buffered(), 500);
+            assert_eq!(o.buffered(), 500_000);
             assert_eq!(o.shed_connections.get(), 1);
             assert_eq!(o.episodes.get(), 1, "one episode, one warning");
             assert!(o.admit().is_some(), "back under budget");

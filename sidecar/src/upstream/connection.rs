@@ -194,10 +194,6 @@ impl UpstreamConn {
                     warn!(addr = %self.addr, cause = %e, "closing upstream connection");
                     self.close(false);
                 }
-                Err(ReadError::Shed) => {
-                    warn!(addr = %self.addr, "closing upstream connection: shed under overload");
-                    self.close(false);
-                }
             }
         }
         framed.close().await;
