@@ -39,6 +39,12 @@ pub trait Codec {
         None
     }
 
+    /// The plugin context counters of a codec that keeps guest contexts (Wasm); `None` for
+    /// codecs that keep none.
+    fn context_stats(&self) -> Option<ContextStats> {
+        None
+    }
+
     /// Encodes `frame` with `id` as its protocol id and appends the wire bytes to `out`.
     /// This is how ids are rewritten toward upstream and restored toward downstream. The
     /// frame stays usable: it may be encoded again (a retry) with another id.
@@ -76,6 +82,24 @@ pub trait Codec {
         id: u64,
         out: &mut BytesMut,
     ) -> Result<(), CodecError>;
+}
+
+/// Context counters of a codec's current instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextStats {
+    /// Contexts alive in the guest (frames not yet dropped and released, plus the one
+    /// waiting for the next decode).
+    pub live: usize,
+    /// The most contexts alive at once on any instance of this codec.
+    pub live_max: usize,
+    /// Contexts created on this instance.
+    pub created: u64,
+    /// Contexts deleted (`proxy_on_delete`) on this instance.
+    pub deleted: u64,
+    /// How many times the codec replaced a poisoned instance.
+    pub replaced_instances: u64,
+    /// Calls refused while the restart budget (`Limits::max_restarts_per_minute`) was spent.
+    pub refused_calls: u64,
 }
 
 /// A decoded frame: what the proxy needs to route, rewrite and answer it.

@@ -13,6 +13,7 @@ pub(crate) struct ContextIds {
     root: u32,
     created: u64,
     deleted: u64,
+    live_max: usize,
 }
 
 impl ContextIds {
@@ -23,6 +24,7 @@ impl ContextIds {
             root,
             created: 0,
             deleted: 0,
+            live_max: 0,
         }
     }
 
@@ -48,6 +50,7 @@ impl ContextIds {
         let id = self.id_of(self.live.vacant_key())?;
         self.live.insert(());
         self.created += 1;
+        self.live_max = self.live_max.max(self.live.len());
         Some(id)
     }
 
@@ -72,6 +75,11 @@ impl ContextIds {
     /// Number of live contexts.
     pub(crate) fn live(&self) -> usize {
         self.live.len()
+    }
+
+    /// The most contexts live at once so far.
+    pub(crate) fn live_max(&self) -> usize {
+        self.live_max
     }
 
     /// Contexts created so far.

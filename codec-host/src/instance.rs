@@ -254,6 +254,11 @@ impl PluginInstance {
         (self.ctxs.live(), self.ctxs.created(), self.ctxs.deleted())
     }
 
+    /// The most contexts live at once on this instance.
+    pub(crate) fn context_live_max(&self) -> usize {
+        self.ctxs.live_max()
+    }
+
     /// The buffer of type `kind` (13 decode, 14 encode) the last call reported.
     pub(crate) fn result(&self, kind: u32) -> Option<&[u8]> {
         self.vm.host().result.get(kind)

@@ -45,10 +45,11 @@ mod signature;
 mod vm;
 mod wasm_codec;
 
+pub use codec::ContextStats;
 pub use codec::{Codec, Frame, FrameKind, FrameParts, FrameState, HeaderMap};
 pub use error::{CodecError, LoadError};
 pub use limits::Limits;
 pub use native::NativeCodec;
 pub use native_codecs::{native_codec, native_codec_names};
 pub use plugin::{Plugin, PluginConfig};
-pub use wasm_codec::{ContextStats, WasmCodec};
+pub use wasm_codec::WasmCodec;

@@ -15,7 +15,7 @@ use codec_abi::{
     LayoutError,
 };
 
-use crate::codec::{Codec, Frame, FrameParts};
+use crate::codec::{Codec, ContextStats, Frame, FrameParts};
 use crate::error::CodecError;
 use crate::frame_slices::payload_and_headers;
 use crate::guest_exports::{Decode, Encode, GuestExport, Hijack, Keepalive, ReplyKeepalive};
@@ -32,22 +32,6 @@ const FIRST_WINDOW: usize = 8 * 1024;
 /// Smallest first window.
 const MIN_WINDOW: usize = 1024;
 
-/// Context counters of a codec's current instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContextStats {
-    /// Contexts alive in the guest (frames not yet dropped and released, plus the one
-    /// waiting for the next decode).
-    pub live: usize,
-    /// Contexts created on this instance.
-    pub created: u64,
-    /// Contexts deleted (`proxy_on_delete`) on this instance.
-    pub deleted: u64,
-    /// How many times the codec replaced a poisoned instance.
-    pub replaced_instances: u64,
-    /// Calls refused while the restart budget (`Limits::max_restarts_per_minute`) was spent.
-    pub refused_calls: u64,
-}
-
 /// The plugin context a decoded frame holds (its [`crate::FrameState`]). Dropping it hands
 /// the context back for deletion, exactly once.
 struct WasmFrameState {
@@ -55,13 +39,29 @@ struct WasmFrameState {
     /// The id the guest has cached for `ctx` (the decoded id, then the last encoded one).
     cached_id: u64,
     owner: Rc<DroppedContexts>,
+    /// The context went back right after the frame's encode, its last needed call: a
+    /// request's after the upstream encode, a response's after the downstream encode. Every
+    /// live context keeps a decoded command in the guest, and a TinyGo guest's collector
+    /// walks all of them on every collection, so contexts must not live for a round trip. A
+    /// later encode (a retry) re-decodes the frame's raw bytes on a fresh context.
+    released: bool,
+}
+
+impl WasmFrameState {
+    /// Hands the context back for deletion (once).
+    fn release(&mut self) {
+        if !self.released {
+            self.released = true;
+            self.owner.push(self.ctx);
+        }
+    }
 }
 
 impl Drop for WasmFrameState {
     fn drop(&mut self) {
         // No guest call from Drop: the owner's codec deletes it at its next call. If the
         // owner instance was replaced, its queue is never drained and the id is forgotten.
-        self.owner.push(self.ctx);
+        self.release();
     }
 }
 
@@ -83,6 +83,8 @@ pub struct WasmCodec {
     recent_restarts: VecDeque<Instant>,
     /// Calls refused because the restart budget was spent.
     refused_calls: u64,
+    /// The most contexts any replaced instance had alive at once.
+    retired_live_max: usize,
     /// Reused buffer for §5.3 inputs.
     scratch: Vec<u8>,
     /// Running estimate of frame size, for the first decode window.
@@ -107,6 +109,7 @@ impl WasmCodec {
             replaced: 0,
             recent_restarts: VecDeque::new(),
             refused_calls: 0,
+            retired_live_max: 0,
             scratch: Vec::new(),
             typical_frame: FIRST_WINDOW / 2,
             last_need: None,
@@ -124,8 +127,14 @@ impl WasmCodec {
             .instance
             .as_ref()
             .map_or((0, 0, 0), PluginInstance::context_counts);
+        let live_max = self
+            .instance
+            .as_ref()
+            .map_or(0, PluginInstance::context_live_max)
+            .max(self.retired_live_max);
         ContextStats {
             live,
+            live_max,
             created,
             deleted,
             replaced_instances: self.replaced,
@@ -161,6 +170,9 @@ impl WasmCodec {
     /// next spare.
     fn replace_instance(&mut self) -> Result<(), CodecError> {
         let poisoned = self.instance.take();
+        if let Some(old) = &poisoned {
+            self.retired_live_max = self.retired_live_max.max(old.context_live_max());
+        }
         let limits = self.plugin.limits().resolved();
         let budget = limits.max_restarts_per_minute as usize;
         let now = Instant::now();
@@ -218,7 +230,7 @@ impl WasmCodec {
             .state()
             .downcast_ref::<WasmFrameState>()
             .ok_or(FOREIGN)?;
-        if Rc::ptr_eq(&state.owner, inst.dropped_queue()) {
+        if !state.released && Rc::ptr_eq(&state.owner, inst.dropped_queue()) {
             return Ok((state.ctx, state.cached_id));
         }
         let raw = frame.raw().clone();
@@ -252,6 +264,7 @@ impl WasmCodec {
             ctx,
             cached_id: id,
             owner: Rc::clone(inst.dropped_queue()),
+            released: false,
         };
         Ok((ctx, id))
     }
@@ -391,6 +404,7 @@ impl Codec for WasmCodec {
             ctx,
             cached_id: decoded.id,
             owner: Rc::clone(inst.dropped_queue()),
+            released: false,
         };
         self.typical_frame = (self.typical_frame * 3 + decoded.raw.len()) / 4;
         Ok(Some(Frame::new(FrameParts {
@@ -403,6 +417,10 @@ impl Codec for WasmCodec {
             payload: decoded.payload,
             state: Box::new(state),
         })))
+    }
+
+    fn context_stats(&self) -> Option<ContextStats> {
+        Some(WasmCodec::context_stats(self))
     }
 
     fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
@@ -442,8 +460,10 @@ impl Codec for WasmCodec {
         }
         let sent_id = self.encode_scratch(ctx, out)?;
         if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
-            // ABI §6.3: the guest now caches the id it sent; a retry passes that.
+            // ABI §6.3: the guest now caches the id it sent. The context is not needed any
+            // more (a retry re-decodes): it goes back now, not when the frame drops.
             state.cached_id = sent_id;
+            state.release();
         }
         Ok(())
     }

@@ -46,6 +46,9 @@ pub type CodecRef = Rc<RefCell<Box<dyn Codec>>>;
 /// Read buffer: initial size, and the least free space kept before each read.
 const READ_CHUNK: usize = 16 * 1024;
 const READ_MIN_FREE: usize = 4096;
+/// Most frames one [`FramedConn::read_frames`] call decodes before the worker's other tasks
+/// run (and encode them).
+pub const DECODE_BATCH: usize = 16;
 /// Longest wait for a closing connection's last bytes to be written.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// An empty read buffer grown past this (by a large frame) is replaced by a fresh one.
@@ -261,6 +264,8 @@ pub struct FramedConn {
     timer: Pin<Box<Sleep>>,
     load: Option<Rc<ConnLoad>>,
     decode_calls: u64,
+    /// The last call handed over a full [`DECODE_BATCH`].
+    batch_full: bool,
 }
 
 impl FramedConn {
@@ -315,6 +320,7 @@ impl FramedConn {
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             load,
             decode_calls: 0,
+            batch_full: false,
         }
     }
 
@@ -351,12 +357,18 @@ impl FramedConn {
         Ok(next)
     }
 
-    /// Hands every frame the next read completes to `on_frame` (at most `max` of them
-    /// before returning; the rest stay buffered for the next call), so a handler pays for
-    /// one `select!` per read, not per frame. Returns `Ok(false)` when the peer closed its
-    /// side. The codec is asked again only after new bytes arrive.
+    /// Hands every frame the next read completes to `on_frame` (at most `max` of them, and
+    /// at most [`DECODE_BATCH`], before returning; the rest stay buffered for the next call),
+    /// so a handler pays for one `select!` per read, not per frame. Returns `Ok(false)` when
+    /// the peer closed its side. The codec is asked again only after new bytes arrive.
     ///
-    /// Cancel-safe: only the wait for bytes can be interrupted, and it loses nothing.
+    /// After a full batch the next call yields to the worker's other tasks before decoding
+    /// more, so the frames just handed over are encoded (and their plugin contexts released)
+    /// before more are decoded: a read of a hundred pipelined requests never has a hundred
+    /// contexts alive in the plugin at once.
+    ///
+    /// Cancel-safe: only the yield and the wait for bytes can be interrupted, and they lose
+    /// nothing.
     ///
     /// # Errors
     /// [`ReadError`] when the socket fails or the codec rejects the bytes.
@@ -365,9 +377,14 @@ impl FramedConn {
         mut on_frame: impl FnMut(Frame),
         max: usize,
     ) -> Result<bool, ReadError> {
+        if self.batch_full {
+            self.batch_full = false;
+            tokio::task::yield_now().await;
+        }
         loop {
             if self.undecoded && self.decode_due() {
-                let delivered = self.decode_into(&mut on_frame, max)?;
+                let delivered = self.decode_into(&mut on_frame, max.min(DECODE_BATCH))?;
+                self.batch_full = delivered == DECODE_BATCH;
                 if delivered > 0 {
                     return Ok(true);
                 }

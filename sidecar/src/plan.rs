@@ -16,7 +16,7 @@ use crate::filter::FilterChain;
 use crate::framed::ReadLimits;
 use crate::overload::{Overload, OverloadLimits};
 use crate::router::{Route, RouteTable};
-use crate::stats::{ClusterStats, Stats, StatsSource};
+use crate::stats::{ClusterStats, CodecContexts, Stats, StatsSource};
 use crate::upstream::PoolSettings;
 
 /// A listener as the runtime needs it.
@@ -189,14 +189,18 @@ impl Plan {
         );
         let overload_stats: (String, Arc<dyn StatsSource>) =
             ("downstream.overload".into(), overload.clone());
-        let stats = Arc::new(
-            Stats::new(config.clusters.iter().map(|c| c.name.as_str())).with_filters(
-                filter_chains
-                    .iter()
-                    .flat_map(FilterChain::stats)
-                    .chain([overload_stats]),
-            ),
+        let mut stats = Stats::new(config.clusters.iter().map(|c| c.name.as_str())).with_filters(
+            filter_chains
+                .iter()
+                .flat_map(FilterChain::stats)
+                .chain([overload_stats]),
         );
+        for c in &config.codecs {
+            if matches!(c.kind, CodecKind::Wasm(_)) {
+                stats = stats.with_codec(&c.protocol, Arc::new(CodecContexts::new(workers)));
+            }
+        }
+        let stats = Arc::new(stats);
 
         let mut codecs = Vec::new();
         for c in &config.codecs {

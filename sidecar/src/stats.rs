@@ -208,6 +208,99 @@ pub trait StatsSource: Send + Sync + std::fmt::Debug {
     fn to_json(&self) -> Value;
 }
 
+/// Plugin context counters of one codec, per worker: what each worker's codec reported when
+/// it last published them ([`CodecContexts::publish`], a few times a second), so the admin
+/// API reads them without touching a worker.
+#[derive(Debug)]
+pub struct CodecContexts {
+    workers: Vec<ContextGauge>,
+}
+
+#[derive(Debug, Default)]
+struct ContextGauge {
+    live: AtomicU64,
+    live_max: AtomicU64,
+    created: AtomicU64,
+    deleted: AtomicU64,
+    replaced_instances: AtomicU64,
+    refused_calls: AtomicU64,
+}
+
+/// One worker's codec context counters, as published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContextCounts {
+    /// Contexts alive in the guest now.
+    pub live: u64,
+    /// The most alive at once.
+    pub live_max: u64,
+    /// Created so far.
+    pub created: u64,
+    /// Deleted so far.
+    pub deleted: u64,
+    /// Instances replaced after a trap.
+    pub replaced_instances: u64,
+    /// Calls refused with the restart budget spent.
+    pub refused_calls: u64,
+}
+
+impl CodecContexts {
+    /// Counters for `workers` workers, all zero.
+    pub fn new(workers: usize) -> CodecContexts {
+        CodecContexts {
+            workers: (0..workers).map(|_| ContextGauge::default()).collect(),
+        }
+    }
+
+    /// Worker `index` publishes its codec's counters.
+    pub fn publish(&self, index: usize, c: ContextCounts) {
+        let Some(g) = self.workers.get(index) else {
+            return;
+        };
+        g.live.store(c.live, Ordering::Relaxed);
+        g.live_max.store(c.live_max, Ordering::Relaxed);
+        g.created.store(c.created, Ordering::Relaxed);
+        g.deleted.store(c.deleted, Ordering::Relaxed);
+        g.replaced_instances
+            .store(c.replaced_instances, Ordering::Relaxed);
+        g.refused_calls.store(c.refused_calls, Ordering::Relaxed);
+    }
+}
+
+impl StatsSource for CodecContexts {
+    fn to_json(&self) -> Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let workers: Vec<Value> = self
+            .workers
+            .iter()
+            .map(|g| {
+                json!({
+                    "contexts_live": get(&g.live),
+                    "contexts_live_max": get(&g.live_max),
+                    "contexts_created": get(&g.created),
+                    "contexts_deleted": get(&g.deleted),
+                    "replaced_instances": get(&g.replaced_instances),
+                    "refused_calls": get(&g.refused_calls),
+                })
+            })
+            .collect();
+        let sum = |f: fn(&ContextGauge) -> &AtomicU64| -> u64 {
+            self.workers.iter().map(|g| get(f(g))).sum()
+        };
+        let max = |f: fn(&ContextGauge) -> &AtomicU64| -> u64 {
+            self.workers.iter().map(|g| get(f(g))).max().unwrap_or(0)
+        };
+        json!({
+            "contexts_live": sum(|g| &g.live),
+            "contexts_live_max": max(|g| &g.live_max),
+            "contexts_created": sum(|g| &g.created),
+            "contexts_deleted": sum(|g| &g.deleted),
+            "replaced_instances": sum(|g| &g.replaced_instances),
+            "refused_calls": sum(|g| &g.refused_calls),
+            "workers": workers,
+        })
+    }
+}
+
 /// All counters of the process.
 #[derive(Debug)]
 pub struct Stats {
@@ -215,6 +308,7 @@ pub struct Stats {
     pub downstream: DownstreamStats,
     clusters: BTreeMap<String, Arc<ClusterStats>>,
     filters: Vec<(String, Arc<dyn StatsSource>)>,
+    codecs: Vec<(String, Arc<CodecContexts>)>,
 }
 
 impl Stats {
@@ -227,7 +321,20 @@ impl Stats {
                 .map(|n| (n.to_string(), Arc::new(ClusterStats::default())))
                 .collect(),
             filters: Vec::new(),
+            codecs: Vec::new(),
         }
+    }
+
+    /// Adds the plugin context counters of the codec serving `protocol` (`codec.<protocol>`).
+    pub fn with_codec(mut self, protocol: &str, contexts: Arc<CodecContexts>) -> Stats {
+        self.codecs.push((format!("codec.{protocol}"), contexts));
+        self
+    }
+
+    /// The context counters of the codec serving `protocol`, if it keeps contexts.
+    pub fn codec(&self, protocol: &str) -> Option<&Arc<CodecContexts>> {
+        let name = format!("codec.{protocol}");
+        self.codecs.iter().find(|(n, _)| *n == name).map(|(_, c)| c)
     }
 
     /// Adds stream filter counters, each under its namespace (`stream_filter.<listener>.<rule>`).
@@ -255,9 +362,14 @@ impl Stats {
         for (namespace, source) in &self.filters {
             downstream.insert(namespace.clone(), source.to_json());
         }
+        let mut codecs = Map::new();
+        for (namespace, c) in &self.codecs {
+            codecs.insert(namespace.clone(), c.to_json());
+        }
         json!({
             "downstream": Value::Object(downstream),
             "upstream": Value::Object(upstream),
+            "codec": Value::Object(codecs),
         })
     }
 }

@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,7 @@ use tracing::{error, info, info_span, Instrument};
 use crate::context::{Accepted, WorkerContext};
 use crate::downstream;
 use crate::plan::Plan;
+use crate::stats::ContextCounts;
 
 /// Starts worker `index` on its own thread. `ready` reports whether its codecs came up.
 pub fn spawn(
@@ -55,6 +57,7 @@ pub fn spawn(
 async fn serve(worker: Rc<WorkerContext>, mut accepted: mpsc::UnboundedReceiver<Accepted>) {
     let stop_shedder = CancellationToken::new();
     tokio::task::spawn_local(worker.load.clone().run_shedder(stop_shedder.clone()));
+    tokio::task::spawn_local(publish_codec_contexts(worker.clone(), stop_shedder.clone()));
     loop {
         tokio::select! {
             a = accepted.recv() => match a {
@@ -70,4 +73,38 @@ async fn serve(worker: Rc<WorkerContext>, mut accepted: mpsc::UnboundedReceiver<
     worker.close_upstreams();
     stop_shedder.cancel();
     info!("worker stopped");
+}
+
+/// How often a worker publishes its codecs' context counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// Publishes this worker's plugin context counters into the stats until `stop` fires.
+async fn publish_codec_contexts(worker: Rc<WorkerContext>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        for (protocol, codec) in &worker.codecs {
+            let Some(gauges) = worker.plan.stats.codec(protocol) else {
+                continue;
+            };
+            let Some(c) = codec.borrow().context_stats() else {
+                continue;
+            };
+            gauges.publish(
+                worker.index,
+                ContextCounts {
+                    live: c.live as u64,
+                    live_max: c.live_max as u64,
+                    created: c.created,
+                    deleted: c.deleted,
+                    replaced_instances: c.replaced_instances,
+                    refused_calls: c.refused_calls,
+                },
+            );
+        }
+    }
 }
