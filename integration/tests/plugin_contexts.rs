@@ -77,13 +77,13 @@ async fn live_plugin_contexts_stay_bounded_with_128_calls_in_flight() {
     eprintln!("with {IN_FLIGHT} calls in flight: {stats}");
     assert!(stats["contexts_created"].as_u64().unwrap() >= IN_FLIGHT as u64);
     // Per worker: the next decode's spare, and frames between their decode and encode.
-    // Kept for the round trip, they would be 128.
     // One connection decodes 16 frames per batch and yields to their tasks before the next;
     // measured 16-23 at once (a batch, and a few of the previous one whose tasks had not
-    // reached their encode yet). Two batches is the bound.
+    // reached their encode yet). Three batches is the bound, with room for a loaded
+    // machine's different read sizes; kept for the round trip, it would be 128.
     let live_max = stats["contexts_live_max"].as_u64().unwrap();
     assert!(
-        live_max <= 32,
+        live_max <= 48,
         "{live_max} contexts alive at once on one worker"
     );
     assert!(stats["contexts_live"].as_u64().unwrap() <= 8);
