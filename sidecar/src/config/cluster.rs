@@ -389,6 +389,17 @@ fn parse_circuit_breakers(
         max_requests: limit(t.u32("max_requests")?),
         max_retries: limit(t.u32("max_retries")?),
     };
+    for (key, set) in [
+        ("max_pending_requests", cb.max_pending_requests),
+        ("max_retries", cb.max_retries),
+    ] {
+        if set.is_some() {
+            warnings.push(
+                t.child(key),
+                "not implemented: only max_connections and max_requests are enforced",
+            );
+        }
+    }
     t.accept("priority");
     t.finish(warnings);
     Ok(cb)
@@ -407,6 +418,12 @@ fn parse_keepalive(
         other => Ok(other),
     };
     let interval = k.duration("interval")?.filter(|v| !v.is_zero());
+    if interval.is_some() {
+        warnings.push(
+            k.child("interval"),
+            "timed heartbeats are not implemented: heartbeats are sent only after `idle`",
+        );
+    }
     let timeout = k.duration("timeout")?;
     let timeout = positive(&k, "timeout", timeout)?.unwrap_or(d.timeout);
     let idle = k.duration("idle")?;

@@ -396,8 +396,15 @@ fn parse_action(
             let retry_timeout = p.duration("retry_timeout")?.filter(|t| !t.is_zero());
             let num_retries = p.u32("num_retries")?.unwrap_or(0);
             let mut status_codes = Vec::new();
-            for s in p.items("status_codes")? {
+            let status_items = p.items("status_codes")?;
+            for s in &status_items {
                 status_codes.push(s.node().as_u32()?);
+            }
+            if !status_codes.is_empty() {
+                warnings.push(
+                    p.child("status_codes"),
+                    "retries on response status are not implemented: only connect failures, upstream closes (retry_on) and retry_timeout are retried",
+                );
             }
             p.finish(warnings);
             Some(RetryPolicy {
