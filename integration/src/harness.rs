@@ -13,7 +13,7 @@ mod ratelimit_process;
 mod sidecar;
 
 pub use child::KEEP_LOGS_ENV;
-pub use echo_process::{EchoProcess, BOLT_ECHO_BIN_ENV};
+pub use echo_process::{EchoProcess, RelayProcess, BOLT_ECHO_BIN_ENV, TCP_RELAY_BIN_ENV};
 pub use mosn_config::{
     mosn_config, patch, ClusterSpec, CodecChoice, ListenerSpec, MosnConfig, DEFAULT_PLUGIN_PATH,
 };

@@ -22,6 +22,7 @@ pub mod client;
 pub mod echo;
 pub mod error;
 pub mod harness;
+pub mod relay;
 pub mod wire;
 
 pub use client::{BoltClient, ClientOptions};

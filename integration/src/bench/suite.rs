@@ -13,6 +13,9 @@ pub enum CodecKind {
     Wasm,
     /// The same Bolt code compiled natively into the sidecar.
     Native,
+    /// No sidecar: a plain TCP relay (`tcp-relay`, every hop in one process), the physical
+    /// limit the sidecar is measured against.
+    Relay,
 }
 
 impl CodecKind {
@@ -21,6 +24,7 @@ impl CodecKind {
         match self {
             CodecKind::Wasm => "wasm",
             CodecKind::Native => "native",
+            CodecKind::Relay => "relay",
         }
     }
 }
@@ -41,10 +45,12 @@ impl Variant {
         codec: None,
     };
 
-    /// All five variants in the order they are interleaved.
-    pub fn all() -> [Variant; 5] {
+    /// All variants in the order they are interleaved.
+    pub fn all() -> [Variant; 7] {
         [
             Variant::DIRECT,
+            Variant::proxied(1, CodecKind::Relay),
+            Variant::proxied(2, CodecKind::Relay),
             Variant::proxied(1, CodecKind::Wasm),
             Variant::proxied(1, CodecKind::Native),
             Variant::proxied(2, CodecKind::Wasm),

@@ -43,11 +43,11 @@ pub fn render(report: &SuiteReport) -> String {
         let _ = writeln!(md, "## {name}\n");
         let _ = writeln!(
             md,
-            "| variant | calls/s | min–max | ÷ direct | p50 | p90 | p99 | p99.9 | max | failed / sent | CPU ms/1k | RSS MiB |"
+            "| variant | calls/s | min–max | ÷ direct | ÷ relay | p50 | p90 | p99 | p99.9 | max | failed / sent | CPU ms/1k | RSS MiB |"
         );
         let _ = writeln!(
             md,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let direct = rows
             .iter()
@@ -59,14 +59,28 @@ pub fn render(report: &SuiteReport) -> String {
                 Some(d) if d > 0.0 => format!("{:.2}", s.calls_per_sec / d),
                 _ => "–".into(),
             };
+            // The plain TCP relay with the same number of hops: the physical limit.
+            let relay_name = s
+                .variant
+                .rsplit_once('-')
+                .map(|(_, hops)| format!("relay-{hops}"));
+            let relay = rows
+                .iter()
+                .find(|r| Some(&r.variant) == relay_name.as_ref())
+                .map(|r| r.calls_per_sec);
+            let vs_relay = match relay {
+                Some(r) if r > 0.0 => format!("{:.2}", s.calls_per_sec / r),
+                _ => "–".into(),
+            };
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.0}–{:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {} | {} | {} |",
+                "| {} | {:.0} | {:.0}–{:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {} | {} | {} |",
                 s.variant,
                 s.calls_per_sec,
                 s.calls_per_sec_min,
                 s.calls_per_sec_max,
                 ratio,
+                vs_relay,
                 l.p50,
                 l.p90,
                 l.p99,

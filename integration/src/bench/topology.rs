@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::suite::{CodecKind, Variant};
 use crate::error::HarnessError;
-use crate::harness::{free_addr, MosnConfig, Sidecar, SidecarOptions};
+use crate::harness::{free_addr, MosnConfig, RelayProcess, Sidecar, SidecarOptions};
 
 /// How sidecars are started for a suite.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct Topology {
     pub entry: SocketAddr,
     /// Sidecars in path order: `A` (entered first), then `B`.
     pub sidecars: Vec<Sidecar>,
+    /// The plain TCP relay process of a relay variant (all its hops in one process).
+    pub relay: Option<RelayProcess>,
 }
 
 impl Topology {
@@ -44,8 +46,18 @@ impl Topology {
                 variant,
                 entry: echo,
                 sidecars: Vec::new(),
+                relay: None,
             });
         };
+        if codec == CodecKind::Relay {
+            let relay = RelayProcess::spawn(echo, usize::from(variant.hops))?;
+            return Ok(Topology {
+                variant,
+                entry: relay.addr(),
+                sidecars: Vec::new(),
+                relay: Some(relay),
+            });
+        }
         let mut upstream = echo;
         let mut sidecars = Vec::new();
         for _ in 0..variant.hops {
@@ -57,7 +69,7 @@ impl Topology {
             let config = MosnConfig::single_hop(listen, vec![upstream]).log_level(&setup.log_level);
             let config = match codec {
                 CodecKind::Wasm => config.wasm_plugin(&setup.plugin_path),
-                CodecKind::Native => config.native(),
+                CodecKind::Native | CodecKind::Relay => config.native(),
             };
             sidecars.push(Sidecar::spawn_with(config.build(), &setup.sidecar)?);
             upstream = listen;
@@ -67,12 +79,15 @@ impl Topology {
             variant,
             entry: upstream,
             sidecars,
+            relay: None,
         })
     }
 
-    /// Process ids of the sidecars, in path order.
+    /// Process ids of the proxies on the path (sidecars in path order, or the relay).
     pub fn pids(&self) -> Vec<u32> {
-        self.sidecars.iter().map(Sidecar::pid).collect()
+        let mut pids: Vec<u32> = self.sidecars.iter().map(Sidecar::pid).collect();
+        pids.extend(self.relay.as_ref().map(RelayProcess::pid));
+        pids
     }
 
     /// `A`, `B`, ... for the sidecar at `index` in path order.
@@ -80,8 +95,18 @@ impl Topology {
         char::from(b'A' + (index % 26) as u8).to_string()
     }
 
-    /// An error for the first sidecar that has exited.
+    /// An error for the first sidecar (or the relay) that has exited.
     pub fn check_alive(&mut self) -> Result<(), HarnessError> {
+        if let Some(relay) = &mut self.relay {
+            if let Some(status) = relay.try_status() {
+                return Err(HarnessError::ExitedEarly {
+                    name: "tcp-relay",
+                    status,
+                    log: relay.log_path(),
+                    tail: crate::harness::log_tail(&relay.log_path()),
+                });
+            }
+        }
         for (i, s) in self.sidecars.iter_mut().enumerate() {
             if let Some(status) = s.try_status() {
                 return Err(HarnessError::ExitedEarly {

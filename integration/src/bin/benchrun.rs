@@ -44,12 +44,12 @@ struct Args {
     /// Content bytes per request.
     #[arg(long, default_value_t = 128)]
     payload: usize,
-    /// Variants to run, comma-separated (direct, wasm-1hop, native-1hop, wasm-2hop,
-    /// native-2hop).
+    /// Variants to run, comma-separated (direct, relay-1hop, relay-2hop, wasm-1hop,
+    /// native-1hop, wasm-2hop, native-2hop).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,wasm-1hop,native-1hop,wasm-2hop,native-2hop"
+        default_value = "direct,relay-2hop,wasm-1hop,native-1hop,wasm-2hop,native-2hop"
     )]
     variants: Vec<String>,
     /// Scenarios to run, comma-separated (closed, open).
