@@ -1,11 +1,15 @@
-//! The processes behind one benchmark variant: zero, one or two sidecars chained in front of
-//! the echo server, each started from a [`MosnConfig`] with one listener and one cluster.
+//! The processes behind one benchmark variant in front of the echo server: nothing (direct),
+//! one sidecar with one listener (one hop), one sidecar with two listeners chained through
+//! its own clusters (two hops, as `make run` starts it), or the plain TCP relay process.
 
 use std::net::SocketAddr;
 
 use super::suite::{CodecKind, Variant};
 use crate::error::HarnessError;
-use crate::harness::{free_addr, MosnConfig, RelayProcess, Sidecar, SidecarOptions};
+use crate::harness::{
+    free_addr, mosn_config, ClusterSpec, ListenerSpec, MosnConfig, RelayProcess, Sidecar,
+    SidecarOptions,
+};
 
 /// How sidecars are started for a suite.
 #[derive(Debug, Clone)]
@@ -58,20 +62,50 @@ impl Topology {
                 relay: Some(relay),
             });
         }
-        let mut upstream = echo;
-        let mut sidecars = Vec::new();
-        for _ in 0..variant.hops {
-            let listen = free_addr().map_err(|source| HarnessError::Io {
+        let free = || {
+            free_addr().map_err(|source| HarnessError::Io {
                 action: "finding a free port for",
                 path: "sidecar listener".into(),
                 source,
-            })?;
+            })
+        };
+        let with_codec = |config: MosnConfig| match codec {
+            CodecKind::Wasm => config.wasm_plugin(&setup.plugin_path),
+            CodecKind::Native | CodecKind::Relay => config.native(),
+        };
+        if variant.hops == 2 {
+            // Two hops in one process, as `make run` starts the sidecar: clientListener →
+            // clientCluster (the same process's serverListener) → serverCluster (the app).
+            let (client, server) = (free()?, free()?);
+            let config = mosn_config()
+                .listener(
+                    ListenerSpec::new("serverListener", server, "serverCluster")
+                        .names("server_router", "serverHost"),
+                )
+                .listener(
+                    ListenerSpec::new("clientListener", client, "clientCluster")
+                        .names("client_router", "clientHost"),
+                )
+                .cluster(ClusterSpec::new("serverCluster", vec![echo]))
+                .cluster(ClusterSpec::new("clientCluster", vec![server]))
+                .log_level(&setup.log_level);
+            let sidecar = Sidecar::spawn_with(with_codec(config).build(), &setup.sidecar)?;
+            return Ok(Topology {
+                variant,
+                entry: client,
+                sidecars: vec![sidecar],
+                relay: None,
+            });
+        }
+        let mut upstream = echo;
+        let mut sidecars = Vec::new();
+        for _ in 0..variant.hops {
+            let listen = free()?;
             let config = MosnConfig::single_hop(listen, vec![upstream]).log_level(&setup.log_level);
-            let config = match codec {
-                CodecKind::Wasm => config.wasm_plugin(&setup.plugin_path),
-                CodecKind::Native | CodecKind::Relay => config.native(),
-            };
-            sidecars.push(Sidecar::spawn_with(config.build(), &setup.sidecar)?);
+            sidecars.push(Sidecar::spawn_with(
+                with_codec(config).build(),
+                &setup.sidecar,
+            )?);
             upstream = listen;
         }
         sidecars.reverse();
