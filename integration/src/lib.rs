@@ -22,6 +22,7 @@ pub mod client;
 pub mod echo;
 pub mod error;
 pub mod harness;
+pub mod process;
 pub mod relay;
 pub mod wire;
 

@@ -70,14 +70,7 @@ impl Proxy {
 
     /// Waits until `pred` holds for the overload counter `key`.
     async fn wait_overload(&self, key: &str, pred: impl Fn(u64) -> bool) -> u64 {
-        let start = Instant::now();
-        loop {
-            let v = self.overload(key).await;
-            if pred(v) || start.elapsed() > WAIT {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(async || self.overload(key).await, |v| pred(*v)).await
     }
 
     fn rss_mib(&self) -> u64 {
@@ -92,6 +85,18 @@ impl Proxy {
         std::fs::read_dir(format!("/proc/{}/fd", self.sidecar.pid()))
             .unwrap()
             .count()
+    }
+}
+
+/// Probes until `done` holds for what `probe` returns, or [`WAIT`] passed; the last value.
+async fn eventually<T>(mut probe: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let start = Instant::now();
+    loop {
+        let v = probe().await;
+        if done(&v) || start.elapsed() > WAIT {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -178,15 +183,13 @@ async fn trickle_through(plugin: &str) -> (u64, u64) {
     let trickle_cpu = p.cpu_ticks() - cpu_before;
     drop(bad);
     // The trickler's decode work is added to the stats when its connection closes.
-    let start = Instant::now();
-    let mut decode_calls = 0;
-    while start.elapsed() < WAIT {
-        if p.downstream("connection_destroy").await >= 1 {
-            decode_calls = p.downstream("decode_calls").await;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let destroyed = eventually(
+        async || p.downstream("connection_destroy").await,
+        |n| *n >= 1,
+    )
+    .await;
+    assert!(destroyed >= 1, "the trickler's connection closed");
+    let decode_calls = p.downstream("decode_calls").await;
     eprintln!(
         "trickle ({plugin}): {decode_calls} decode calls, {trickle_cpu} CPU ticks, RSS {} MiB",
         p.rss_mib()
@@ -371,12 +374,11 @@ async fn over_the_buffer_budget_the_largest_partial_frames_are_shed_and_new_conn
     // Past the budget, a holder is either shed (if it was accepted) or refused at accept
     // (if the process was over budget when it connected): which one depends on when the
     // shedder ran, so the test counts both.
-    let turned_away =
-        || async { p.overload("shed_connections").await + p.overload("refused_connections").await };
-    let start = Instant::now();
-    while turned_away().await < (HOLDERS - 16) as u64 && start.elapsed() < WAIT {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        async || p.overload("shed_connections").await + p.overload("refused_connections").await,
+        |n| *n >= (HOLDERS - 16) as u64,
+    )
+    .await;
     let shed = p.overload("shed_connections").await;
     let refused = p.overload("refused_connections").await;
     assert!(shed >= 1, "the largest buffers were shed");
@@ -407,14 +409,11 @@ async fn over_the_buffer_budget_the_largest_partial_frames_are_shed_and_new_conn
     );
     assert!(p.rss_mib() < 150, "RSS {} MiB", p.rss_mib());
     // The shed ones were closed; the well-behaved client never noticed.
-    let start = Instant::now();
-    let closed = loop {
-        let closed = holders.iter().filter(|s| closed_by_peer(s)).count() as u64;
-        if closed >= shed + refused || start.elapsed() > WAIT {
-            break closed;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let closed = eventually(
+        async || holders.iter().filter(|s| closed_by_peer(s)).count() as u64,
+        |c| *c >= shed + refused,
+    )
+    .await;
     assert_eq!(
         closed,
         shed + refused,
@@ -441,11 +440,8 @@ async fn connections_past_the_cap_are_refused_and_the_ones_served_are_unaffected
     // The 21st and later are closed at accept.
     for _ in 0..5 {
         let s = TcpStream::connect(p.listen).await.unwrap();
-        let start = Instant::now();
-        while !closed_by_peer(&s) && start.elapsed() < WAIT {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(closed_by_peer(&s), "a connection past the cap was refused");
+        let refused = eventually(async || closed_by_peer(&s), |c| *c).await;
+        assert!(refused, "a connection past the cap was refused");
     }
     assert_eq!(p.overload("refused_connections").await, 5);
     calls_succeed(&good, 20, "at the cap").await;
@@ -495,11 +491,12 @@ async fn a_request_that_makes_the_plugin_trap_costs_its_connection_and_a_swap_to
         calls_succeed(&*client(p.listen).await, 1, "each worker").await;
     }
     // The log is written off the workers: wait for the last line.
-    let start = Instant::now();
-    while log_lines(&p, "replacing poisoned plugin instance") < TRAPS && start.elapsed() < WAIT {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(log_lines(&p, "replacing poisoned plugin instance"), TRAPS);
+    let replaced = eventually(
+        async || log_lines(&p, "replacing poisoned plugin instance"),
+        |n| *n >= TRAPS,
+    )
+    .await;
+    assert_eq!(replaced, TRAPS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -432,7 +432,11 @@ impl FramedConn {
                 self.frame_started = Some(self.last_read);
                 self.arm_timer();
             }
-            self.report_read();
+            if !self.decode_due() {
+                // Decoding reports what stays buffered; bytes waiting for the rest of their
+                // frame are reported now.
+                self.report_read();
+            }
             (self.on_read)(n);
         }
     }

@@ -97,7 +97,7 @@ impl Overload {
     /// may be served (dropping the admission releases its connection slot), `None` when it
     /// must be refused (counted).
     pub fn admit(self: &Arc<Self>) -> Option<Admission> {
-        let over_budget = self.buffered() > self.limits.max_buffered_bytes;
+        let over_budget = self.over_budget();
         let conns = self.downstream_connections.fetch_add(1, Ordering::Relaxed);
         let admission = Admission {
             overload: self.clone(),

@@ -80,6 +80,15 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// Publishes this worker's plugin context counters into the stats until `stop` fires.
 async fn publish_codec_contexts(worker: Rc<WorkerContext>, stop: CancellationToken) {
+    // The codecs that keep contexts and where their counters go, looked up once.
+    let published: Vec<_> = worker
+        .codecs
+        .iter()
+        .filter_map(|(protocol, codec)| Some((codec, worker.plan.stats.codec(protocol)?)))
+        .collect();
+    if published.is_empty() {
+        return;
+    }
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -87,10 +96,7 @@ async fn publish_codec_contexts(worker: Rc<WorkerContext>, stop: CancellationTok
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        for (protocol, codec) in &worker.codecs {
-            let Some(gauges) = worker.plan.stats.codec(protocol) else {
-                continue;
-            };
+        for (codec, gauges) in &published {
             let Some(c) = codec.borrow().context_stats() else {
                 continue;
             };

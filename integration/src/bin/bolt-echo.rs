@@ -28,12 +28,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt.enable_all().build().context("starting the runtime")?;
-    rt.block_on(async {
+    integration::process::runtime(args.threads)?.block_on(async {
         let options = EchoOptions {
             record: false,
             ..EchoOptions::default()
@@ -42,12 +37,7 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         println!("listening on {}", server.local_addr());
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        integration::process::until_stop_signal().await?;
         server.shutdown();
         Ok(())
     })

@@ -26,22 +26,11 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt.enable_all().build().context("starting the runtime")?;
-    rt.block_on(async {
+    integration::process::runtime(args.threads)?.block_on(async {
         let entry = integration::relay::chain(args.listen, args.upstream, args.hops)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         println!("listening on {entry}");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        Ok(())
+        integration::process::until_stop_signal().await
     })
 }
