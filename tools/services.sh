@@ -3,8 +3,9 @@
 # service (envoyproxy/ratelimit, gRPC `envoy.service.ratelimit.v3.RateLimitService`) backed by
 # it, both on free loopback ports, with the limits in configs/ratelimit/.
 #
-#   tools/services.sh install         redis-server (Debian package) + the rate limit service,
-#                                     built from the Go module proxy into target/tools/ratelimit
+#   tools/services.sh install         redis-server and prometheus (Debian packages) + the rate
+#                                     limit service, built from the Go module proxy into
+#                                     target/tools/ratelimit
 #   tools/services.sh start           start both (state, logs and env file in target/services/)
 #   tools/services.sh stop            stop what `start` started
 #   tools/services.sh run -- CMD ...  start, run CMD with the services' variables, stop (also
@@ -46,6 +47,20 @@ install_redis() {
     log "installing redis-server (Debian package)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+}
+
+# Prometheus (Debian package; brings promtool): the admin API tests start a private server
+# that scrapes the sidecar's /metrics.
+install_prometheus() {
+    if command -v prometheus >/dev/null; then
+        return
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        die "prometheus is not installed; install the Debian package: sudo apt-get install -y prometheus"
+    fi
+    log "installing prometheus (Debian package)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
 
 install_ratelimit() {
@@ -176,6 +191,7 @@ stop() {
 case "${1:-}" in
 install)
     install_redis
+    install_prometheus
     install_ratelimit
     ;;
 start) start ;;

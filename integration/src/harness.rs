@@ -20,7 +20,9 @@ pub use mosn_config::{
 pub use ratelimit_process::{
     RateLimitEnv, RateLimitProcess, RATELIMIT_ADDR_ENV, RATELIMIT_BIN_ENV, RATELIMIT_REDIS_URL_ENV,
 };
-pub use sidecar::{admin_get, CheckOutput, Sidecar, SidecarOptions, SIDECAR_BIN_ENV};
+pub use sidecar::{
+    admin_get, admin_request, AdminAnswer, CheckOutput, Sidecar, SidecarOptions, SIDECAR_BIN_ENV,
+};
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -95,7 +95,7 @@ fn start(path: &Path, level: Option<LogLevel>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let _log = match sidecar::logging::init(&config.server.log, level) {
+    let log = match sidecar::logging::init(&config.server.log, level) {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
@@ -104,7 +104,7 @@ fn start(path: &Path, level: Option<LogLevel>) -> ExitCode {
     };
     sidecar::logging::report_warnings(&config.warnings);
     info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
-    match sidecar::server::run(config) {
+    match sidecar::server::run(config, Some(log)) {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS

@@ -20,6 +20,7 @@ use crate::cluster::LoadBalancer;
 use crate::framed::{CodecRef, FrameSink};
 use crate::overload::{Admission, WorkerLoad};
 use crate::plan::{Plan, SharedCluster};
+use crate::stats::{ClusterShard, DownstreamStats, HostStats, ListenerStats, WorkerStats};
 use crate::upstream::HostPool;
 
 /// A socket accepted by a listener, handed to a worker.
@@ -37,8 +38,11 @@ pub struct Accepted {
 
 /// One cluster as a worker sees it: its own load balancer state and one pool per host.
 pub struct WorkerCluster {
-    /// What every worker shares of the cluster (settings, breaker, counters).
+    /// What every worker shares of the cluster (settings, breaker, host health).
     pub shared: Arc<SharedCluster>,
+    /// This worker's counters for the cluster (cluster-level events; hosts' are in
+    /// `stats.hosts`, recorded by the pools).
+    pub stats: Arc<ClusterShard>,
     /// This worker's load balancer for the cluster (its own state, no locks).
     pub balancer: LoadBalancer,
     /// One pool per host, index-aligned with `shared.hosts`.
@@ -61,6 +65,8 @@ pub struct WorkerContext {
     pub conns: ConnTracker,
     /// This worker's share of the overload manager's accounting.
     pub load: Rc<WorkerLoad>,
+    /// This worker's counters and histograms (its shard of the process's stats).
+    pub stats: Arc<WorkerStats>,
 }
 
 impl WorkerContext {
@@ -80,8 +86,10 @@ impl WorkerContext {
                 .map_err(|e| format!("codec {}: {e}", c.protocol()))?;
             codecs.insert(c.protocol().to_string(), Rc::new(RefCell::new(codec)));
         }
+        let stats = plan.stats.worker(index);
         let mut clusters = Vec::new();
-        for shared in &plan.clusters {
+        for (c, shared) in plan.clusters.iter().enumerate() {
+            let shard = stats.clusters[c].clone();
             let codec = codecs.get(&shared.protocol).cloned().ok_or_else(|| {
                 format!(
                     "cluster {}: no codec for protocol {}",
@@ -91,12 +99,15 @@ impl WorkerContext {
             let pools = shared
                 .hosts
                 .iter()
-                .map(|h| {
-                    HostPool::new(*h, shared.pool.clone(), codec.clone(), shared.stats.clone())
+                .enumerate()
+                .map(|(i, h)| {
+                    let host_stats = HostStats::new(shard.clone(), i);
+                    HostPool::new(*h, shared.pool.clone(), codec.clone(), host_stats)
                 })
                 .collect();
             clusters.push(WorkerCluster {
                 shared: shared.clone(),
+                stats: shard,
                 balancer: shared.host_set.balancer(),
                 pools,
             });
@@ -109,7 +120,18 @@ impl WorkerContext {
             clusters,
             shutdown,
             conns: ConnTracker::default(),
+            stats,
         })
+    }
+
+    /// This worker's counters and request histogram for listener `listener`.
+    pub fn listener_stats(&self, listener: usize) -> &ListenerStats {
+        &self.stats.listeners[listener]
+    }
+
+    /// This worker's downstream counters for listener `listener`.
+    pub fn downstream_stats(&self, listener: usize) -> &DownstreamStats {
+        &self.stats.listeners[listener].counters
     }
 
     /// Closes every upstream connection of this worker (end of a graceful stop).

@@ -64,7 +64,7 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
         warn!("no codec for the listener's protocol");
         return;
     };
-    let stats = &worker.plan.stats.downstream;
+    let stats = worker.downstream_stats(listener);
     stats.connection_total.inc();
     stats.connection_active.inc();
     worker.conns.enter();
@@ -72,7 +72,12 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
     let load = worker.load.register();
     let mut framed = FramedConn::with_limits(stream, codec, worker.plan.read_limits, Some(load), {
         let worker = worker.clone();
-        move |n| worker.plan.stats.downstream.bytes_read_total.add(n as u64)
+        move |n| {
+            worker
+                .downstream_stats(listener)
+                .bytes_read_total
+                .add(n as u64)
+        }
     });
     let conn = Rc::new(DownstreamConn::new(peer, listener, framed.sink().clone()));
     let end = read_frames(&worker, &conn, &mut framed).await;
@@ -100,7 +105,7 @@ async fn read_frames(
     conn: &Rc<DownstreamConn>,
     framed: &mut FramedConn,
 ) -> End {
-    let stats = &worker.plan.stats.downstream;
+    let stats = worker.downstream_stats(conn.listener);
     let idle_timeout = worker.plan.listeners[conn.listener].idle_timeout;
     let max_in_flight = worker.plan.max_requests_per_connection;
     let last_active = |framed: &FramedConn| conn.last_active().max(framed.last_read());
@@ -169,7 +174,7 @@ async fn read_frames(
 }
 
 fn dispatch(worker: &Rc<WorkerContext>, conn: &Rc<DownstreamConn>, mut frame: Frame) {
-    let stats = &worker.plan.stats.downstream;
+    let stats = worker.downstream_stats(conn.listener);
     match frame.kind() {
         FrameKind::HeartbeatRequest => match conn.sink().reply_keepalive(&mut frame) {
             Ok(()) => stats.heartbeat_replied.inc(),

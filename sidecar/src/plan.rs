@@ -16,7 +16,7 @@ use crate::filter::FilterChain;
 use crate::framed::ReadLimits;
 use crate::overload::{Overload, OverloadLimits};
 use crate::router::{Route, RouteTable};
-use crate::stats::{ClusterStats, CodecContexts, Stats, StatsSource};
+use crate::stats::{CodecContexts, Stats, StatsLayout, StatsSource};
 use crate::upstream::PoolSettings;
 
 /// A listener as the runtime needs it.
@@ -49,8 +49,6 @@ pub struct SharedCluster {
     pub pool: PoolSettings,
     /// Circuit breaker: most requests in flight across all workers.
     pub breaker: CircuitBreaker,
-    /// Counters.
-    pub stats: Arc<ClusterStats>,
     /// The hosts with their health flags, from which each worker builds its balancer.
     pub host_set: HostSet,
 }
@@ -189,7 +187,19 @@ impl Plan {
         );
         let overload_stats: (String, Arc<dyn StatsSource>) =
             ("downstream.overload".into(), overload.clone());
-        let mut stats = Stats::new(config.clusters.iter().map(|c| c.name.as_str())).with_filters(
+        let layout = StatsLayout {
+            listeners: config.listeners.iter().map(|l| l.name.clone()).collect(),
+            clusters: config
+                .clusters
+                .iter()
+                .map(|c| {
+                    let hosts = c.hosts.iter().map(|h| h.address.to_string()).collect();
+                    (c.name.clone(), hosts)
+                })
+                .collect(),
+            workers,
+        };
+        let mut stats = Stats::new(layout).with_filters(
             filter_chains
                 .iter()
                 .flat_map(FilterChain::stats)
@@ -321,9 +331,6 @@ impl Plan {
                     ..PoolSettings::new(c, codec_mode)
                 },
                 breaker: CircuitBreaker::new(c.circuit_breakers.max_requests.unwrap_or(0) as usize),
-                stats: stats
-                    .cluster(&c.name)
-                    .unwrap_or_else(|| Arc::new(ClusterStats::default())),
                 host_set: HostSet::new(c.clone()),
             }));
         }

@@ -17,7 +17,7 @@ use crate::filter::{FilterGuard, RequestView};
 use crate::framed::SendError;
 use crate::plan::ListenerPlan;
 use crate::retry::{RetryPlan, RETRY_BACKOFF};
-use crate::stats::DownstreamStats;
+use crate::stats::{DownstreamStats, ListenerStats};
 
 /// How a request ended.
 enum Outcome {
@@ -28,7 +28,7 @@ enum Outcome {
 
 /// Starts handling `frame` (a request or oneway request) from `conn`.
 pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame: Frame) {
-    let stats = &worker.plan.stats.downstream;
+    let stats = worker.downstream_stats(conn.listener);
     stats.request_total.inc();
     stats.request_active.inc();
     if frame.kind() == FrameKind::Oneway {
@@ -38,6 +38,7 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
     let ledger = Ledger {
         worker,
         conn,
+        started: Instant::now(),
         done: false,
     };
     tokio::task::spawn_local(async move {
@@ -51,30 +52,34 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
     });
 }
 
-/// Records the request's single outcome; if dropped unfinished, records a reset.
+/// Records the request's single outcome and its duration; if dropped unfinished, records a
+/// reset.
 struct Ledger {
     worker: Rc<WorkerContext>,
     conn: Rc<DownstreamConn>,
+    started: Instant,
     done: bool,
 }
 
 impl Ledger {
-    fn stats(&self) -> &DownstreamStats {
-        &self.worker.plan.stats.downstream
+    fn stats(&self) -> &ListenerStats {
+        self.worker.listener_stats(self.conn.listener)
     }
 
     fn finish(mut self, record: impl FnOnce(&DownstreamStats)) {
-        record(self.stats());
+        record(&self.stats().counters);
         self.done = true;
     }
 }
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        let stats = self.stats();
         if !self.done {
-            self.stats().reset.inc();
+            stats.counters.reset.inc();
         }
-        self.stats().request_active.dec();
+        stats.counters.request_active.dec();
+        stats.request_duration.observe(self.started.elapsed());
         self.conn.request_finished();
     }
 }
@@ -147,12 +152,12 @@ async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Fr
     };
 
     let Some(_admission) = shared.breaker.admit() else {
-        shared.stats.request_pending_overflow.inc();
+        cluster.stats.counters.request_pending_overflow.inc();
         return Outcome::Failed(Failure::Overflow);
     };
     let outcome = attempts(cluster, request, route.retry(), deadline).await;
     if matches!(outcome, Outcome::Failed(Failure::Timeout)) {
-        shared.stats.request_timeout.inc();
+        cluster.stats.counters.request_timeout.inc();
     }
     outcome
 }
@@ -189,7 +194,7 @@ async fn attempts(
     let mut last = Failure::NoHealthyHost;
     for attempt in 0..retry.attempts() {
         if attempt > 0 {
-            cluster.shared.stats.request_retry.inc();
+            cluster.stats.counters.request_retry.inc();
             tokio::time::sleep(RETRY_BACKOFF).await;
             if Instant::now() >= deadline {
                 return Outcome::Failed(Failure::Timeout);
@@ -223,10 +228,15 @@ async fn try_host(
         return Ok(Outcome::OnewayForwarded);
     }
     let _active = cluster.balancer.track(host);
+    let sent = Instant::now();
     let response = upstream.send(request)?;
-    let try_deadline = retry.try_deadline(Instant::now(), deadline);
+    let try_deadline = retry.try_deadline(sent, deadline);
     match tokio::time::timeout_at(try_deadline, response).await {
-        Ok(answer) => answer.map(Outcome::Response),
+        Ok(answer) => {
+            let response = answer?;
+            cluster.stats.upstream_duration.observe(sent.elapsed());
+            Ok(Outcome::Response(response))
+        }
         // Dropping the pending response forgot the upstream id.
         Err(_) => Err(Failure::Timeout),
     }

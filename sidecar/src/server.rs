@@ -1,7 +1,7 @@
 //! Process lifecycle: resolve the plan, bind every listener (so nothing starts on a broken
-//! setup), start the workers, accept connections and hand them out round-robin, serve the
-//! admin API, and on SIGTERM/SIGINT stop accepting and let in-flight requests finish within
-//! `graceful_timeout`.
+//! setup), start the workers, accept connections and hand them out round-robin, start the
+//! admin API on its own thread, and on SIGTERM/SIGINT stop accepting and let in-flight
+//! requests finish within `graceful_timeout`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::admin;
+use crate::admin::routes::AdminContext;
+use crate::admin::AdminServer;
 use crate::config::Config;
 use crate::context::Accepted;
+use crate::logging::LogHandle;
 use crate::plan::{Plan, PlanError};
 use crate::worker;
 
@@ -42,14 +44,20 @@ pub enum RunError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully.
+/// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully. `log` is the installed
+/// subscriber's level switch (the admin API's `update_loglevel`).
 ///
 /// # Errors
 /// [`RunError`] when anything fails before the listeners start serving.
-pub fn run(config: Config) -> Result<(), RunError> {
+pub fn run(config: Config, log: Option<LogHandle>) -> Result<(), RunError> {
     let plan = Arc::new(Plan::build(&config)?);
     let shutdown = CancellationToken::new();
-    let started = start(plan.clone(), shutdown.clone())?;
+    let admin = AdminContext {
+        plan: plan.clone(),
+        log,
+        log_path: config.server.log.path.to_string(),
+    };
+    let started = start(plan.clone(), shutdown.clone(), Some(admin))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -69,19 +77,21 @@ pub struct Started {
     shutdown: CancellationToken,
     acceptor: Option<std::thread::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    admin: Option<AdminServer>,
     /// The bound listener addresses, in plan order.
     pub listen_addrs: Vec<std::net::SocketAddr>,
 }
 
 impl Started {
     /// Stops accepting, waits up to `grace` for the workers to finish their in-flight
-    /// requests, and returns.
+    /// requests (the admin API keeps answering meanwhile), and returns.
     pub fn stop(mut self, grace: Duration) {
         self.shutdown.cancel();
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
         let deadline = std::time::Instant::now() + grace;
+        let mut drained = true;
         for w in self.workers.drain(..) {
             while !w.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -90,18 +100,29 @@ impl Started {
                 let _ = w.join();
             } else {
                 warn!("graceful timeout elapsed with requests still in flight");
-                return;
+                drained = false;
+                break;
             }
         }
-        info!("stopped");
+        if let Some(admin) = self.admin.take() {
+            admin.stop();
+        }
+        if drained {
+            info!("stopped");
+        }
     }
 }
 
-/// Binds the listeners and admin address, starts the workers and the acceptor thread.
+/// Binds the listeners and admin address, starts the workers, the acceptor thread and (with
+/// `admin` and an admin address in the plan) the admin API's thread.
 ///
 /// # Errors
 /// [`RunError`] when binding or a worker's start-up fails; nothing keeps running then.
-pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, RunError> {
+pub fn start(
+    plan: Arc<Plan>,
+    shutdown: CancellationToken,
+    admin: Option<AdminContext>,
+) -> Result<Started, RunError> {
     let mut std_listeners = Vec::new();
     for l in &plan.listeners {
         let sock = std::net::TcpListener::bind(l.addr).map_err(|source| RunError::Bind {
@@ -163,7 +184,11 @@ pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, Ru
         let shutdown = shutdown.clone();
         std::thread::Builder::new()
             .name("acceptor".into())
-            .spawn(move || accept_loop(plan, std_listeners, admin_listener, senders, shutdown))?
+            .spawn(move || accept_loop(plan, std_listeners, senders, shutdown))?
+    };
+    let admin = match (admin_listener, admin) {
+        (Some(listener), Some(ctx)) => Some(AdminServer::start(listener, ctx, shutdown.clone())?),
+        _ => None,
     };
     for (l, addr) in plan.listeners.iter().zip(&listen_addrs) {
         info!(listener = %l.name, %addr, protocol = %l.protocol, "listening");
@@ -172,6 +197,7 @@ pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, Ru
         shutdown,
         acceptor: Some(acceptor),
         workers,
+        admin,
         listen_addrs,
     })
 }
@@ -179,7 +205,6 @@ pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, Ru
 fn accept_loop(
     plan: Arc<Plan>,
     listeners: Vec<std::net::TcpListener>,
-    admin_listener: Option<std::net::TcpListener>,
     workers: Vec<mpsc::UnboundedSender<Accepted>>,
     shutdown: CancellationToken,
 ) {
@@ -251,16 +276,6 @@ fn accept_loop(
                     }
                 }
             });
-        }
-        if let Some(a) = admin_listener {
-            match TcpListener::from_std(a) {
-                Ok(a) => {
-                    let plan = plan.clone();
-                    let shutdown = shutdown.clone();
-                    tasks.spawn(async move { admin::serve(a, plan, shutdown).await });
-                }
-                Err(e) => warn!(cause = %e, "cannot register admin listener"),
-            }
         }
         while tasks.join_next().await.is_some() {}
     });

@@ -1,18 +1,26 @@
-//! Process-wide counters (atomics; no locks on the request path), shaped after MOSN's
-//! `downstream.proxy.global` and `upstream.cluster.<name>` namespaces (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §6).
+//! Counters and latency histograms, shaped after MOSN's `downstream.proxy.<listener>` and
+//! `upstream.cluster.<name>` namespaces (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §6).
+//!
+//! Each worker records into its own shard ([`WorkerStats`]: per listener, per cluster, per
+//! host), so the request path shares no cache line, let alone a lock, with another thread;
+//! the admin API merges the shards when it is asked (JSON here, Prometheus text in
+//! [`exposition`]).
 //!
 //! Every request that enters ends in exactly one outcome, so at any quiet moment
 //! `request_total == response_forwarded + oneway_forwarded + hijacked + reset` and
 //! `request_active == 0`. Stream filters add their own counters (per rule) through
 //! [`StatsSource`].
 
-use std::collections::BTreeMap;
+pub mod exposition;
+pub mod histogram;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use crate::failure::{Failure, RejectReason};
+pub use histogram::{Histogram, HistogramSnapshot};
 
 /// A monotonic or gauge counter.
 #[derive(Debug, Default)]
@@ -46,11 +54,12 @@ macro_rules! counters {
         }
 
         impl $name {
-            /// All counters as a JSON object.
-            pub fn to_json(&self) -> Value {
-                let mut m = Map::new();
-                $(m.insert(stringify!($field).to_string(), json!(self.$field.get()));)*
-                Value::Object(m)
+            /// The counters' names, in [`Self::values`] order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The counters' values now, in [`Self::NAMES`] order.
+            pub fn values(&self) -> Vec<u64> {
+                vec![$(self.$field.get()),*]
             }
         }
     };
@@ -301,25 +310,164 @@ impl StatsSource for CodecContexts {
     }
 }
 
+/// Counters that are gauges (they go up and down); every other counter only goes up.
+pub const GAUGES: &[&str] = &["connection_active", "request_active"];
+
+/// Counter values summed over shards, in `T::NAMES` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    /// The counters' names.
+    pub names: &'static [&'static str],
+    /// Their values.
+    pub values: Vec<u64>,
+}
+
+impl Totals {
+    fn new(names: &'static [&'static str]) -> Totals {
+        Totals {
+            names,
+            values: vec![0; names.len()],
+        }
+    }
+
+    fn add(&mut self, values: Vec<u64>) {
+        for (a, b) in self.values.iter_mut().zip(values) {
+            *a += b;
+        }
+    }
+
+    /// The value of counter `name` (0 for an unknown name).
+    pub fn get(&self, name: &str) -> u64 {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |i| self.values[i])
+    }
+
+    /// As a JSON object `{name: value}`.
+    pub fn to_json(&self) -> Value {
+        let m: Map<String, Value> = self
+            .names
+            .iter()
+            .zip(&self.values)
+            .map(|(n, v)| ((*n).to_owned(), json!(v)))
+            .collect();
+        Value::Object(m)
+    }
+}
+
+/// One listener's counters and request latency on one worker.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// The listener's downstream counters.
+    pub counters: DownstreamStats,
+    /// Downstream request duration: from the request's decode to its outcome (response
+    /// written, hijack written, oneway forwarded or dropped, reset).
+    pub request_duration: Histogram,
+}
+
+/// One cluster's counters on one worker: the events tied to a host in `hosts`, the others
+/// (circuit breaker, retries, timeouts) in `counters`; the cluster's totals are their sum.
+#[derive(Debug)]
+pub struct ClusterShard {
+    /// Cluster-level events (not tied to one host).
+    pub counters: ClusterStats,
+    /// Per host, index-aligned with the cluster's hosts.
+    pub hosts: Vec<ClusterStats>,
+    /// Upstream duration: from a request's write to the upstream until its response
+    /// arrived (per try; timed-out tries are not observed).
+    pub upstream_duration: Histogram,
+}
+
+impl ClusterShard {
+    fn new(hosts: usize) -> ClusterShard {
+        ClusterShard {
+            counters: ClusterStats::default(),
+            hosts: (0..hosts).map(|_| ClusterStats::default()).collect(),
+            upstream_duration: Histogram::default(),
+        }
+    }
+}
+
+/// One host's counters on one worker: what an upstream connection records into.
+#[derive(Debug, Clone)]
+pub struct HostStats {
+    shard: Arc<ClusterShard>,
+    host: usize,
+}
+
+impl HostStats {
+    /// The counters of host `host` of `shard`.
+    ///
+    /// # Panics
+    /// When `host` is not a host index of the shard (a wiring bug).
+    pub fn new(shard: Arc<ClusterShard>, host: usize) -> HostStats {
+        assert!(host < shard.hosts.len(), "host index out of range");
+        HostStats { shard, host }
+    }
+}
+
+impl std::ops::Deref for HostStats {
+    type Target = ClusterStats;
+
+    fn deref(&self) -> &ClusterStats {
+        &self.shard.hosts[self.host]
+    }
+}
+
+/// Everything one worker records into. Aligned so two workers' shards never share a cache
+/// line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct WorkerStats {
+    /// Per listener, index-aligned with the plan's listeners.
+    pub listeners: Vec<ListenerStats>,
+    /// Per cluster, index-aligned with the plan's clusters.
+    pub clusters: Vec<Arc<ClusterShard>>,
+}
+
+/// Names the shards are laid out by: listeners, clusters with their hosts, worker count.
+#[derive(Debug, Clone, Default)]
+pub struct StatsLayout {
+    /// Listener names, in plan order.
+    pub listeners: Vec<String>,
+    /// Cluster names with their host addresses (as configured), in plan order.
+    pub clusters: Vec<(String, Vec<String>)>,
+    /// Number of workers (one shard each).
+    pub workers: usize,
+}
+
 /// All counters of the process.
 #[derive(Debug)]
 pub struct Stats {
-    /// `downstream.proxy.global`.
-    pub downstream: DownstreamStats,
-    clusters: BTreeMap<String, Arc<ClusterStats>>,
+    layout: StatsLayout,
+    workers: Vec<Arc<WorkerStats>>,
     filters: Vec<(String, Arc<dyn StatsSource>)>,
     codecs: Vec<(String, Arc<CodecContexts>)>,
 }
 
 impl Stats {
-    /// Counters for the named clusters.
-    pub fn new<'a>(cluster_names: impl IntoIterator<Item = &'a str>) -> Stats {
+    /// Zeroed shards for `layout` (at least one worker's).
+    pub fn new(layout: StatsLayout) -> Stats {
+        let workers = (0..layout.workers.max(1))
+            .map(|_| {
+                Arc::new(WorkerStats {
+                    listeners: layout
+                        .listeners
+                        .iter()
+                        .map(|_| ListenerStats::default())
+                        .collect(),
+                    clusters: layout
+                        .clusters
+                        .iter()
+                        .map(|(_, hosts)| Arc::new(ClusterShard::new(hosts.len())))
+                        .collect(),
+                })
+            })
+            .collect();
         Stats {
-            downstream: DownstreamStats::default(),
-            clusters: cluster_names
-                .into_iter()
-                .map(|n| (n.to_string(), Arc::new(ClusterStats::default())))
-                .collect(),
+            layout,
+            workers,
             filters: Vec::new(),
             codecs: Vec::new(),
         }
@@ -346,21 +494,117 @@ impl Stats {
         self
     }
 
-    /// The counters of one cluster (`None` for an unknown name).
-    pub fn cluster(&self, name: &str) -> Option<Arc<ClusterStats>> {
-        self.clusters.get(name).cloned()
+    /// The shard of worker `index` (the last one for an index past the worker count).
+    pub fn worker(&self, index: usize) -> Arc<WorkerStats> {
+        self.workers[index.min(self.workers.len() - 1)].clone()
     }
 
-    /// MOSN-style `{type: {namespace: {key: value}}}` JSON.
-    pub fn to_json(&self) -> Value {
-        let mut upstream = Map::new();
-        for (name, c) in &self.clusters {
-            upstream.insert(format!("upstream.cluster.{name}"), c.to_json());
+    /// The names the shards are laid out by.
+    pub fn layout(&self) -> &StatsLayout {
+        &self.layout
+    }
+
+    /// Downstream counters of listener `listener` (`None`: every listener), all workers.
+    pub fn downstream_totals(&self, listener: Option<usize>) -> Totals {
+        let mut t = Totals::new(DownstreamStats::NAMES);
+        for w in &self.workers {
+            for (i, l) in w.listeners.iter().enumerate() {
+                if listener.is_none_or(|want| want == i) {
+                    t.add(l.counters.values());
+                }
+            }
         }
+        t
+    }
+
+    /// Counters of cluster `cluster`, for one host or (`None`) the whole cluster, all workers.
+    pub fn cluster_totals(&self, cluster: usize, host: Option<usize>) -> Totals {
+        let mut t = Totals::new(ClusterStats::NAMES);
+        for w in &self.workers {
+            let Some(shard) = w.clusters.get(cluster) else {
+                continue;
+            };
+            match host {
+                Some(h) => {
+                    if let Some(hs) = shard.hosts.get(h) {
+                        t.add(hs.values());
+                    }
+                }
+                None => {
+                    t.add(shard.counters.values());
+                    for hs in &shard.hosts {
+                        t.add(hs.values());
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// Request durations of listener `listener` (`None`: every listener), all workers.
+    pub fn request_durations(&self, listener: Option<usize>) -> HistogramSnapshot {
+        let mut s = HistogramSnapshot::default();
+        for w in &self.workers {
+            for (i, l) in w.listeners.iter().enumerate() {
+                if listener.is_none_or(|want| want == i) {
+                    s.merge(&l.request_duration.snapshot());
+                }
+            }
+        }
+        s
+    }
+
+    /// Upstream durations of cluster `cluster`, all workers.
+    pub fn upstream_durations(&self, cluster: usize) -> HistogramSnapshot {
+        let mut s = HistogramSnapshot::default();
+        for w in &self.workers {
+            if let Some(shard) = w.clusters.get(cluster) {
+                s.merge(&shard.upstream_duration.snapshot());
+            }
+        }
+        s
+    }
+
+    /// The counters kept outside the shards: stream filters' (`stream_filter.…`), the
+    /// overload manager's, by namespace.
+    pub fn sources(&self) -> &[(String, Arc<dyn StatsSource>)] {
+        &self.filters
+    }
+
+    /// The plugin context counters by namespace (`codec.<protocol>`).
+    pub fn codec_sources(&self) -> &[(String, Arc<CodecContexts>)] {
+        &self.codecs
+    }
+
+    /// MOSN-style `{type: {namespace: {key: value}}}` JSON: `downstream.proxy.global` (all
+    /// listeners), `downstream.proxy.<listener>`, `upstream.cluster.<name>`,
+    /// `upstream.host.<cluster>.<address>`, filter and codec namespaces.
+    pub fn to_json(&self) -> Value {
         let mut downstream = Map::new();
-        downstream.insert("downstream.proxy.global".into(), self.downstream.to_json());
+        downstream.insert(
+            "downstream.proxy.global".into(),
+            self.downstream_totals(None).to_json(),
+        );
+        for (i, name) in self.layout.listeners.iter().enumerate() {
+            downstream
+                .entry(format!("downstream.proxy.{name}"))
+                .or_insert_with(|| self.downstream_totals(Some(i)).to_json());
+        }
         for (namespace, source) in &self.filters {
             downstream.insert(namespace.clone(), source.to_json());
+        }
+        let mut upstream = Map::new();
+        for (c, (name, hosts)) in self.layout.clusters.iter().enumerate() {
+            upstream.insert(
+                format!("upstream.cluster.{name}"),
+                self.cluster_totals(c, None).to_json(),
+            );
+            for (h, addr) in hosts.iter().enumerate() {
+                upstream.insert(
+                    format!("upstream.host.{name}.{addr}"),
+                    self.cluster_totals(c, Some(h)).to_json(),
+                );
+            }
         }
         let mut codecs = Map::new();
         for (namespace, c) in &self.codecs {
@@ -378,24 +622,73 @@ impl Stats {
 mod tests {
     use super::*;
 
+    fn layout() -> StatsLayout {
+        StatsLayout {
+            listeners: vec!["in".into(), "out".into()],
+            clusters: vec![("c".into(), vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()])],
+            workers: 2,
+        }
+    }
+
     #[test]
     fn hijacks_are_counted_by_code_and_in_total() {
-        let s = Stats::new(["c"]);
-        s.downstream.record_hijack(Failure::NoRoute);
-        s.downstream.record_hijack(Failure::Timeout);
-        assert_eq!(s.downstream.hijacked.get(), 2);
-        assert_eq!(s.downstream.request_404_total.get(), 1);
-        assert_eq!(s.downstream.request_504_total.get(), 1);
+        let s = Stats::new(layout());
+        let d = &s.worker(0).listeners[0].counters;
+        d.record_hijack(Failure::NoRoute);
+        d.record_hijack(Failure::Timeout);
+        assert_eq!(d.hijacked.get(), 2);
+        assert_eq!(d.request_404_total.get(), 1);
+        assert_eq!(d.request_504_total.get(), 1);
         let v = s.to_json();
         assert_eq!(v["downstream"]["downstream.proxy.global"]["hijacked"], 2);
+        assert_eq!(v["downstream"]["downstream.proxy.in"]["hijacked"], 2);
+        assert_eq!(v["downstream"]["downstream.proxy.out"]["hijacked"], 0);
         assert_eq!(v["upstream"]["upstream.cluster.c"]["request_total"], 0);
-        assert!(s.cluster("nope").is_none());
+    }
+
+    #[test]
+    fn shards_of_every_worker_add_up_per_listener_cluster_and_host() {
+        let s = Stats::new(layout());
+        let (w0, w1) = (s.worker(0), s.worker(1));
+        w0.listeners[0].counters.request_total.inc();
+        w1.listeners[0].counters.request_total.inc();
+        w1.listeners[1].counters.request_total.add(3);
+        HostStats::new(w0.clusters[0].clone(), 0)
+            .request_total
+            .inc();
+        HostStats::new(w1.clusters[0].clone(), 1)
+            .request_total
+            .add(2);
+        w1.clusters[0].counters.request_retry.inc();
+        w0.listeners[1]
+            .request_duration
+            .observe(std::time::Duration::from_micros(40));
+        w1.clusters[0]
+            .upstream_duration
+            .observe(std::time::Duration::from_micros(40));
+        assert_eq!(s.downstream_totals(None).get("request_total"), 5);
+        assert_eq!(s.downstream_totals(Some(0)).get("request_total"), 2);
+        assert_eq!(s.cluster_totals(0, None).get("request_total"), 3);
+        assert_eq!(s.cluster_totals(0, None).get("request_retry"), 1);
+        assert_eq!(s.cluster_totals(0, Some(1)).get("request_total"), 2);
+        assert_eq!(s.cluster_totals(0, Some(1)).get("request_retry"), 0);
+        assert_eq!(s.request_durations(None).count(), 1);
+        assert_eq!(s.request_durations(Some(0)).count(), 0);
+        assert_eq!(s.upstream_durations(0).count(), 1);
+        let v = s.to_json();
+        assert_eq!(
+            v["upstream"]["upstream.host.c.127.0.0.1:2"]["request_total"],
+            2
+        );
+        assert_eq!(v["upstream"]["upstream.cluster.c"]["request_total"], 3);
+        assert!(!std::ptr::eq(&*w0, &*s.worker(1)));
+        assert!(std::ptr::eq(&*s.worker(1), &*s.worker(7)), "clamped");
     }
 
     #[test]
     fn rejections_are_hijacks_split_by_reason_and_code() {
         use crate::failure::Rejection;
-        let s = Stats::new(["c"]);
+        let s = DownstreamStats::default();
         let limited = Failure::Rejected(Rejection {
             status: 503,
             reason: RejectReason::RateLimited,
@@ -404,18 +697,18 @@ mod tests {
             status: 509,
             reason: RejectReason::FaultAbort,
         });
-        s.downstream.record_hijack(limited);
-        s.downstream.record_hijack(aborted);
-        s.downstream.record_hijack(Failure::Overflow);
-        let d = &s.downstream;
+        s.record_hijack(limited);
+        s.record_hijack(aborted);
+        s.record_hijack(Failure::Overflow);
+        let d = &s;
         assert_eq!(d.hijacked.get(), 3);
         assert_eq!(d.hijacked_rate_limited.get(), 1);
         assert_eq!(d.hijacked_fault_abort.get(), 1);
         assert_eq!(d.request_503_total.get(), 2);
         assert_eq!(d.request_other_code.get(), 1);
         assert_eq!(d.request_2_total.get(), 0);
-        s.downstream.record_oneway_dropped(limited);
-        s.downstream.record_oneway_dropped(Failure::NoRoute);
+        s.record_oneway_dropped(limited);
+        s.record_oneway_dropped(Failure::NoRoute);
         assert_eq!(d.oneway_forwarded.get(), 2);
         assert_eq!(d.oneway_rate_limited.get(), 1);
         assert_eq!(d.hijacked.get(), 3, "a dropped oneway is no hijack");
@@ -424,14 +717,14 @@ mod tests {
     #[test]
     fn global_rate_limit_rejections_have_counters_of_their_own() {
         use crate::failure::Rejection;
-        let s = Stats::new(["c"]);
+        let s = DownstreamStats::default();
         let global = Failure::Rejected(Rejection {
             status: 503,
             reason: RejectReason::GlobalRateLimited,
         });
-        s.downstream.record_hijack(global);
-        s.downstream.record_oneway_dropped(global);
-        let d = &s.downstream;
+        s.record_hijack(global);
+        s.record_oneway_dropped(global);
+        let d = &s;
         assert_eq!(d.hijacked.get(), 1);
         assert_eq!(d.request_503_total.get(), 1);
         assert_eq!(d.hijacked_global_rate_limited.get(), 1);
@@ -449,7 +742,7 @@ mod tests {
                 json!({"rejected": 4})
             }
         }
-        let s = Stats::new(["c"]).with_filters([(
+        let s = Stats::new(layout()).with_filters([(
             "stream_filter.l.r".to_owned(),
             Arc::new(Fixed) as Arc<dyn StatsSource>,
         )]);

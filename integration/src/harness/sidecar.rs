@@ -34,6 +34,9 @@ pub struct SidecarOptions {
     pub env: Vec<(String, String)>,
     /// Keep the scratch directory (config + log) after the sidecar is dropped.
     pub keep_logs: bool,
+    /// Start the process with this many open files at most (`RLIMIT_NOFILE`, set by
+    /// util-linux's `prlimit` before it execs the sidecar: same pid).
+    pub max_open_files: Option<u64>,
 }
 
 impl Default for SidecarOptions {
@@ -44,6 +47,7 @@ impl Default for SidecarOptions {
             extra_args: Vec::new(),
             env: Vec::new(),
             keep_logs: false,
+            max_open_files: None,
         }
     }
 }
@@ -103,11 +107,23 @@ impl Sidecar {
         let admin = admin_addr(&config);
         let dir = scratch_dir("sidecar")?;
         let config_path = write_config(&dir, &config)?;
-        let mut args: Vec<&std::ffi::OsStr> = vec!["start".as_ref(), "-c".as_ref()];
+        let nofile = options.max_open_files.map(|n| format!("--nofile={n}:{n}"));
+        let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+        let launcher = match &nofile {
+            Some(limit) => {
+                args.push(limit.as_ref());
+                args.push("--".as_ref());
+                args.push(bin.as_os_str());
+                PathBuf::from("prlimit")
+            }
+            None => bin,
+        };
+        args.push("start".as_ref());
+        args.push("-c".as_ref());
         args.push(config_path.as_os_str());
         args.extend(options.extra_args.iter().map(std::ffi::OsStr::new));
         let mut proc =
-            ChildProcess::spawn("sidecar", &bin, &args, &repo_root(), dir, &options.env)?;
+            ChildProcess::spawn("sidecar", &launcher, &args, &repo_root(), dir, &options.env)?;
         if options.keep_logs {
             proc.keep_logs();
         }
@@ -380,19 +396,92 @@ fn admin_addr(config: &Value) -> Option<SocketAddr> {
 /// # Errors
 /// The connection fails, or the answer is not an HTTP response with a JSON body.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> std::io::Result<Value> {
+    let answer = admin_request(addr, "GET", path, "").await?;
+    serde_json::from_str(&answer.body)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// An admin API answer.
+#[derive(Debug, Clone)]
+pub struct AdminAnswer {
+    /// The status code.
+    pub status: u16,
+    /// Header lines (`name: value`, names lower-cased).
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl AdminAnswer {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request (`connection: close`) to a sidecar's admin API.
+///
+/// # Errors
+/// The connection fails or the answer is not an HTTP response.
+pub async fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<AdminAnswer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await?;
     let mut text = String::new();
     s.read_to_string(&mut text).await?;
-    let body = text.split("\r\n\r\n").nth(1).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "admin answer without a body",
-        )
-    })?;
-    serde_json::from_str(body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("admin answer without a head"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("admin answer without a status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(body).ok_or_else(|| bad("bad chunked body"))?
+    } else {
+        body.to_owned()
+    };
+    Ok(AdminAnswer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The payload of a `transfer-encoding: chunked` body.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 #[cfg(test)]

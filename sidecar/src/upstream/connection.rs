@@ -7,7 +7,6 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use codec_host::{Frame, FrameKind};
@@ -20,7 +19,7 @@ use super::waiters::{Matched, PendingResponse, Waiters};
 use crate::config::KeepaliveConfig;
 use crate::failure::Failure;
 use crate::framed::{CodecRef, FrameSink, FramedConn, ReadError, ReadLimits, SendError};
-use crate::stats::ClusterStats;
+use crate::stats::HostStats;
 
 /// A live upstream connection shared by the requests of one worker.
 pub struct UpstreamConn {
@@ -29,7 +28,7 @@ pub struct UpstreamConn {
     waiters: Waiters,
     closed: Cell<bool>,
     oneway_ids: Cell<u32>,
-    stats: Arc<ClusterStats>,
+    stats: HostStats,
 }
 
 impl UpstreamConn {
@@ -44,7 +43,7 @@ impl UpstreamConn {
         codec: CodecRef,
         keepalive: KeepaliveConfig,
         read_limits: ReadLimits,
-        stats: Arc<ClusterStats>,
+        stats: HostStats,
     ) -> Result<Rc<UpstreamConn>, Failure> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,

@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
@@ -20,7 +19,7 @@ use super::connection::UpstreamConn;
 use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
 use crate::framed::{CodecRef, ReadLimits};
-use crate::stats::ClusterStats;
+use crate::stats::HostStats;
 
 /// What a pool needs to open connections.
 #[derive(Clone)]
@@ -95,7 +94,7 @@ struct PoolInner {
     addr: SocketAddr,
     settings: PoolSettings,
     codec: CodecRef,
-    stats: Arc<ClusterStats>,
+    stats: HostStats,
     // Multiplex state.
     slots: Vec<RefCell<ConnectCell>>,
     next: Cell<usize>,
@@ -111,7 +110,7 @@ impl HostPool {
         addr: SocketAddr,
         settings: PoolSettings,
         codec: CodecRef,
-        stats: Arc<ClusterStats>,
+        stats: HostStats,
     ) -> HostPool {
         let slots = if settings.shares_connections() {
             settings.max_connections.max(1)
