@@ -94,8 +94,12 @@ async fn handle(ledger: Ledger, mut request: Frame) {
             ledger.finish(|s| s.record_oneway_dropped(failure));
         }
         Outcome::Response(mut response) => {
+            let status = response.timeout_or_status();
             match ledger.conn.sink().send(&mut response, down_id) {
-                Ok(()) => ledger.finish(|s| s.response_forwarded.inc()),
+                Ok(()) => {
+                    ledger.stats().response_status.record(status);
+                    ledger.finish(|s| s.response_forwarded.inc());
+                }
                 Err(SendError::Codec(e)) => {
                     warn!(cause = %e, "cannot encode the upstream response for downstream");
                     hijack(ledger, &request, Failure::EncodeFailed, down_id);

@@ -356,11 +356,48 @@ impl Totals {
     }
 }
 
+/// Forwarded responses by the status the upstream answered with (the codec's status field,
+/// e.g. Bolt's response status): one counter per status below [`ResponseStatuses::TRACKED`],
+/// one for the rest.
+#[derive(Debug)]
+pub struct ResponseStatuses {
+    counts: [Counter; ResponseStatuses::TRACKED as usize + 1],
+}
+
+impl Default for ResponseStatuses {
+    fn default() -> Self {
+        ResponseStatuses {
+            counts: std::array::from_fn(|_| Counter::default()),
+        }
+    }
+}
+
+impl ResponseStatuses {
+    /// Statuses counted one by one (Bolt's are 0..=0x13); higher ones share `other`.
+    pub const TRACKED: u32 = 32;
+
+    /// Counts one response with `status`.
+    pub fn record(&self, status: u32) {
+        self.counts[status.min(Self::TRACKED) as usize].inc();
+    }
+
+    /// `(status, count)` for every status seen (`None`: a status of `TRACKED` or more).
+    pub fn values(&self) -> Vec<(Option<u32>, u64)> {
+        (0..=Self::TRACKED)
+            .map(|s| (s, self.counts[s as usize].get()))
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| ((s < Self::TRACKED).then_some(s), n))
+            .collect()
+    }
+}
+
 /// One listener's counters and request latency on one worker.
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     /// The listener's downstream counters.
     pub counters: DownstreamStats,
+    /// Forwarded responses by upstream status.
+    pub response_status: ResponseStatuses,
     /// Downstream request duration: from the request's decode to its outcome (response
     /// written, hijack written, oneway forwarded or dropped, reset).
     pub request_duration: Histogram,
@@ -541,6 +578,25 @@ impl Stats {
         t
     }
 
+    /// Forwarded responses of listener `listener` (`None`: every listener) by status, all
+    /// workers, as `(status label, count)` (`"other"` for statuses past the tracked ones).
+    pub fn response_statuses(&self, listener: Option<usize>) -> Vec<(String, u64)> {
+        let mut by_status = std::collections::BTreeMap::<Option<u32>, u64>::new();
+        for w in &self.workers {
+            for (i, l) in w.listeners.iter().enumerate() {
+                if listener.is_none_or(|want| want == i) {
+                    for (s, n) in l.response_status.values() {
+                        *by_status.entry(s).or_default() += n;
+                    }
+                }
+            }
+        }
+        by_status
+            .into_iter()
+            .map(|(s, n)| (s.map_or_else(|| "other".to_owned(), |s| s.to_string()), n))
+            .collect()
+    }
+
     /// Request durations of listener `listener` (`None`: every listener), all workers.
     pub fn request_durations(&self, listener: Option<usize>) -> HistogramSnapshot {
         let mut s = HistogramSnapshot::default();
@@ -580,15 +636,19 @@ impl Stats {
     /// listeners), `downstream.proxy.<listener>`, `upstream.cluster.<name>`,
     /// `upstream.host.<cluster>.<address>`, filter and codec namespaces.
     pub fn to_json(&self) -> Value {
+        let downstream_json = |listener: Option<usize>| {
+            let mut v = self.downstream_totals(listener).to_json();
+            for (status, n) in self.response_statuses(listener) {
+                v[format!("response_status_{status}")] = json!(n);
+            }
+            v
+        };
         let mut downstream = Map::new();
-        downstream.insert(
-            "downstream.proxy.global".into(),
-            self.downstream_totals(None).to_json(),
-        );
+        downstream.insert("downstream.proxy.global".into(), downstream_json(None));
         for (i, name) in self.layout.listeners.iter().enumerate() {
             downstream
                 .entry(format!("downstream.proxy.{name}"))
-                .or_insert_with(|| self.downstream_totals(Some(i)).to_json());
+                .or_insert_with(|| downstream_json(Some(i)));
         }
         for (namespace, source) in &self.filters {
             downstream.insert(namespace.clone(), source.to_json());

@@ -146,7 +146,9 @@ impl Sidecar {
                 return Err(self.proc.exited_early(status));
             }
             pending.retain(|a| TcpStream::connect_timeout(a, PROBE_TIMEOUT).is_err());
-            if pending.is_empty() {
+            // Sockets accept as soon as they are bound; the admin API is served only once
+            // every worker is up, so with one configured, ready means it answers.
+            if pending.is_empty() && self.admin.is_none_or(admin_answers) {
                 return Ok(());
             }
             if start.elapsed() >= deadline {
@@ -389,6 +391,24 @@ fn admin_addr(config: &Value) -> Option<SocketAddr> {
     let host = sa["address"].as_str()?;
     let port = sa["port_value"].as_u64()?;
     probe_addr(&format!("{host}:{port}"))
+}
+
+/// Whether the admin API at `addr` answers `GET /api/v1/states` with 200 (blocking, bounded
+/// by [`PROBE_TIMEOUT`] per step).
+fn admin_answers(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+    let _ = s.set_write_timeout(Some(PROBE_TIMEOUT));
+    if s.write_all(b"GET /api/v1/states HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
 /// `GET path` on a sidecar's admin API, its JSON body parsed.

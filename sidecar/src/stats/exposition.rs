@@ -6,6 +6,8 @@
 //! * `downstream_<counter>{listener}`: every downstream counter per listener (sum over
 //!   workers; `sum()` in PromQL gives MOSN's `downstream.proxy.global`);
 //! * `upstream_<counter>{cluster}` and `upstream_host_<counter>{cluster, host}`;
+//! * `downstream_response_status_total{listener, status}`: forwarded responses by the
+//!   upstream's status (Bolt's response status; `other` past 31);
 //! * `downstream_request_duration_seconds{listener}` and
 //!   `upstream_request_duration_seconds{cluster}` histograms;
 //! * the counters kept outside the shards: `stream_filter_<key>{namespace}` (per rule),
@@ -78,6 +80,28 @@ impl Collector for StatsCollector {
             }
         }
         encode_counters(&mut encoder, "upstream_host", ClusterStats::NAMES, &hosts)?;
+
+        let mut statuses = Vec::new();
+        for (i, name) in layout.listeners.iter().enumerate() {
+            for (status, n) in stats.response_statuses(Some(i)) {
+                let mut labels = label("listener", name);
+                labels.extend(label("status", &status));
+                statuses.push((labels, n));
+            }
+        }
+        if !statuses.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "downstream_response_status",
+                "Forwarded responses by upstream status",
+                None,
+                MetricType::Counter,
+            )?;
+            for (labels, n) in &statuses {
+                family
+                    .encode_family(labels)?
+                    .encode_counter::<Labels, u64, u64>(n, None)?;
+            }
+        }
 
         let request: Vec<(Labels, HistogramSnapshot)> = (0..layout.listeners.len())
             .map(|i| {
@@ -250,6 +274,9 @@ mod tests {
         HostStats::new(w1.clusters[0].clone(), 0)
             .request_total
             .add(3);
+        w0.listeners[0].response_status.record(0);
+        w1.listeners[0].response_status.record(0);
+        w1.listeners[0].response_status.record(900);
         let text = render(&stats).expect("renders");
         assert!(
             text.contains("sidecar_downstream_request_total{listener=\"egress\"} 2"),
@@ -269,6 +296,12 @@ mod tests {
         ));
         assert!(text
             .contains("sidecar_downstream_request_duration_seconds_count{listener=\"egress\"} 1"));
+        assert!(text.contains(
+            "sidecar_downstream_response_status_total{listener=\"egress\",status=\"0\"} 2"
+        ));
+        assert!(text.contains(
+            "sidecar_downstream_response_status_total{listener=\"egress\",status=\"other\"} 1"
+        ));
         assert!(text.ends_with("# EOF\n"));
     }
 
