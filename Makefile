@@ -103,4 +103,5 @@ fuzz-smoke: fuzz-build fuzz-corpus
 
 bench: build-release
 	$(CARGO) bench -p codec-host --bench codec
+	$(CARGO) bench -p sidecar --bench stats
 	target/release/benchrun --out bench-results
