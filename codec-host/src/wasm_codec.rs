@@ -250,7 +250,7 @@ impl WasmCodec {
             *gone += r.instance.guest_calls();
             tracing::info!(
                 plugin = r.plugin.name(),
-                md5 = r.plugin.md5(),
+                md5 = %r.plugin.md5(),
                 poisoned = !usable,
                 "retired plugin instance finished its frames; deleted"
             );
