@@ -511,3 +511,239 @@ impl WorkerPlugins {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::thread::JoinHandle;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{Config, LoadContext};
+    use crate::plugin_info::plugins_json;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    fn built(name: &str) -> Vec<u8> {
+        let path = repo().join(format!("target/wasm32-wasip1/plugin/{name}.wasm"));
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `make plugins`", path.display()))
+    }
+
+    /// A scratch copy of bolt.wasm for one test.
+    fn plugin_file(test: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sidecar-reload-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("codec.wasm");
+        std::fs::write(&path, built("bolt")).unwrap();
+        path
+    }
+
+    /// The shipped sample config with `codec` as its codec section and two workers.
+    fn plan(codec: serde_json::Value) -> Arc<Plan> {
+        let text =
+            std::fs::read_to_string(repo().join("configs/mosn_rpc_config_wasm.json")).unwrap();
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["servers"][0]["processor"] = json!(2);
+        doc.as_object_mut().unwrap().remove("admin");
+        doc.as_object_mut().unwrap().remove("wasm_global_plugins");
+        doc.as_object_mut().unwrap().remove("third_part_codec");
+        for (k, v) in codec.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        let ctx = LoadContext {
+            work_dir: repo(),
+            config_path: None,
+            cpu_count: 2,
+        };
+        let config = Config::from_value(&doc, &ctx).expect("valid config");
+        Arc::new(Plan::build(&config).expect("plan"))
+    }
+
+    fn wasm_plan(path: &Path) -> Arc<Plan> {
+        plan(json!({
+            "wasm_global_plugins": [{"plugin_name": "wasm-bolt",
+                "vm_config": {"engine": "wasmer", "path": path.display().to_string()}}],
+            "third_part_codec": {"codecs": [{"type": "wasm", "enable": true,
+                "config": {"from_wasm_plugin": "wasm-bolt", "protocol": "x-bolt", "root_id": 1}}]}
+        }))
+    }
+
+    /// A worker as `worker::spawn` runs it, reduced to its plugin side: its context (codecs
+    /// included) and [`serve_plugin_control`] on a current-thread runtime, until `stop`.
+    fn worker(plan: &Arc<Plan>, index: usize, stop: &CancellationToken) -> JoinHandle<()> {
+        let commands = plan.control.register(index);
+        let (plan, stop) = (plan.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let ctx = WorkerContext::build(index, plan, CancellationToken::new()).unwrap();
+                serve_plugin_control(Rc::new(ctx), commands, stop).await;
+            });
+        })
+    }
+
+    fn wasm_slot(plan: &Plan) -> &PluginSlot {
+        plan.codecs
+            .iter()
+            .find_map(|c| match c {
+                CodecPlan::Wasm { slot, .. } => Some(&**slot),
+                CodecPlan::Native { .. } => None,
+            })
+            .unwrap()
+    }
+
+    /// Waits (bounded) until every worker published generation `g`.
+    fn wait_published(slot: &PluginSlot, g: u64) -> bool {
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if slot
+                .workers()
+                .iter()
+                .all(|w| w.read().generation == g && w.read().instances >= 2)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn every_worker_switches_and_reports_the_new_generation() {
+        let path = plugin_file("switch");
+        let plan = wasm_plan(&path);
+        let stop = CancellationToken::new();
+        let workers: Vec<_> = (0..2).map(|i| worker(&plan, i, &stop)).collect();
+        let slot = wasm_slot(&plan);
+        let old_md5 = slot.current().md5().to_owned();
+        let mut other = built("bolt");
+        other.extend_from_slice(&[0, 4, 3, b'a', b'b', b'c']); // a custom section
+        std::fs::write(&path, &other).unwrap();
+
+        let report = reload_plugins(&plan).expect("reloads");
+        match &report.plugins[..] {
+            [PluginReload::Reloaded {
+                previous_md5,
+                md5,
+                generation,
+                workers,
+                ..
+            }] => {
+                assert_eq!(previous_md5, &old_md5);
+                assert_ne!(md5, &old_md5);
+                assert_eq!((*generation, *workers), (1, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slot.generation(), 1);
+        assert!(wait_published(slot, 1), "both workers confirm generation 1");
+        let info = plugins_json(&plan);
+        let p = &info["plugins"][0];
+        assert_eq!(p["kind"], "wasm");
+        assert_eq!(p["generation"], 1);
+        assert_eq!(p["md5"], slot.current().md5());
+        assert_eq!(p["abi_version"], "proxy_abi_mosn_version_0_2_0");
+        assert_eq!(p["workers"].as_array().unwrap().len(), 2);
+        assert!(p["totals"]["other_calls"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["totals"]["memory_bytes"].as_u64().unwrap() > 0, "{p}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["plugins"][0]["outcome"], "reloaded");
+        stop.cancel();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+    }
+
+    #[test]
+    fn a_worker_that_cannot_start_it_leaves_every_worker_on_the_old_plugin() {
+        let path = plugin_file("one-worker");
+        let plan = wasm_plan(&path);
+        let stop = CancellationToken::new();
+        // Worker 1 never runs: staging cannot complete there.
+        let w0 = worker(&plan, 0, &stop);
+        let slot = wasm_slot(&plan);
+        let before = slot.current();
+        let old_md5 = before.md5().to_owned();
+        let err = reload_plugins(&plan).expect_err("worker 1 is missing");
+        match &err.report().plugins[..] {
+            [PluginReload::Failed {
+                stage,
+                error,
+                md5,
+                generation,
+                ..
+            }] => {
+                assert_eq!(*stage, FailedStage::Start);
+                assert!(
+                    error.contains("worker 1: the worker is not running"),
+                    "{error}"
+                );
+                assert_eq!((md5.as_str(), *generation), (old_md5.as_str(), 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slot.generation(), 0);
+        assert!(Arc::ptr_eq(&before, &slot.current()), "the old plugin stays current");
+        // Worker 0 staged and then aborted: it still publishes generation 0.
+        let until = Instant::now() + Duration::from_secs(20);
+        while slot.workers()[0].read().instances == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(slot.workers()[0].read().generation, 0);
+        let json = serde_json::to_value(&err).unwrap();
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .contains("1 of 1 plugins failed"),
+            "{json}"
+        );
+        assert_eq!(json["report"]["plugins"][0]["stage"], "start");
+        stop.cancel();
+        w0.join().unwrap();
+    }
+
+    #[test]
+    fn a_file_that_does_not_load_changes_nothing() {
+        let path = plugin_file("garbage");
+        let plan = wasm_plan(&path);
+        let slot = wasm_slot(&plan);
+        let before = slot.current();
+        std::fs::write(&path, b"garbage").unwrap();
+        let err = reload_plugins(&plan).expect_err("garbage does not load");
+        match &err.report().plugins[..] {
+            [PluginReload::Failed { stage, error, .. }] => {
+                assert_eq!(*stage, FailedStage::Load);
+                assert!(error.contains("is not a WebAssembly module"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Arc::ptr_eq(&before, &slot.current()));
+        assert_eq!(slot.generation(), 0);
+    }
+
+    #[test]
+    fn native_codecs_report_that_reload_does_not_apply() {
+        let plan = plan(
+            json!({"third_part_codec": {"codecs": [{"type": "native", "enable": true,
+            "config": {"protocol": "x-bolt", "codec": "bolt"}}]}}),
+        );
+        let report = reload_plugins(&plan).expect("nothing fails");
+        assert!(
+            matches!(&report.plugins[..], [PluginReload::NotApplicable { codec, .. }] if codec == "bolt")
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["plugins"][0]["outcome"], "not_applicable");
+        assert_eq!(
+            plugins_json(&plan)["plugins"][0]["reload"],
+            "not applicable"
+        );
+    }
+}
