@@ -79,7 +79,10 @@ impl CallCounter {
     /// Before a call: a start time when this call is one of the sampled ones.
     #[inline]
     pub(crate) fn begin(&self) -> Option<Instant> {
-        self.counts.total().is_multiple_of(TIME_EVERY).then(Instant::now)
+        self.counts
+            .total()
+            .is_multiple_of(TIME_EVERY)
+            .then(Instant::now)
     }
 
     /// After a call of `kind` begun with `sample`.

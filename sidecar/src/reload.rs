@@ -690,7 +690,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(slot.generation(), 0);
-        assert!(Arc::ptr_eq(&before, &slot.current()), "the old plugin stays current");
+        assert!(
+            Arc::ptr_eq(&before, &slot.current()),
+            "the old plugin stays current"
+        );
         // Worker 0 staged and then aborted: it still publishes generation 0.
         let until = Instant::now() + Duration::from_secs(20);
         while slot.workers()[0].read().instances == 0 && Instant::now() < until {
