@@ -5,7 +5,8 @@
 //! `Instant::now()` reads cost about 60 ns on the 2-core build host (clocksource `tsc`,
 //! measured with a 5 million iteration loop), more than the ~30 ns a counter may add to a
 //! call, so timing every call would be too dear; sampled, the clock adds under 1 ns per call
-//! on average, and the mean over the sampled calls estimates the mean of all calls.
+//! on average, and the mean over the sampled calls estimates the mean of all calls. Counting
+//! and sampling together measured 2-3 ns per call (the same code in a 50 million call loop).
 
 use std::ops::AddAssign;
 use std::time::Instant;
