@@ -45,6 +45,17 @@ pub trait Codec {
         None
     }
 
+    /// This codec as [`Any`], for downcasting to its concrete type (plugin management: see
+    /// `WasmCodec::of`); `None` (the default) for codecs that offer none.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
+
+    /// [`Codec::as_any`], mutable.
+    fn as_any_mut(&mut self) -> Option<&mut dyn Any> {
+        None
+    }
+
     /// Encodes `frame` with `id` as its protocol id and appends the wire bytes to `out`.
     /// This is how ids are rewritten toward upstream and restored toward downstream. The
     /// frame stays usable: it may be encoded again (a retry) with another id.

@@ -47,6 +47,17 @@ impl Plugin {
         Ok(Arc::new(plugin))
     }
 
+    /// Loads this plugin again from its configuration (the same path, `Md5`, limits and
+    /// plugin configuration): the file as it is now, read, checked, compiled and proved to
+    /// start, exactly as [`Plugin::load`]. For live reload: `self` is untouched and keeps
+    /// serving whatever instances it has.
+    ///
+    /// # Errors
+    /// As [`Plugin::load`].
+    pub fn reload(&self) -> Result<Arc<Plugin>, LoadError> {
+        Plugin::load(self.config().clone())
+    }
+
     /// A codec for the calling worker: a new instance of the plugin, started (ABI §2). The
     /// codec stays on that worker's thread; make one per worker.
     ///

@@ -8,9 +8,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::call_stats::{CallCounter, CallKind, GuestCalls};
 use crate::contexts::ContextIds;
 use crate::error::CodecError;
-use crate::guest_exports::{Configure, ContextCreate, Delete, GuestExport, Start, VmStart};
+use crate::guest_exports::{
+    Configure, ContextCreate, Decode, Delete, Encode, GuestExport, Start, VmStart,
+};
 use crate::imports::host_state::HostState;
 use crate::plugin::Plugin;
 use crate::vm::{Vm, VmError};
@@ -59,6 +62,19 @@ pub(crate) struct PluginInstance {
     /// A created context not yet holding a frame: the next decode's (kept across
     /// need-more-data retries, ABI §6.2).
     spare: Option<u32>,
+    /// Guest calls made on this instance.
+    calls: CallCounter,
+}
+
+/// The counter kind of export `E`: a comparison of constants, folded per export.
+fn kind_of<E: GuestExport>() -> CallKind {
+    if E::NAME == Decode::NAME {
+        CallKind::Decode
+    } else if E::NAME == Encode::NAME {
+        CallKind::Encode
+    } else {
+        CallKind::Other
+    }
 }
 
 impl PluginInstance {
@@ -96,6 +112,7 @@ impl PluginInstance {
             dropped: Rc::new(DroppedContexts::default()),
             draining: Vec::new(),
             spare: None,
+            calls: CallCounter::default(),
         };
         inst.call(Start, ())?;
         inst.lifecycle = Lifecycle::Started;
@@ -128,7 +145,9 @@ impl PluginInstance {
         export: E,
         args: E::Args,
     ) -> Result<E::Rets, CodecError> {
+        let sample = self.calls.begin();
         let r = self.vm.call(export, args);
+        self.calls.end(kind_of::<E>(), sample);
         self.check(E::NAME, r)
     }
 
@@ -143,7 +162,9 @@ impl PluginInstance {
         input: &[u8],
         args: impl FnOnce(u32, u32) -> E::Args,
     ) -> Result<E::Rets, CodecError> {
+        let sample = self.calls.begin();
         let r = self.vm.call_with_input(export, input, args);
+        self.calls.end(kind_of::<E>(), sample);
         self.check(E::NAME, r)
     }
 
@@ -153,7 +174,11 @@ impl PluginInstance {
     /// # Errors
     /// As [`PluginInstance::call`].
     pub(crate) fn decode_bytes_needed(&mut self, ctx: u32) -> Result<Option<usize>, CodecError> {
+        let sample = self.calls.begin();
         let r = self.vm.decode_bytes_needed(ctx);
+        if !matches!(r, Ok(None)) {
+            self.calls.end(CallKind::Other, sample);
+        }
         let needed = self.check(codec_abi::optional_exports::DECODE_BYTES_NEEDED, r)?;
         Ok(needed.filter(|&n| n > 0).map(|n| n as usize))
     }
@@ -162,6 +187,11 @@ impl PluginInstance {
     fn check<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
         r.map_err(|e| {
             self.lifecycle = Lifecycle::Poisoned;
+            match e {
+                VmError::Trap(_) => self.calls.trapped(),
+                VmError::CpuExhausted => self.calls.cpu_exhausted(),
+                VmError::Instantiate(_) => {}
+            }
             error(call, e)
         })
     }
@@ -257,6 +287,22 @@ impl PluginInstance {
     /// The most contexts live at once on this instance.
     pub(crate) fn context_live_max(&self) -> usize {
         self.ctxs.live_max()
+    }
+
+    /// The guest calls made on this instance so far.
+    pub(crate) fn guest_calls(&self) -> GuestCalls {
+        self.calls.counts()
+    }
+
+    /// Bytes of linear memory the guest has now.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.vm.memory_bytes()
+    }
+
+    /// Whether frames hold no context of this instance any more: nothing live but the
+    /// spare context of the next decode.
+    pub(crate) fn holds_no_frames(&self) -> bool {
+        self.ctxs.live() <= usize::from(self.spare.is_some())
     }
 
     /// The buffer of type `kind` (13 decode, 14 encode) the last call reported.

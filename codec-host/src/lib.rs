@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod call_stats;
 pub mod codec;
 mod compile;
 mod contexts;
@@ -45,6 +46,7 @@ mod signature;
 mod vm;
 mod wasm_codec;
 
+pub use call_stats::{GuestCalls, TIME_EVERY};
 pub use codec::ContextStats;
 pub use codec::{Codec, Frame, FrameKind, FrameParts, FrameState, HeaderMap};
 pub use error::{CodecError, LoadError};
@@ -52,4 +54,4 @@ pub use limits::Limits;
 pub use native::NativeCodec;
 pub use native_codecs::{native_codec, native_codec_names};
 pub use plugin::{Plugin, PluginConfig};
-pub use wasm_codec::WasmCodec;
+pub use wasm_codec::{PluginStats, WasmCodec};

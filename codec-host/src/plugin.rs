@@ -53,6 +53,8 @@ pub struct Plugin {
     limits: Limits,
     md5: String,
     compile_time: Duration,
+    /// The configuration it was prepared from, for [`Plugin::reload`].
+    config: PluginConfig,
 }
 
 impl Plugin {
@@ -65,6 +67,7 @@ impl Plugin {
     /// unreadable file, MD5 mismatch, invalid module, missing marker or export, unknown
     /// import, wrong signature, or a memory cap below the module's initial memory.
     pub(crate) fn prepare(config: PluginConfig) -> Result<Plugin, LoadError> {
+        let original = config.clone();
         let plugin = config.name.clone();
         let bad = |reason: String| LoadError::Config {
             plugin: plugin.clone(),
@@ -134,6 +137,7 @@ impl Plugin {
             limits,
             md5,
             compile_time,
+            config: original,
         })
     }
 
@@ -155,6 +159,22 @@ impl Plugin {
     /// Hex MD5 of the loaded file.
     pub fn md5(&self) -> &str {
         &self.md5
+    }
+
+    /// The `.wasm` file it was loaded from (as configured).
+    pub fn path(&self) -> &std::path::Path {
+        &self.config.wasm_path
+    }
+
+    /// The ABI version the module exports: the marker export (ABI §1) the load-time shape
+    /// check found, `proxy_abi_mosn_version_0_2_0` (the only one this host accepts).
+    pub fn abi_version(&self) -> &'static str {
+        codec_abi::ABI_MARKER
+    }
+
+    /// The configuration it was loaded from.
+    pub(crate) fn config(&self) -> &PluginConfig {
+        &self.config
     }
 
     pub(crate) fn name_arc(&self) -> Arc<str> {

@@ -114,6 +114,15 @@ impl Vm {
         self.env.as_ref(&self.store)
     }
 
+    /// Bytes of linear memory the guest has now (0 before the memory is known).
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        let state = self.env.as_ref(&self.store);
+        state
+            .memory
+            .as_ref()
+            .map_or(0, |m| m.view(&self.store).data_size())
+    }
+
     /// Runs `export` with `args` as one ABI operation (full CPU budget, no result yet).
     ///
     /// # Errors

@@ -4,6 +4,7 @@
 //!
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use codec_abi::{
     LayoutError,
 };
 
+use crate::call_stats::GuestCalls;
 use crate::codec::{Codec, ContextStats, Frame, FrameParts};
 use crate::error::CodecError;
 use crate::frame_slices::payload_and_headers;
@@ -72,6 +74,10 @@ impl Drop for WasmFrameState {
 /// [`CodecError::CpuExhausted`]; the instance is then replaced (re-instantiated from the
 /// compiled module, start-up re-run) before the next call. Frames whose contexts died with
 /// it are re-decoded from their raw bytes when encoded.
+///
+/// Live reload ([`WasmCodec::switch_to`]) moves the codec to another plugin's instances:
+/// new frames are decoded by the new instance, while the old one is kept, retired, until
+/// every frame it decoded has been encoded (on it) or dropped, then deleted.
 pub struct WasmCodec {
     plugin: Arc<Plugin>,
     instance: Option<PluginInstance>,
@@ -92,6 +98,47 @@ pub struct WasmCodec {
     /// The last decode that needed more data: the buffer length it saw and the frame
     /// length the guest declared then (for [`Codec::bytes_needed`]).
     last_need: Option<(usize, usize)>,
+    /// Instances of earlier plugins (live reload) still holding contexts of frames in
+    /// flight; each is deleted once its frames are all encoded or dropped.
+    retired: Vec<Retired>,
+    /// Guest calls of instances that are gone (replaced, drained after a reload).
+    gone_calls: GuestCalls,
+    /// Codec operations that failed (any [`CodecError`]).
+    errors: u64,
+}
+
+/// An instance of an earlier plugin kept for the frames it decoded.
+struct Retired {
+    /// Its plugin (keeps the module alive, names it in logs).
+    plugin: Arc<Plugin>,
+    instance: PluginInstance,
+}
+
+/// Which instance a frame's context lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// The current instance.
+    Current,
+    /// `retired[i]`.
+    Retired(usize),
+}
+
+/// What a [`WasmCodec`] reports about its plugin and instances ([`WasmCodec::plugin_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Instances alive: the current one, its started spare, and retired ones still
+    /// finishing frames of an earlier plugin.
+    pub instances: usize,
+    /// Of those, retired ones (earlier plugins, after a live reload).
+    pub retired_instances: usize,
+    /// Linear memory of every live instance, in bytes.
+    pub memory_bytes: u64,
+    /// Guest calls of every instance this codec ever had.
+    pub calls: GuestCalls,
+    /// Codec operations (decode, encode, keepalive, reply, hijack) that failed.
+    pub errors: u64,
+    /// Poisoned instances replaced (after a trap or CPU exhaustion).
+    pub replaced_instances: u64,
 }
 
 impl WasmCodec {
@@ -113,7 +160,110 @@ impl WasmCodec {
             scratch: Vec::new(),
             typical_frame: FIRST_WINDOW / 2,
             last_need: None,
+            retired: Vec::new(),
+            gone_calls: GuestCalls::default(),
+            errors: 0,
         })
+    }
+
+    /// Switches this codec to `next`'s plugin (live reload): `next`'s started instance and
+    /// spare become this codec's, so every decode from now on runs the new plugin. The old
+    /// instance is retired, not dropped: frames it decoded are still encoded (and their
+    /// contexts deleted) on it, and it is deleted once none is left. Counters carry over;
+    /// the restart budget starts afresh for the new plugin.
+    ///
+    /// `next` should be a codec made for this worker ([`Plugin::new_codec`]) that has not
+    /// served frames yet; frames it did decode are re-decoded here when encoded.
+    pub fn switch_to(&mut self, mut next: WasmCodec) {
+        let old_plugin = std::mem::replace(&mut self.plugin, Arc::clone(&next.plugin));
+        if let Some(spare) = self.spare.take() {
+            self.gone_calls += spare.guest_calls();
+        }
+        let old = std::mem::replace(&mut self.instance, next.instance.take());
+        self.spare = next.spare.take();
+        self.gone_calls += next.gone_calls;
+        self.gone_calls += next
+            .retired
+            .drain(..)
+            .map(|r| r.instance.guest_calls())
+            .fold(GuestCalls::default(), |mut a, c| {
+                a += c;
+                a
+            });
+        self.recent_restarts.clear();
+        self.last_need = None;
+        if let Some(mut old) = old {
+            self.retired_live_max = self.retired_live_max.max(old.context_live_max());
+            // The next decode's context is nobody's frame: gone with the old instance.
+            let _ = old.discard_spare();
+            self.retired.push(Retired {
+                plugin: old_plugin,
+                instance: old,
+            });
+        }
+        self.sweep_retired();
+    }
+
+    /// `codec` as a Wasm codec, when it is one (for plugin management: live reload,
+    /// [`WasmCodec::plugin_stats`]).
+    pub fn of(codec: &dyn Codec) -> Option<&WasmCodec> {
+        codec.as_any()?.downcast_ref()
+    }
+
+    /// [`WasmCodec::of`], mutable.
+    pub fn of_mut(codec: &mut dyn Codec) -> Option<&mut WasmCodec> {
+        codec.as_any_mut()?.downcast_mut()
+    }
+
+    /// Counters of the plugin and instances behind this codec (for metrics).
+    pub fn plugin_stats(&self) -> PluginStats {
+        let live = self
+            .instance
+            .iter()
+            .chain(&self.spare)
+            .chain(self.retired.iter().map(|r| &r.instance));
+        let mut stats = PluginStats {
+            calls: self.gone_calls,
+            errors: self.errors,
+            replaced_instances: self.replaced,
+            retired_instances: self.retired.len(),
+            ..PluginStats::default()
+        };
+        for inst in live {
+            stats.instances += 1;
+            stats.memory_bytes += inst.memory_bytes();
+            stats.calls += inst.guest_calls();
+        }
+        stats
+    }
+
+    /// Deletes the contexts of frames dropped on retired instances and drops every retired
+    /// instance that holds no frame any more (or was poisoned).
+    fn sweep_retired(&mut self) {
+        let gone = &mut self.gone_calls;
+        self.retired.retain_mut(|r| {
+            let usable =
+                r.instance.lifecycle() == Lifecycle::Ready && r.instance.release_dropped().is_ok();
+            if usable && !r.instance.holds_no_frames() {
+                return true;
+            }
+            *gone += r.instance.guest_calls();
+            tracing::info!(
+                plugin = r.plugin.name(),
+                md5 = %r.plugin.md5(),
+                poisoned = !usable,
+                "retired plugin instance finished its frames; deleted"
+            );
+            false
+        });
+    }
+
+    /// Counts a failed operation.
+    fn counted<T>(&mut self, r: Result<T, CodecError>) -> Result<T, CodecError> {
+        if r.is_err() {
+            self.errors += 1;
+        }
+        r
     }
 
     /// The plugin this codec runs.
@@ -123,10 +273,15 @@ impl WasmCodec {
 
     /// Context counters of the current instance (for tests and metrics).
     pub fn context_stats(&self) -> ContextStats {
-        let (live, created, deleted) = self
+        let (mut live, created, deleted) = self
             .instance
             .as_ref()
             .map_or((0, 0, 0), PluginInstance::context_counts);
+        live += self
+            .retired
+            .iter()
+            .map(|r| r.instance.context_counts().0)
+            .sum::<usize>();
         let live_max = self
             .instance
             .as_ref()
@@ -151,11 +306,15 @@ impl WasmCodec {
         self.ready().map(|_| ())
     }
 
-    /// The instance, replaced first if poisoned, with dropped frames' contexts deleted.
+    /// The instance, replaced first if poisoned, with dropped frames' contexts deleted (on
+    /// retired instances too, which are deleted once they hold no frame).
     fn ready(&mut self) -> Result<&mut PluginInstance, CodecError> {
         let usable = matches!(&self.instance, Some(i) if i.lifecycle() == Lifecycle::Ready);
         if !usable {
             self.replace_instance()?;
+        }
+        if !self.retired.is_empty() {
+            self.sweep_retired();
         }
         let inst = self
             .instance
@@ -172,6 +331,7 @@ impl WasmCodec {
         let poisoned = self.instance.take();
         if let Some(old) = &poisoned {
             self.retired_live_max = self.retired_live_max.max(old.context_live_max());
+            self.gone_calls += old.guest_calls();
         }
         let limits = self.plugin.limits().resolved();
         let budget = limits.max_restarts_per_minute as usize;
@@ -219,20 +379,43 @@ impl WasmCodec {
         Ok(())
     }
 
-    /// The context and cached id of `frame` on the current instance. A frame whose context
-    /// belongs to a replaced instance (or another codec) is re-decoded from its raw bytes on
-    /// a fresh context first.
-    fn frame_ctx(&mut self, frame: &mut Frame) -> Result<(u32, u64), CodecError> {
+    /// The instance `at` names.
+    fn instance_at(&mut self, at: At) -> Result<&mut PluginInstance, CodecError> {
+        match at {
+            At::Current => self.instance.as_mut(),
+            At::Retired(i) => self.retired.get_mut(i).map(|r| &mut r.instance),
+        }
+        .ok_or(CodecError::Instance("no instance".into()))
+    }
+
+    /// Where `frame`'s context is, its id and cached id: on the current instance, or on the
+    /// retired instance that decoded it (live reload: a decoded frame is encoded on the
+    /// instance that decoded it). A frame whose context is gone (released after an encode,
+    /// its instance replaced, or another codec's) is re-decoded from its raw bytes on a fresh
+    /// context of the current instance first.
+    fn frame_ctx(&mut self, frame: &mut Frame) -> Result<(At, u32, u64), CodecError> {
         const FOREIGN: CodecError =
             CodecError::WrongFrame("the frame was not decoded by a Wasm codec");
-        let inst = self.ready()?;
+        self.ready()?;
         let state = frame
             .state()
             .downcast_ref::<WasmFrameState>()
             .ok_or(FOREIGN)?;
-        if !state.released && Rc::ptr_eq(&state.owner, inst.dropped_queue()) {
-            return Ok((state.ctx, state.cached_id));
+        if !state.released {
+            let (ctx, id) = (state.ctx, state.cached_id);
+            let on = |inst: &PluginInstance| Rc::ptr_eq(&state.owner, inst.dropped_queue());
+            if self.instance.as_ref().is_some_and(on) {
+                return Ok((At::Current, ctx, id));
+            }
+            if let Some(i) = self.retired.iter().position(|r| on(&r.instance)) {
+                let inst = &mut self.retired[i].instance;
+                if inst.lifecycle() == Lifecycle::Ready {
+                    inst.release_dropped()?;
+                    return Ok((At::Retired(i), ctx, id));
+                }
+            }
         }
+        let inst = self.instance_at(At::Current)?;
         let raw = frame.raw().clone();
         if raw.is_empty() {
             return Err(CodecError::ContextLost);
@@ -266,16 +449,17 @@ impl WasmCodec {
             owner: Rc::clone(inst.dropped_queue()),
             released: false,
         };
-        Ok((ctx, id))
+        Ok((At::Current, ctx, id))
     }
 
-    /// Runs an encode on `ctx` with the §5.3 input in `self.scratch`; appends the frame to
-    /// `out` and returns the id the guest reports for it.
-    fn encode_scratch(&mut self, ctx: u32, out: &mut BytesMut) -> Result<u64, CodecError> {
-        let inst = self
-            .instance
-            .as_mut()
-            .ok_or(CodecError::Instance("no instance".into()))?;
+    /// Runs an encode on `ctx` of the instance `at` with the §5.3 input in `self.scratch`;
+    /// appends the frame to `out` and returns the id the guest reports for it.
+    fn encode_scratch(&mut self, at: At, ctx: u32, out: &mut BytesMut) -> Result<u64, CodecError> {
+        let inst = match at {
+            At::Current => self.instance.as_mut(),
+            At::Retired(i) => self.retired.get_mut(i).map(|r| &mut r.instance),
+        }
+        .ok_or(CodecError::Instance("no instance".into()))?;
         match inst.call_with_input(Encode, &self.scratch, |ptr, len| (ctx, ptr, len))? {
             0 => {}
             status => {
@@ -339,6 +523,63 @@ impl Codec for WasmCodec {
     }
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let r = self.decode_frame(buf);
+        self.counted(r)
+    }
+
+    fn context_stats(&self) -> Option<ContextStats> {
+        Some(WasmCodec::context_stats(self))
+    }
+
+    fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
+        match self.last_need {
+            Some((seen, needed)) if seen == buf.len() => Some(needed),
+            _ => None,
+        }
+    }
+
+    fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
+        let r = self.encode_frame(frame, id, out);
+        self.counted(r)
+    }
+
+    fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        let r = self.keepalive_frame(id);
+        self.counted(r)
+    }
+
+    fn reply_keepalive(
+        &mut self,
+        request: &mut Frame,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let r = self.reply_keepalive_frame(request, out);
+        self.counted(r)
+    }
+
+    fn hijack(
+        &mut self,
+        request: &Frame,
+        status: u32,
+        id: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let r = self.hijack_frame(request, status, id, out);
+        self.counted(r)
+    }
+
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn Any> {
+        Some(self)
+    }
+}
+
+/// The codec operations themselves; the [`Codec`] impl counts their failures.
+impl WasmCodec {
+    fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         self.last_need = None;
         if buf.is_empty() {
             return Ok(None);
@@ -419,19 +660,13 @@ impl Codec for WasmCodec {
         })))
     }
 
-    fn context_stats(&self) -> Option<ContextStats> {
-        Some(WasmCodec::context_stats(self))
-    }
-
-    fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
-        match self.last_need {
-            Some((seen, needed)) if seen == buf.len() => Some(needed),
-            _ => None,
-        }
-    }
-
-    fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
-        let (ctx, cached_id) = self.frame_ctx(frame)?;
+    fn encode_frame(
+        &mut self,
+        frame: &mut Frame,
+        id: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let (at, ctx, cached_id) = self.frame_ctx(frame)?;
         let flag = frame.kind().host_flag();
         let timeout_or_status = frame.timeout_or_status();
         // ABI §6.3: the headers as decoded unless edited; P = 0 keeps the cached body.
@@ -458,7 +693,7 @@ impl Codec for WasmCodec {
                 &[],
             );
         }
-        let sent_id = self.encode_scratch(ctx, out)?;
+        let sent_id = self.encode_scratch(at, ctx, out)?;
         if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
             // ABI §6.3: the guest now caches the id it sent. The context is not needed any
             // more (a retry re-decodes): it goes back now, not when the frame drops.
@@ -468,7 +703,7 @@ impl Codec for WasmCodec {
         Ok(())
     }
 
-    fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+    fn keepalive_frame(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
         self.with_fresh_ctx(|codec, ctx| {
             let inst = codec
                 .instance
@@ -487,12 +722,12 @@ impl Codec for WasmCodec {
             // ABI §6.4: encode the cached heartbeat with flag 0x60, replaced = command = id.
             codec.scratch_command(FrameKind::HeartbeatRequest.host_flag(), id, id, 0, &[]);
             let mut out = BytesMut::new();
-            codec.encode_scratch(ctx, &mut out)?;
+            codec.encode_scratch(At::Current, ctx, &mut out)?;
             Ok(Some(out.freeze()))
         })
     }
 
-    fn reply_keepalive(
+    fn reply_keepalive_frame(
         &mut self,
         request: &mut Frame,
         out: &mut BytesMut,
@@ -502,11 +737,8 @@ impl Codec for WasmCodec {
                 "reply_keepalive needs a heartbeat request",
             ));
         }
-        let (ctx, cached_id) = self.frame_ctx(request)?;
-        let inst = self
-            .instance
-            .as_mut()
-            .ok_or(CodecError::Instance("no instance".into()))?;
+        let (at, ctx, cached_id) = self.frame_ctx(request)?;
+        let inst = self.instance_at(at)?;
         // ABI §6.5: the guest ignores ptr and len.
         match inst.call(ReplyKeepalive, (ctx, 0, 0))? {
             0 => {}
@@ -525,14 +757,14 @@ impl Codec for WasmCodec {
             0,
             &[],
         );
-        let sent_id = self.encode_scratch(ctx, out)?;
+        let sent_id = self.encode_scratch(at, ctx, out)?;
         if let Some(state) = request.state_mut().downcast_mut::<WasmFrameState>() {
             state.cached_id = sent_id;
         }
         Ok(())
     }
 
-    fn hijack(
+    fn hijack_frame(
         &mut self,
         request: &Frame,
         status: u32,
@@ -571,7 +803,7 @@ impl Codec for WasmCodec {
             }
             // Then encode the cached response: command id = the id inside the raw frame.
             codec.scratch_command(FrameKind::Response.host_flag(), id, request_id, 0, &[]);
-            codec.encode_scratch(ctx, out).map(|_| ())
+            codec.encode_scratch(At::Current, ctx, out).map(|_| ())
         })
     }
 }

@@ -12,9 +12,11 @@ use crate::cluster::{CircuitBreaker, HostSet};
 use crate::config::{
     ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
 };
+use crate::control::WorkerControl;
 use crate::filter::FilterChain;
 use crate::framed::ReadLimits;
 use crate::overload::{Overload, OverloadLimits};
+use crate::plugin_slot::PluginSlot;
 use crate::router::{Route, RouteTable};
 use crate::stats::{CodecContexts, Stats, StatsLayout, StatsSource};
 use crate::upstream::PoolSettings;
@@ -55,12 +57,13 @@ pub struct SharedCluster {
 
 /// How each worker gets its codec for one protocol.
 pub enum CodecPlan {
-    /// A Wasm plugin, compiled once; each worker instantiates it.
+    /// A Wasm plugin, compiled once; each worker instantiates it. Live reload replaces the
+    /// plugin in its slot.
     Wasm {
         /// Protocol name.
         protocol: String,
-        /// The compiled plugin.
-        plugin: Arc<codec_host::Plugin>,
+        /// The current plugin, its generation and the workers' counters.
+        slot: Arc<PluginSlot>,
     },
     /// A codec compiled into the sidecar (the same protocol code as a plugin), from the
     /// codec host's registry.
@@ -88,7 +91,7 @@ impl CodecPlan {
     /// [`CodecError`] when the plugin instance cannot be created or initialised.
     pub fn new_codec(&self) -> Result<Box<dyn Codec>, CodecError> {
         match self {
-            CodecPlan::Wasm { plugin, .. } => Ok(Box::new(plugin.new_codec()?)),
+            CodecPlan::Wasm { slot, .. } => Ok(Box::new(slot.current().new_codec()?)),
             CodecPlan::Native { name, limits, .. } => codec_host::native_codec(name, limits),
         }
     }
@@ -120,6 +123,8 @@ pub struct Plan {
     pub overload: Arc<Overload>,
     /// The configuration as loaded (for `config_dump`).
     pub config_json: serde_json::Value,
+    /// The workers' control queues (live plugin reload).
+    pub control: WorkerControl,
 }
 
 /// Why a valid configuration could not be turned into a running plan.
@@ -239,7 +244,7 @@ impl Plan {
                     })?;
                     CodecPlan::Wasm {
                         protocol: c.protocol.clone(),
-                        plugin,
+                        slot: Arc::new(PluginSlot::new(&c.protocol, plugin, workers)),
                     }
                 }
                 CodecKind::Native(native) => CodecPlan::Native {
@@ -348,6 +353,7 @@ impl Plan {
             max_plugin_restarts_per_minute: config.limits.max_plugin_restarts_per_minute,
             overload,
             config_json: config.to_json(),
+            control: WorkerControl::new(workers),
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Process lifecycle: resolve the plan, bind every listener (so nothing starts on a broken
 //! setup), start the workers, accept connections and hand them out round-robin, start the
-//! admin API on its own thread, and on SIGTERM/SIGINT stop accepting and let in-flight
-//! requests finish within `graceful_timeout`.
+//! admin API on its own thread, reload the Wasm plugins on SIGHUP ([`crate::reload`]), and on
+//! SIGTERM/SIGINT stop accepting and let in-flight requests finish within `graceful_timeout`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::context::Accepted;
 use crate::logging::LogHandle;
 use crate::plan::{Plan, PlanError};
-use crate::worker;
+use crate::{reload, worker};
 
 /// Why the sidecar could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +44,22 @@ pub enum RunError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully. `log` is the installed
-/// subscriber's level switch (the admin API's `update_loglevel`).
+/// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully; SIGHUP reloads the Wasm
+/// plugins meanwhile. `log` is the installed subscriber's level switch (the admin API's
+/// `update_loglevel`).
 ///
 /// # Errors
 /// [`RunError`] when anything fails before the listeners start serving.
 pub fn run(config: Config, log: Option<LogHandle>) -> Result<(), RunError> {
     let plan = Arc::new(Plan::build(&config)?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Before the workers start: from here on SIGHUP reloads instead of ending the process.
+    let signals = {
+        let _in_runtime = rt.enter();
+        Signals::install()
+    };
     let shutdown = CancellationToken::new();
     let admin = AdminContext {
         plan: plan.clone(),
@@ -58,11 +67,8 @@ pub fn run(config: Config, log: Option<LogHandle>) -> Result<(), RunError> {
         log_path: config.server.log.path.to_string(),
     };
     let started = start(plan.clone(), shutdown.clone(), Some(admin))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
-        wait_for_signal().await;
+        signals.wait_for_stop(&plan).await;
         info!(
             graceful_timeout = ?plan.graceful_timeout,
             "stopping: no new connections; waiting for in-flight requests"
@@ -281,27 +287,62 @@ fn accept_loop(
     });
 }
 
-async fn wait_for_signal() {
+/// The signals the process acts on, installed once.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
+    unix: Option<UnixSignals>,
+}
+
+#[cfg(unix)]
+struct UnixSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a runtime). Without them (an OS refusal, logged) the
+    /// process stops on Ctrl-C only.
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(int), Ok(hup)) => Some(UnixSignals { term, int, hup }),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    warn!(cause = %e, "cannot install signal handlers; stop with Ctrl-C");
+                    None
+                }
+            };
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads the plugins of `plan` on
+    /// a blocking thread (the outcome is logged by [`reload::reload_plugins`]).
+    async fn wait_for_stop(self, plan: &Arc<Plan>) {
+        #[cfg(unix)]
+        if let Some(mut s) = self.unix {
+            loop {
                 tokio::select! {
-                    _ = term.recv() => info!("SIGTERM received"),
-                    _ = int.recv() => info!("SIGINT received"),
+                    _ = s.term.recv() => return info!("SIGTERM received"),
+                    _ = s.int.recv() => return info!("SIGINT received"),
+                    _ = s.hup.recv() => {
+                        info!("SIGHUP received: reloading plugins");
+                        let plan = plan.clone();
+                        // Not awaited: a stop signal is still served while workers answer.
+                        tokio::task::spawn_blocking(move || reload::reload_plugins(&plan));
+                    }
                 }
             }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
+        let _ = plan;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -13,6 +13,7 @@ use tracing::{error, info, info_span, Instrument};
 use crate::context::{Accepted, WorkerContext};
 use crate::downstream;
 use crate::plan::Plan;
+use crate::reload;
 use crate::stats::ContextCounts;
 
 /// Starts worker `index` on its own thread. `ready` reports whether its codecs came up.
@@ -36,6 +37,7 @@ pub fn spawn(
                     return;
                 }
             };
+            let commands = plan.control.register(index);
             let worker = match WorkerContext::build(index, plan, shutdown) {
                 Ok(w) => Rc::new(w),
                 Err(e) => {
@@ -47,17 +49,26 @@ pub fn spawn(
             let local = tokio::task::LocalSet::new();
             local.block_on(
                 &rt,
-                serve(worker, accepted).instrument(info_span!("worker", index)),
+                serve(worker, accepted, commands).instrument(info_span!("worker", index)),
             );
         })
         .inspect_err(|e| error!(cause = %e, "cannot spawn worker thread"))
 }
 
 /// Serves accepted sockets until the process stops, then drains.
-async fn serve(worker: Rc<WorkerContext>, mut accepted: mpsc::UnboundedReceiver<Accepted>) {
+async fn serve(
+    worker: Rc<WorkerContext>,
+    mut accepted: mpsc::UnboundedReceiver<Accepted>,
+    commands: mpsc::UnboundedReceiver<crate::control::WorkerCommand>,
+) {
     let stop_shedder = CancellationToken::new();
     tokio::task::spawn_local(worker.load.clone().run_shedder(stop_shedder.clone()));
     tokio::task::spawn_local(publish_codec_contexts(worker.clone(), stop_shedder.clone()));
+    tokio::task::spawn_local(reload::serve_plugin_control(
+        worker.clone(),
+        commands,
+        stop_shedder.clone(),
+    ));
     loop {
         tokio::select! {
             a = accepted.recv() => match a {
