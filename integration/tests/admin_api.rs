@@ -289,6 +289,25 @@ async fn every_endpoint_answers_with_its_shape_and_status() {
         404
     );
     assert_eq!(req("GET", "/api/v1/config_dump?a&b", "").await.status, 400);
+    // Plugins: what runs, and a reload of the same file (a new generation, same hash).
+    let plugins: Value =
+        serde_json::from_str(&req("GET", "/api/v1/plugins", "").await.body).unwrap();
+    let bolt = &plugins["plugins"][0];
+    assert_eq!(bolt["kind"], "wasm", "{plugins}");
+    assert_eq!(bolt["abi_version"], "proxy_abi_mosn_version_0_2_0");
+    assert_eq!(bolt["generation"], 0);
+    assert_eq!(req("GET", "/api/v1/plugins/reload", "").await.status, 405);
+    let reload = req("POST", "/api/v1/plugins/reload", "").await;
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    let report: Value = serde_json::from_str(&reload.body).unwrap();
+    assert_eq!(report["plugins"][0]["outcome"], "reloaded", "{report}");
+    assert_eq!(
+        report["plugins"][0]["md5"], report["plugins"][0]["previous_md5"],
+        "the same file"
+    );
+    let plugins: Value =
+        serde_json::from_str(&req("GET", "/api/v1/plugins", "").await.body).unwrap();
+    assert_eq!(plugins["plugins"][0]["generation"], 1, "{plugins}");
     // The log level, changed at run time: a debug line appears only after the change.
     let log_path = p.sidecar.log_path().to_owned();
     let get_level = || async {

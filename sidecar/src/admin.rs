@@ -167,7 +167,7 @@ async fn serve_connection(
 
 async fn answer(
     req: hyper::Request<Incoming>,
-    ctx: &AdminContext,
+    ctx: &Arc<AdminContext>,
     draining: &CancellationToken,
 ) -> hyper::Response<Full<Bytes>> {
     let method = match *req.method() {
@@ -200,7 +200,23 @@ async fn answer(
         query: query.as_deref(),
         body: &body,
     };
-    to_hyper(routes::route(&request, ctx, state))
+    if !routes::blocks(&request) {
+        return to_hyper(routes::route(&request, ctx, state));
+    }
+    // A reload compiles and waits for every worker: off this thread's event loop, so the
+    // other endpoints keep answering meanwhile.
+    let ctx = ctx.clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        let request = Request {
+            method,
+            path: &path,
+            query: query.as_deref(),
+            body: &body,
+        };
+        routes::route(&request, &ctx, state)
+    })
+    .await;
+    to_hyper(answered.unwrap_or_else(|e| Response::error(500, format!("the handler failed: {e}"))))
 }
 
 fn to_hyper(r: Response) -> hyper::Response<Full<Bytes>> {

@@ -1,7 +1,7 @@
 //! What each admin endpoint answers, as plain functions of the request (method, path, query,
 //! body) and the process state, so every status code and shape is tested without a socket.
 //! Endpoints and shapes follow MOSN's admin API (`pkg/admin/server/apis.go`); `/metrics` and
-//! `/api/v1/plugins` are this sidecar's own.
+//! `/api/v1/plugins` (with `/api/v1/plugins/reload`) are this sidecar's own.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use crate::config::LogLevel;
 use crate::logging::LogHandle;
 use crate::plan::Plan;
 use crate::stats::exposition;
+use crate::{plugin_info, reload};
 
 /// Every endpoint with the one method it accepts.
 pub const ENDPOINTS: &[(&str, Method)] = &[
@@ -22,7 +23,15 @@ pub const ENDPOINTS: &[(&str, Method)] = &[
     ("/api/v1/states", Method::Get),
     ("/api/v1/version", Method::Get),
     ("/metrics", Method::Get),
+    ("/api/v1/plugins", Method::Get),
+    ("/api/v1/plugins/reload", Method::Post),
 ];
+
+/// Whether answering `req` may block for long (a plugin reload compiles modules and waits for
+/// every worker): the HTTP layer runs those off its event loop.
+pub fn blocks(req: &Request<'_>) -> bool {
+    req.path == "/api/v1/plugins/reload" && req.method == Method::Post
+}
 
 /// The HTTP methods the admin API distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +162,12 @@ pub fn route(req: &Request<'_>, ctx: &AdminContext, state: ProcessState) -> Resp
             format!("pid={}&state={}\n", std::process::id(), state.code()),
         ),
         "/api/v1/version" => Response::json(200, &json!({ "version": env!("CARGO_PKG_VERSION") })),
+        "/api/v1/plugins" => Response::json(200, &plugin_info::plugins_json(&ctx.plan)),
+        "/api/v1/plugins/reload" => match reload::reload_plugins(&ctx.plan) {
+            Ok(report) => Response::json(200, &json!(report)),
+            // Every plugin that failed keeps serving its old version; the body says why.
+            Err(e) => Response::json(500, &json!(e)),
+        },
         "/metrics" => match exposition::render(&ctx.plan.stats) {
             Ok(body) => Response {
                 status: 200,
