@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use codec_host::{Codec, CodecError, HeaderMap};
 
+use crate::access_log::{AccessLogs, CHANNEL_RECORDS};
 use crate::cluster::{CircuitBreaker, HostSet};
 use crate::config::{
     ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
@@ -122,6 +123,8 @@ pub struct Plan {
     pub overload: Arc<Overload>,
     /// The configuration as loaded (for `config_dump`).
     pub config_json: serde_json::Value,
+    /// The listeners' access logs (records, channel, writer's formats).
+    pub access_logs: Arc<AccessLogs>,
 }
 
 /// Why a valid configuration could not be turned into a running plan.
@@ -189,11 +192,13 @@ impl Plan {
         );
         let overload_stats: (String, Arc<dyn StatsSource>) =
             ("downstream.overload".into(), overload.clone());
+        let access_logs = Arc::new(AccessLogs::new(config, CHANNEL_RECORDS));
         let mut stats = Stats::new(config.clusters.iter().map(|c| c.name.as_str())).with_filters(
             filter_chains
                 .iter()
                 .flat_map(FilterChain::stats)
-                .chain([overload_stats]),
+                .chain([overload_stats])
+                .chain(access_logs.stats_sources()),
         );
         for c in &config.codecs {
             if matches!(c.kind, CodecKind::Wasm(_)) {
@@ -341,6 +346,7 @@ impl Plan {
             max_plugin_restarts_per_minute: config.limits.max_plugin_restarts_per_minute,
             overload,
             config_json: config.to_json(),
+            access_logs,
         })
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::access_log;
 use crate::admin;
 use crate::config::Config;
 use crate::context::Accepted;
@@ -40,6 +41,9 @@ pub enum RunError {
     /// The runtime could not be created.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// An access log could not be opened, or its writer not started.
+    #[error(transparent)]
+    AccessLog(#[from] access_log::StartError),
 }
 
 /// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully.
@@ -54,7 +58,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            // SIGUSR1: reopen the access logs (logrotate); runs until the process stops.
+            _ = plan.access_logs.reopen_on_sigusr1() => {}
+        }
         info!(
             graceful_timeout = ?plan.graceful_timeout,
             "stopping: no new connections; waiting for in-flight requests"
@@ -67,6 +75,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 /// A started sidecar (listeners bound, workers running).
 pub struct Started {
     shutdown: CancellationToken,
+    access_log: Option<access_log::Writer>,
     acceptor: Option<std::thread::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// The bound listener addresses, in plan order.
@@ -75,8 +84,15 @@ pub struct Started {
 
 impl Started {
     /// Stops accepting, waits up to `grace` for the workers to finish their in-flight
-    /// requests, and returns.
+    /// requests, writes out the access logs, and returns.
     pub fn stop(mut self, grace: Duration) {
+        self.drain_workers(grace);
+        if let Some(writer) = self.access_log.take() {
+            writer.stop();
+        }
+    }
+
+    fn drain_workers(&mut self, grace: Duration) {
         self.shutdown.cancel();
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
@@ -112,6 +128,8 @@ pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, Ru
         sock.set_nonblocking(true)?;
         std_listeners.push(sock);
     }
+    // Access logs open before anything is served, so a bad path stops the start.
+    let access_log = plan.access_logs.start()?;
     let admin_listener = match plan.admin {
         Some(addr) => {
             let sock = std::net::TcpListener::bind(addr).map_err(|source| RunError::Bind {
@@ -170,6 +188,7 @@ pub fn start(plan: Arc<Plan>, shutdown: CancellationToken) -> Result<Started, Ru
     }
     Ok(Started {
         shutdown,
+        access_log: Some(access_log),
         acceptor: Some(acceptor),
         workers,
         listen_addrs,
