@@ -100,8 +100,8 @@ pub struct AccessLogs {
     listeners: Vec<ListenerLogs>,
     logs: Vec<LogSpec>,
     clusters: Vec<String>,
-    tx: SyncSender<Box<Record>>,
-    rx: Mutex<Option<Receiver<Box<Record>>>>,
+    tx: SyncSender<Record>,
+    rx: Mutex<Option<Receiver<Record>>>,
     reopen: AtomicBool,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::Thread>>,
@@ -191,18 +191,18 @@ impl AccessLogs {
         local: Option<std::net::SocketAddr>,
         remote: std::net::SocketAddr,
         request: &Frame,
-    ) -> Option<Box<Record>> {
+    ) -> Option<Record> {
         let l = self.listeners.get(listener)?;
         if l.logs.is_empty() {
             return None;
         }
-        Some(Box::new(Record::begin(
+        Some(Record::begin(
             listener,
             local,
             remote,
             request,
             &l.request_headers,
-        )))
+        ))
     }
 
     /// Where the request path notes what happens to `record`'s request.
@@ -215,7 +215,11 @@ impl AccessLogs {
 
     /// Closes `record` (its request ended) and hands it to the writer; never blocks. A full
     /// channel drops it, counted in `lines_dropped` (one per log of its listener).
-    pub fn submit(&self, record: Box<Record>) {
+    ///
+    /// Records travel by value (the channel's slots are allocated once): a worker never
+    /// frees memory the writer allocated or the other way round, so the two never contend
+    /// on the allocator's locks.
+    pub fn submit(&self, record: Record) {
         record.close();
         let listener = record.listener;
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(record)
@@ -303,7 +307,7 @@ impl AccessLogs {
 
     /// The writer thread: drain, format, write, flush; reopen when asked; at stop, drain
     /// everything left and flush.
-    fn run(&self, rx: Receiver<Box<Record>>, mut outputs: Vec<Output>) {
+    fn run(&self, rx: Receiver<Record>, mut outputs: Vec<Output>) {
         let mut line = Vec::with_capacity(1024);
         let mut failing = vec![false; outputs.len()];
         loop {

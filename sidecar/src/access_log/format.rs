@@ -259,10 +259,17 @@ pub fn go_duration(d: Duration, out: &mut String) {
     let ns = d.as_nanos();
     let fraction = |out: &mut String, value: u128, unit: u128, digits: usize| {
         let _ = write!(out, "{}", value / unit);
-        let rest = value % unit;
+        let mut rest = value % unit;
         if rest != 0 {
-            let frac = format!("{rest:0digits$}");
-            let _ = write!(out, ".{}", frac.trim_end_matches('0'));
+            // `rest` as `digits` decimal digits, trailing zeros dropped (no allocation).
+            let mut buf = [b'0'; 9];
+            for slot in buf[..digits].iter_mut().rev() {
+                *slot = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            let end = buf[..digits].iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+            out.push('.');
+            out.extend(buf[..end].iter().map(|&d| char::from(d)));
         }
     };
     if ns == 0 {
