@@ -15,7 +15,7 @@ mod record;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -314,17 +314,13 @@ impl AccessLogs {
             let stopping = self.stop.load(Ordering::Acquire);
             let mut wrote = false;
             let mut drained = 0;
-            loop {
-                match rx.try_recv() {
-                    Ok(record) => {
-                        self.write(&record, &mut outputs, &mut failing, &mut line);
-                        wrote = true;
-                        drained += 1;
-                        if drained >= DRAIN_BATCH && !stopping {
-                            break;
-                        }
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            // Empty or disconnected: nothing more for now.
+            while let Ok(record) = rx.try_recv() {
+                self.write(&record, &mut outputs, &mut failing, &mut line);
+                wrote = true;
+                drained += 1;
+                if drained >= DRAIN_BATCH && !stopping {
+                    break;
                 }
             }
             if wrote || stopping {

@@ -15,6 +15,7 @@ mod filter;
 mod json;
 mod limits;
 mod listener;
+mod log_format;
 mod md5;
 mod plugin;
 mod route;
@@ -28,10 +29,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use access_log::{
-    AccessLogConfig, FormatError, LogEncoding, LogFormat, LogTarget, Segment, Variable,
-    DEFAULT_ACCESS_LOG_FORMAT, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX, VARIABLES,
-};
+pub use access_log::{AccessLogConfig, LogTarget};
 pub use cluster::{
     CircuitBreakers, ClusterConfig, ClusterType, HostAddress, HostConfig, KeepaliveConfig, LbType,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONN_BUFFER_LIMIT_BYTES, DEFAULT_KEEPALIVE_IDLE,
@@ -53,6 +51,10 @@ pub use limits::{
     DEFAULT_MAX_REQUESTS_PER_CONNECTION, DEFAULT_WRITE_HIGH_WATER, DEFAULT_WRITE_LOW_WATER,
 };
 pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
+pub use log_format::{
+    FormatError, LogEncoding, LogFormat, Segment, Variable, DEFAULT_ACCESS_LOG_FORMAT,
+    REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX, VARIABLES,
+};
 pub use plugin::{Engine, PluginConfig, VmConfig};
 pub use route::{
     ClusterRef, ClusterTarget, HeaderMatcherConfig, RetryPolicy, RouteAction, RouteConfig,

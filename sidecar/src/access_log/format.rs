@@ -267,7 +267,10 @@ pub fn go_duration(d: Duration, out: &mut String) {
                 *slot = b'0' + (rest % 10) as u8;
                 rest /= 10;
             }
-            let end = buf[..digits].iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+            let end = buf[..digits]
+                .iter()
+                .rposition(|&d| d != b'0')
+                .map_or(0, |i| i + 1);
             out.push('.');
             out.extend(buf[..end].iter().map(|&d| char::from(d)));
         }

@@ -206,7 +206,7 @@ pub enum Invalid {
         listener: String,
         /// Why the format does not compile.
         #[source]
-        source: super::access_log::FormatError,
+        source: super::log_format::FormatError,
     },
 }
 
