@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::config::{Config, LogTarget};
 use crate::stats::StatsSource;
 
-pub use format::{go_duration, response_flag, start_time, CompiledLog, Names, NOT_FOUND};
+pub use format::{go_duration, response_flag, start_time, CompiledLog, Names, Scratch, NOT_FOUND};
 pub use record::{End, Note, Record};
 pub use writer::{OpenError, Output};
 
@@ -309,6 +309,7 @@ impl AccessLogs {
     /// everything left and flush.
     fn run(&self, rx: Receiver<Record>, mut outputs: Vec<Output>) {
         let mut line = Vec::with_capacity(1024);
+        let mut scratch = Scratch::default();
         let mut failing = vec![false; outputs.len()];
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
@@ -316,7 +317,7 @@ impl AccessLogs {
             let mut drained = 0;
             // Empty or disconnected: nothing more for now.
             while let Ok(record) = rx.try_recv() {
-                self.write(&record, &mut outputs, &mut failing, &mut line);
+                self.write(&record, &mut outputs, &mut failing, &mut line, &mut scratch);
                 wrote = true;
                 drained += 1;
                 if drained >= DRAIN_BATCH && !stopping {
@@ -354,6 +355,7 @@ impl AccessLogs {
         outputs: &mut [Output],
         failing: &mut [bool],
         line: &mut Vec<u8>,
+        scratch: &mut Scratch,
     ) {
         let Some(l) = self.listeners.get(record.listener) else {
             return;
@@ -364,7 +366,7 @@ impl AccessLogs {
         };
         for &i in &l.logs {
             line.clear();
-            format::render(&self.logs[i].compiled, &names, record, line);
+            format::render(&self.logs[i].compiled, &names, record, line, scratch);
             let result = outputs[i].write_line(line);
             if result.is_ok() {
                 LogCounters::add(&l.counters.lines_written, 1);

@@ -1,7 +1,6 @@
 //! Rendering one [`Record`] as a line of a compiled format, in MOSN's text form or as a
 //! JSON object. Runs on the writer thread only.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -159,23 +158,36 @@ fn failure_reason(f: Failure) -> &'static str {
     }
 }
 
-/// Appends `r` as one line (with its `\n`) of `log` to `out`; `scratch` is reused between
-/// calls.
-pub fn render(log: &CompiledLog, names: &Names<'_>, r: &Record, out: &mut Vec<u8>) {
+/// What [`render`] reuses between lines (so a line costs no allocation once warm): a text
+/// buffer and the formatted `start_time` of the last second seen.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    text: Vec<u8>,
+    /// Whole seconds since the epoch and their `2006/01/02 15:04:05.` prefix.
+    second: Option<(u64, [u8; 20])>,
+}
+
+/// Appends `r` as one line (with its `\n`) of `log` to `out`.
+pub fn render(
+    log: &CompiledLog,
+    names: &Names<'_>,
+    r: &Record,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) {
     let response_headers = r.response_headers.borrow();
-    let mut scratch = String::new();
     match log.encoding {
         LogEncoding::Text => {
             for s in &log.format.segments {
                 match s {
                     Segment::Text(t) => out.extend_from_slice(t.as_bytes()),
                     Segment::Var { variable, .. } => {
-                        scratch.clear();
                         match value(log, names, r, variable, &response_headers) {
-                            Value::Missing => scratch.push_str(NOT_FOUND),
-                            other => text(&other, &mut scratch),
+                            Value::Missing => out.extend_from_slice(NOT_FOUND.as_bytes()),
+                            Value::Text(t) => push_escaped(t.as_bytes(), out),
+                            Value::Bytes(b) => push_escaped(b, out),
+                            plain => plain_value(&plain, out, scratch),
                         }
-                        push_escaped(&scratch, out);
                     }
                 }
             }
@@ -193,13 +205,14 @@ pub fn render(log: &CompiledLog, names: &Names<'_>, r: &Record, out: &mut Vec<u8
                 out.push(b':');
                 match value(log, names, r, variable, &response_headers) {
                     Value::Missing => out.extend_from_slice(b"null"),
-                    Value::Number(n) => {
-                        let _ = write!(scratch_clear(&mut scratch), "{n}");
-                        out.extend_from_slice(scratch.as_bytes());
-                    }
-                    other => {
-                        text(&other, scratch_clear(&mut scratch));
-                        json_string(&scratch, out);
+                    Value::Number(n) => push_u64(out, n),
+                    Value::Text(t) => json_string(t, out),
+                    Value::Bytes(b) => json_string(&String::from_utf8_lossy(b), out),
+                    // Durations, times and addresses are plain ASCII (and `µ`): no escapes.
+                    plain => {
+                        out.push(b'"');
+                        plain_value(&plain, out, scratch);
+                        out.push(b'"');
                     }
                 }
             }
@@ -209,38 +222,92 @@ pub fn render(log: &CompiledLog, names: &Names<'_>, r: &Record, out: &mut Vec<u8
     out.push(b'\n');
 }
 
-fn scratch_clear(s: &mut String) -> &mut String {
-    s.clear();
-    s
-}
-
-/// The value's text (not escaped).
-fn text(v: &Value<'_>, out: &mut String) {
+/// A value that needs no escaping: a number, duration, time or address.
+fn plain_value(v: &Value<'_>, out: &mut Vec<u8>, scratch: &mut Scratch) {
     match v {
-        Value::Missing => out.push_str(NOT_FOUND),
-        Value::Text(t) => out.push_str(t),
-        Value::Bytes(b) => out.push_str(&String::from_utf8_lossy(b)),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Number(n) => push_u64(out, *n),
         Value::Duration(d) => go_duration(*d, out),
-        Value::Time(t) => start_time(*t, out),
-        Value::Addr(a) => {
-            let _ = write!(out, "{a}");
+        Value::Time(t) => {
+            let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let secs = since.as_secs();
+            let prefix = match scratch.second {
+                Some((s, prefix)) if s == secs => prefix,
+                _ => {
+                    let prefix = second_prefix(secs);
+                    scratch.second = Some((secs, prefix));
+                    prefix
+                }
+            };
+            out.extend_from_slice(&prefix);
+            push_padded(out, u64::from(since.subsec_millis()), 3);
         }
+        Value::Addr(SocketAddr::V4(a)) => {
+            for (i, octet) in a.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(*octet));
+            }
+            out.push(b':');
+            push_u64(out, u64::from(a.port()));
+        }
+        Value::Addr(a) => {
+            scratch.text.clear();
+            let _ = std::io::Write::write_fmt(&mut scratch.text, format_args!("{a}"));
+            out.extend_from_slice(&scratch.text);
+        }
+        Value::Missing => out.extend_from_slice(NOT_FOUND.as_bytes()),
+        Value::Text(t) => out.extend_from_slice(t.as_bytes()),
+        Value::Bytes(b) => out.extend_from_slice(b),
     }
 }
 
+/// `n` in decimal, without `core::fmt`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut rest = n;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
 /// Text lines stay one line: control characters and `\` are escaped (`\n`, `\t`, `\xNN`).
-fn push_escaped(s: &str, out: &mut Vec<u8>) {
-    for &b in s.as_bytes() {
+fn push_escaped(s: &[u8], out: &mut Vec<u8>) {
+    if !s.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        out.extend_from_slice(s);
+        return;
+    }
+    for &b in s {
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
             b'\\' => out.extend_from_slice(b"\\\\"),
             b if b < 0x20 || b == 0x7f => {
-                let _ = std::io::Write::write_fmt(out, format_args!("\\x{b:02x}"));
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
             }
             b => out.push(b),
         }
@@ -255,13 +322,13 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
 
 /// Go's `time.Duration.String()`: `0s`, `850ns`, `12.5µs`, `1.234567ms`, `2.5s`, `1m30s`,
 /// `1h0m0.001s`.
-pub fn go_duration(d: Duration, out: &mut String) {
+pub fn go_duration(d: Duration, out: &mut Vec<u8>) {
     let ns = d.as_nanos();
-    let fraction = |out: &mut String, value: u128, unit: u128, digits: usize| {
-        let _ = write!(out, "{}", value / unit);
+    let fraction = |out: &mut Vec<u8>, value: u128, unit: u128, digits: usize| {
+        push_u64(out, u64::try_from(value / unit).unwrap_or(u64::MAX));
         let mut rest = value % unit;
         if rest != 0 {
-            // `rest` as `digits` decimal digits, trailing zeros dropped (no allocation).
+            // `rest` as `digits` decimal digits, trailing zeros dropped.
             let mut buf = [b'0'; 9];
             for slot in buf[..digits].iter_mut().rev() {
                 *slot = b'0' + (rest % 10) as u8;
@@ -271,48 +338,62 @@ pub fn go_duration(d: Duration, out: &mut String) {
                 .iter()
                 .rposition(|&d| d != b'0')
                 .map_or(0, |i| i + 1);
-            out.push('.');
-            out.extend(buf[..end].iter().map(|&d| char::from(d)));
+            out.push(b'.');
+            out.extend_from_slice(&buf[..end]);
         }
     };
     if ns == 0 {
-        out.push_str("0s");
+        out.extend_from_slice(b"0s");
     } else if ns < 1_000 {
-        let _ = write!(out, "{ns}ns");
+        push_u64(out, ns as u64);
+        out.extend_from_slice(b"ns");
     } else if ns < 1_000_000 {
         fraction(out, ns, 1_000, 3);
-        out.push_str("µs");
+        out.extend_from_slice("µs".as_bytes());
     } else if ns < 1_000_000_000 {
         fraction(out, ns, 1_000_000, 6);
-        out.push_str("ms");
+        out.extend_from_slice(b"ms");
     } else {
-        let secs = ns / 1_000_000_000;
+        let secs = u64::try_from(ns / 1_000_000_000).unwrap_or(u64::MAX);
         let (h, m) = (secs / 3600, secs % 3600 / 60);
         if h > 0 {
-            let _ = write!(out, "{h}h");
+            push_u64(out, h);
+            out.push(b'h');
         }
         if h > 0 || m > 0 {
-            let _ = write!(out, "{m}m");
+            push_u64(out, m);
+            out.push(b'm');
         }
         fraction(out, ns % 60_000_000_000, 1_000_000_000, 9);
-        out.push('s');
+        out.push(b's');
     }
 }
 
 /// MOSN's start time layout `2006/01/02 15:04:05.000`, in UTC.
-pub fn start_time(t: SystemTime, out: &mut String) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+pub fn start_time(t: SystemTime, out: &mut Vec<u8>) {
+    plain_value(&Value::Time(t), out, &mut Scratch::default());
+}
+
+/// `2006/01/02 15:04:05.` for `secs` since the epoch (UTC).
+fn second_prefix(secs: u64) -> [u8; 20] {
     let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
-    let _ = write!(
-        out,
-        "{y:04}/{mo:02}/{d:02} {:02}:{:02}:{:02}.{:03}",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60,
-        since.subsec_millis()
-    );
+    let mut v = Vec::with_capacity(20);
+    push_padded(&mut v, y.clamp(0, 9999) as u64, 4);
+    v.push(b'/');
+    push_padded(&mut v, u64::from(mo), 2);
+    v.push(b'/');
+    push_padded(&mut v, u64::from(d), 2);
+    v.push(b' ');
+    push_padded(&mut v, s / 3600, 2);
+    v.push(b':');
+    push_padded(&mut v, s % 3600 / 60, 2);
+    v.push(b':');
+    push_padded(&mut v, s % 60, 2);
+    v.push(b'.');
+    let mut prefix = [0u8; 20];
+    prefix.copy_from_slice(&v);
+    prefix
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
@@ -336,9 +417,15 @@ mod tests {
     use crate::failure::Rejection;
 
     fn dur(d: Duration) -> String {
-        let mut s = String::new();
+        let mut s = Vec::new();
         go_duration(d, &mut s);
-        s
+        String::from_utf8(s).unwrap()
+    }
+
+    fn time(t: SystemTime) -> String {
+        let mut s = Vec::new();
+        start_time(t, &mut s);
+        String::from_utf8(s).unwrap()
     }
 
     #[test]
@@ -358,16 +445,23 @@ mod tests {
 
     #[test]
     fn start_time_is_mosns_layout_in_utc() {
-        let mut s = String::new();
         // 2024-02-29T23:59:58.123Z
-        start_time(
-            UNIX_EPOCH + Duration::from_millis(1_709_251_198_123),
-            &mut s,
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_198_123);
+        assert_eq!(time(t), "2024/02/29 23:59:58.123");
+        assert_eq!(time(UNIX_EPOCH), "1970/01/01 00:00:00.000");
+        // The cached second is reused only within its second.
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        for ms in [0, 876, 877, 61_007 - 123] {
+            let v = Value::Time(t + Duration::from_millis(ms));
+            plain_value(&v, &mut out, &mut scratch);
+            out.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2024/02/29 23:59:58.123 2024/02/29 23:59:58.999 2024/02/29 23:59:59.000 \
+             2024/03/01 00:00:59.007 "
         );
-        assert_eq!(s, "2024/02/29 23:59:58.123");
-        s.clear();
-        start_time(UNIX_EPOCH, &mut s);
-        assert_eq!(s, "1970/01/01 00:00:00.000");
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
@@ -393,9 +487,28 @@ mod tests {
     }
 
     #[test]
+    fn numbers_and_addresses_print_without_fmt() {
+        let mut out = Vec::new();
+        let mut scratch = Scratch::default();
+        for v in [
+            Value::Number(0),
+            Value::Number(u64::MAX),
+            Value::Addr("10.0.0.255:65535".parse().unwrap()),
+            Value::Addr("[::1]:2045".parse().unwrap()),
+        ] {
+            plain_value(&v, &mut out, &mut scratch);
+            out.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0 18446744073709551615 10.0.0.255:65535 [::1]:2045 "
+        );
+    }
+
+    #[test]
     fn text_values_stay_on_one_line() {
         let mut out = Vec::new();
-        push_escaped("a b\nc\td\\e\u{1}f\u{e9}", &mut out);
+        push_escaped("a b\nc\td\\e\u{1}f\u{e9}".as_bytes(), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "a b\\nc\\td\\\\e\\x01f\u{e9}"

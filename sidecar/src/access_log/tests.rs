@@ -14,10 +14,10 @@ use super::*;
 use crate::config::{Config, LoadContext};
 use crate::failure::{Failure, RejectReason, Rejection};
 
-struct Scratch(PathBuf);
+struct TempDir(PathBuf);
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
+impl TempDir {
+    fn new(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!(
             "sidecar-access-log-{name}-{}-{:?}",
             std::process::id(),
@@ -25,11 +25,11 @@ impl Scratch {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
+        TempDir(dir)
     }
 }
 
-impl Drop for Scratch {
+impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -96,7 +96,13 @@ fn line(logs: &AccessLogs, i: usize, record: &Record) -> String {
         clusters: &logs.clusters,
     };
     let mut out = Vec::new();
-    format::render(&logs.logs[i].compiled, &names, record, &mut out);
+    format::render(
+        &logs.logs[i].compiled,
+        &names,
+        record,
+        &mut out,
+        &mut format::Scratch::default(),
+    );
     String::from_utf8(out).expect("utf-8")
 }
 
@@ -108,7 +114,7 @@ fn request(logs: &AccessLogs, headers: &[(&str, &str)]) -> Record {
 
 #[test]
 fn a_forwarded_request_fills_every_variable() {
-    let dir = Scratch::new("forwarded");
+    let dir = TempDir::new("forwarded");
     let format = "%start_time%|%request_received_duration%|%response_received_duration%|\
         %request_finished_duration%|%duration%|%bytes_sent%|%bytes_received%|%protocol%|\
         %response_code%|%response_flag%|%response_flags%|%upstream_local_address%|\
@@ -180,7 +186,7 @@ fn a_forwarded_request_fills_every_variable() {
 
 #[test]
 fn hijacks_timeouts_and_resets_have_their_codes_and_flags() {
-    let dir = Scratch::new("hijack");
+    let dir = TempDir::new("hijack");
     let cfg = config(
         json!([{"log_path": "a.log", "log_format":
             "%response_code% %response_flag% %upstream_host% %bytes_sent% %request_received_duration% %upstream_transport_failure_reason%"}]),
@@ -243,7 +249,7 @@ fn hijacks_timeouts_and_resets_have_their_codes_and_flags() {
 
 #[test]
 fn the_default_format_is_mosns() {
-    let dir = Scratch::new("default");
+    let dir = TempDir::new("default");
     let cfg = config(json!([{"log_path": "a.log"}]), &dir.0);
     let logs = AccessLogs::new(&cfg, 8);
     let r = request(&logs, &[]);
@@ -273,7 +279,7 @@ fn the_default_format_is_mosns() {
 
 #[test]
 fn json_lines_escape_values_and_type_numbers() {
-    let dir = Scratch::new("json");
+    let dir = TempDir::new("json");
     let cfg = config(
         json!([{"log_path": "a.log", "log_encoding": "json", "log_format":
             "%bytes_received% %response_code% %upstream_host% %request_header_service% %request_header_odd% %protocol%"}]),
@@ -302,7 +308,7 @@ fn json_lines_escape_values_and_type_numbers() {
 
 #[test]
 fn a_full_channel_drops_and_counts_without_waiting() {
-    let dir = Scratch::new("full");
+    let dir = TempDir::new("full");
     let cfg = config(
         json!([{"log_path": "a.log"}, {"log_path": "b.log", "log_encoding": "json"}]),
         &dir.0,
@@ -337,7 +343,7 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn reopen_moves_new_lines_to_a_new_file() {
-    let dir = Scratch::new("reopen");
+    let dir = TempDir::new("reopen");
     let cfg = config(json!([{"log_path": "logs/access.log"}]), &dir.0);
     let logs = Arc::new(AccessLogs::new(&cfg, 64));
     let writer = logs.start().expect("writer starts");
@@ -362,7 +368,7 @@ fn reopen_moves_new_lines_to_a_new_file() {
 
 #[test]
 fn a_listener_without_access_logs_records_nothing() {
-    let dir = Scratch::new("none");
+    let dir = TempDir::new("none");
     let cfg = config(json!([]), &dir.0);
     let logs = Arc::new(AccessLogs::new(&cfg, 8));
     let req = frame(FrameKind::Request, 0, &[], 10);
