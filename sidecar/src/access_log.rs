@@ -191,18 +191,19 @@ impl AccessLogs {
         local: Option<std::net::SocketAddr>,
         remote: std::net::SocketAddr,
         request: &Frame,
-    ) -> Option<Record> {
+    ) -> Option<Box<Record>> {
         let l = self.listeners.get(listener)?;
         if l.logs.is_empty() {
             return None;
         }
-        Some(Record::begin(
+        // Boxed while the request runs: its task stays small (tasks are moved around).
+        Some(Box::new(Record::begin(
             listener,
             local,
             remote,
             request,
             &l.request_headers,
-        ))
+        )))
     }
 
     /// Where the request path notes what happens to `record`'s request.
@@ -216,13 +217,14 @@ impl AccessLogs {
     /// Closes `record` (its request ended) and hands it to the writer; never blocks. A full
     /// channel drops it, counted in `lines_dropped` (one per log of its listener).
     ///
-    /// Records travel by value (the channel's slots are allocated once): a worker never
-    /// frees memory the writer allocated or the other way round, so the two never contend
-    /// on the allocator's locks.
-    pub fn submit(&self, record: Record) {
+    /// Records travel by value (the channel's slots are allocated once; the box is freed
+    /// here, on the worker that made it): a worker never frees memory the writer allocated
+    /// or the other way round, so the two never contend on the allocator's locks.
+    pub fn submit(&self, record: Box<Record>) {
         record.close();
         let listener = record.listener;
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(record)
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(*record)
         {
             if let Some(l) = self.listeners.get(listener) {
                 LogCounters::add(&l.counters.lines_dropped, l.logs.len() as u64);

@@ -60,7 +60,7 @@ struct Ledger {
     conn: Rc<DownstreamConn>,
     done: bool,
     /// The access log record (`None`: the listener has no access log).
-    log: Option<Record>,
+    log: Option<Box<Record>>,
 }
 
 impl Ledger {
@@ -70,7 +70,7 @@ impl Ledger {
 
     /// Where the request's access log record is filled as it proceeds.
     fn note(&self) -> Note<'_> {
-        self.worker.plan.access_logs.note(self.log.as_ref())
+        self.worker.plan.access_logs.note(self.log.as_deref())
     }
 
     fn finish(mut self, record: impl FnOnce(&DownstreamStats)) {

@@ -106,7 +106,7 @@ fn line(logs: &AccessLogs, i: usize, record: &Record) -> String {
     String::from_utf8(out).expect("utf-8")
 }
 
-fn request(logs: &AccessLogs, headers: &[(&str, &str)]) -> Record {
+fn request(logs: &AccessLogs, headers: &[(&str, &str)]) -> Box<Record> {
     let req = frame(FrameKind::Request, 3000, headers, 120);
     logs.begin(0, Some(addr(LOCAL)), addr(CLIENT), &req)
         .expect("the listener logs")
