@@ -1,7 +1,7 @@
 #!/bin/bash
 # Access logs on vs off: boltbench closed loop (1 connection x 64 in flight) through the release
 # sidecar with the Wasm plugin, one hop (serverListener) and two hops (clientListener), in
-# interleaved rounds. "on" = configs/mosn_rpc_config_wasm.json with
+# interleaved rounds (alternating which of on/off runs first). "on" = configs/mosn_rpc_config_wasm.json with
 # access_logs [{log_path: <file>, log_format: ""}] (MOSN's default format) on both listeners.
 # Ports are moved (22045, 22046, 22199, admin 34991) so a `make run` elsewhere does not clash.
 #
@@ -40,7 +40,9 @@ trap 'kill $ECHO 2>/dev/null' EXIT
 sleep 0.5
 for r in $(seq 1 "$ROUNDS"); do
   for target in 22046 22045; do
-    for mode in off on; do
+    # Alternate which goes first, so a slower first or second run of a pair cancels out.
+    if [ $((r % 2)) -eq 1 ]; then MODES="off on"; else MODES="on off"; fi
+    for mode in $MODES; do
       rm -f ./*.access.log
       "$B/sidecar" start -c $mode.json > sidecar-$mode.log 2>&1 &
       SC=$!
