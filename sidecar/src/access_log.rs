@@ -246,24 +246,17 @@ impl AccessLogs {
         }
     }
 
-    /// Reopens the files on every SIGUSR1, until the process ends (never returns unless the
-    /// signal cannot be watched).
-    pub async fn reopen_on_sigusr1(&self) {
+    /// Reopens the files on every `usr1`, until the process ends (never returns).
+    pub async fn reopen_on(&self, usr1: Sigusr1) {
         #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut usr1 = match signal(SignalKind::user_defined1()) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(cause = %e, "cannot watch SIGUSR1; access logs will not be reopened");
-                    return std::future::pending().await;
-                }
-            };
+        if let Some(mut usr1) = usr1.0 {
             while usr1.recv().await.is_some() {
                 info!("SIGUSR1 received: reopening access logs");
                 self.reopen();
             }
         }
+        #[cfg(not(unix))]
+        let _ = usr1;
         std::future::pending::<()>().await;
     }
 
@@ -394,6 +387,33 @@ impl AccessLogs {
                     warn!(log = %spec.target, cause = %e, "access log {what} failed");
                 }
             }
+        }
+    }
+}
+
+/// SIGUSR1, caught (so it no longer ends the process) from [`Sigusr1::watch`] on.
+pub struct Sigusr1(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+impl Sigusr1 {
+    /// Starts catching SIGUSR1 on `rt` (its signal driver); a failure is logged and the
+    /// signal keeps its default action.
+    pub fn watch(rt: &tokio::runtime::Runtime) -> Sigusr1 {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let _in_rt = rt.enter();
+            match signal(SignalKind::user_defined1()) {
+                Ok(s) => Sigusr1(Some(s)),
+                Err(e) => {
+                    warn!(cause = %e, "cannot watch SIGUSR1; access logs will not be reopened");
+                    Sigusr1(None)
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = rt;
+            Sigusr1()
         }
     }
 }

@@ -36,7 +36,10 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
         stats.request_oneway_total.inc();
     }
     conn.request_started();
-    let log = (worker.plan.access_logs).begin(conn.listener, conn.local, conn.peer, &frame);
+    let log = worker
+        .plan
+        .access_logs
+        .begin(conn.listener, conn.local, conn.peer, &frame);
     let ledger = Ledger {
         worker,
         conn,

@@ -53,15 +53,16 @@ pub enum RunError {
 pub fn run(config: Config) -> Result<(), RunError> {
     let plan = Arc::new(Plan::build(&config)?);
     let shutdown = CancellationToken::new();
-    let started = start(plan.clone(), shutdown.clone())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // SIGUSR1 (reopen the access logs) is caught from before the listeners accept.
+    let usr1 = access_log::Sigusr1::watch(&rt);
+    let started = start(plan.clone(), shutdown.clone())?;
     rt.block_on(async {
         tokio::select! {
             _ = wait_for_signal() => {}
-            // SIGUSR1: reopen the access logs (logrotate); runs until the process stops.
-            _ = plan.access_logs.reopen_on_sigusr1() => {}
+            _ = plan.access_logs.reopen_on(usr1) => {}
         }
         info!(
             graceful_timeout = ?plan.graceful_timeout,
