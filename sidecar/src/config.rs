@@ -5,6 +5,7 @@
 //! Parse order follows MOSN's startup order: wasm plugins, codecs, clusters, admin, then
 //! the server (route configs before the listeners that name them).
 
+mod access_log;
 mod cluster;
 mod codec;
 mod dump;
@@ -14,6 +15,7 @@ mod filter;
 mod json;
 mod limits;
 mod listener;
+mod log_format;
 mod md5;
 mod plugin;
 mod route;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use access_log::{AccessLogConfig, LogTarget};
 pub use cluster::{
     CircuitBreakers, ClusterConfig, ClusterType, HostAddress, HostConfig, KeepaliveConfig, LbType,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONN_BUFFER_LIMIT_BYTES, DEFAULT_KEEPALIVE_IDLE,
@@ -48,6 +51,10 @@ pub use limits::{
     DEFAULT_MAX_REQUESTS_PER_CONNECTION, DEFAULT_WRITE_HIGH_WATER, DEFAULT_WRITE_LOW_WATER,
 };
 pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
+pub use log_format::{
+    FormatError, LogEncoding, LogFormat, Segment, Variable, DEFAULT_ACCESS_LOG_FORMAT,
+    REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX, VARIABLES,
+};
 pub use plugin::{Engine, PluginConfig, VmConfig};
 pub use route::{
     ClusterRef, ClusterTarget, HeaderMatcherConfig, RetryPolicy, RouteAction, RouteConfig,
@@ -1633,5 +1640,91 @@ mod tests {
         ] {
             assert!(s.contains(needle), "summary lacks {needle:?}:\n{s}");
         }
+    }
+
+    #[test]
+    fn access_logs_are_parsed_per_listener() {
+        let mut v = base();
+        set(
+            &mut v,
+            "/servers/0/listeners/1/access_logs",
+            json!([
+                {"log_path": "logs/access.log", "log_format": "%start_time% %request_header_service%"},
+                {"log_path": "stdout", "log_encoding": "json"},
+                {"log_path": "/var/log/a.log", "log_format": ""}
+            ]),
+        );
+        let c = parse(&v).expect("valid");
+        assert!(
+            c.warnings.is_empty(),
+            "access_logs no longer warns: {:?}",
+            c.warnings
+        );
+        let logs = &c.listeners[1].access_logs;
+        assert_eq!(logs.len(), 3);
+        assert_eq!(
+            logs[0].target,
+            LogTarget::File(PathBuf::from("/nonexistent-workdir/logs/access.log"))
+        );
+        assert_eq!(logs[0].format.request_headers, ["service"]);
+        assert_eq!(logs[1].target, LogTarget::Stdout);
+        assert_eq!(logs[1].encoding, LogEncoding::Json);
+        assert_eq!(logs[2].format_text, DEFAULT_ACCESS_LOG_FORMAT);
+        assert!(c.listeners[0].access_logs.is_empty());
+        let dump = c.to_json();
+        assert_eq!(
+            dump.pointer("/servers/0/listeners/1/access_logs/1/log_encoding"),
+            Some(&json!("json"))
+        );
+        assert!(
+            c.summary().contains("access log stdout (json lines)"),
+            "{}",
+            c.summary()
+        );
+    }
+
+    #[test]
+    fn a_bad_access_log_names_the_variable_and_the_listener() {
+        let mut v = base();
+        set(
+            &mut v,
+            "/servers/0/listeners/1/access_logs",
+            json!([{"log_path": "a.log", "log_format": "%start_time% %upstream_hots%"}]),
+        );
+        expect_error(
+            &v,
+            "servers[0].listeners[1].access_logs[0].log_format",
+            "access log of listener \"clientListener\": unknown access log variable %upstream_hots%",
+        );
+        set(
+            &mut v,
+            "/servers/0/listeners/1/access_logs",
+            json!([{"log_path": "a.log", "log_encoding": "xml"}]),
+        );
+        expect_error(
+            &v,
+            "servers[0].listeners[1].access_logs[0].log_encoding",
+            "unsupported value \"xml\"",
+        );
+        set(
+            &mut v,
+            "/servers/0/listeners/1/access_logs",
+            json!([{"log_path": "a.log", "log_encoding": "json", "log_format": "code=%response_code%"}]),
+        );
+        expect_error(
+            &v,
+            "servers[0].listeners[1].access_logs[0].log_format",
+            "literal text \"code=\" in a JSON lines format",
+        );
+        set(
+            &mut v,
+            "/servers/0/listeners/1/access_logs",
+            json!([{"log_format": ""}]),
+        );
+        expect_error(
+            &v,
+            "servers[0].listeners[1].access_logs[0].log_path",
+            "missing",
+        );
     }
 }

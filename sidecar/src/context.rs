@@ -178,6 +178,8 @@ impl ConnTracker {
 pub struct DownstreamConn {
     /// The client's address.
     pub peer: SocketAddr,
+    /// The connection's local (listener-side) address.
+    pub local: Option<SocketAddr>,
     /// Listener index in the plan.
     pub listener: usize,
     sink: FrameSink,
@@ -190,10 +192,16 @@ pub struct DownstreamConn {
 }
 
 impl DownstreamConn {
-    /// A connection from `peer` on `listener` answering through `sink`.
-    pub fn new(peer: SocketAddr, listener: usize, sink: FrameSink) -> DownstreamConn {
+    /// A connection from `peer` to `local` on `listener` answering through `sink`.
+    pub fn new(
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        listener: usize,
+        sink: FrameSink,
+    ) -> DownstreamConn {
         DownstreamConn {
             peer,
+            local,
             listener,
             sink,
             in_flight: Cell::new(0),

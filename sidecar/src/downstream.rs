@@ -69,6 +69,7 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
     stats.connection_active.inc();
     worker.conns.enter();
 
+    let local = stream.local_addr().ok();
     let load = worker.load.register();
     let mut framed = FramedConn::with_limits(stream, codec, worker.plan.read_limits, Some(load), {
         let worker = worker.clone();
@@ -79,7 +80,12 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
                 .add(n as u64)
         }
     });
-    let conn = Rc::new(DownstreamConn::new(peer, listener, framed.sink().clone()));
+    let conn = Rc::new(DownstreamConn::new(
+        peer,
+        local,
+        listener,
+        framed.sink().clone(),
+    ));
     let end = read_frames(&worker, &conn, &mut framed).await;
     if let End::Draining = end {
         // Stop reading new requests, let the ones in flight finish (the server bounds the

@@ -164,12 +164,13 @@ pub struct FrameSink {
 }
 
 impl FrameSink {
-    /// Encodes `frame` with `id` as its protocol id (the id rewrite) and queues it.
+    /// Encodes `frame` with `id` as its protocol id (the id rewrite) and queues it; returns
+    /// the bytes queued.
     ///
     /// # Errors
     /// [`SendError::Closed`] once the connection is closed, [`SendError::Codec`] when the
     /// codec refuses the frame; nothing is queued either way.
-    pub fn send(&self, frame: &mut Frame, id: u64) -> Result<(), SendError> {
+    pub fn send(&self, frame: &mut Frame, id: u64) -> Result<usize, SendError> {
         self.queue_with(|codec, buf| codec.encode(frame, id, buf))
     }
 
@@ -179,14 +180,15 @@ impl FrameSink {
     /// As [`FrameSink::send`].
     pub fn reply_keepalive(&self, request: &mut Frame) -> Result<(), SendError> {
         self.queue_with(|codec, buf| codec.reply_keepalive(request, buf))
+            .map(|_| ())
     }
 
     /// Queues the protocol's answer to `request` on the server's behalf, for the proxy's
-    /// HTTP-like `code`, with `id` as its protocol id.
+    /// HTTP-like `code`, with `id` as its protocol id; returns the bytes queued.
     ///
     /// # Errors
     /// As [`FrameSink::send`].
-    pub fn hijack(&self, request: &Frame, code: u32, id: u64) -> Result<(), SendError> {
+    pub fn hijack(&self, request: &Frame, code: u32, id: u64) -> Result<usize, SendError> {
         self.queue_with(|codec, buf| codec.hijack(request, code, id, buf))
     }
 
@@ -208,16 +210,20 @@ impl FrameSink {
         }
     }
 
+    /// Fills the queue through the codec; returns the bytes queued.
     fn queue_with(
         &self,
         fill: impl FnOnce(&mut dyn Codec, &mut BytesMut) -> Result<(), CodecError>,
-    ) -> Result<(), SendError> {
+    ) -> Result<usize, SendError> {
         let codec = &self.codec;
-        match self
-            .queue
-            .push_with(|buf| fill(codec.borrow_mut().as_mut(), buf))
-        {
-            Ok(true) => Ok(()),
+        let mut queued = 0;
+        match self.queue.push_with(|buf| {
+            let before = buf.len();
+            fill(codec.borrow_mut().as_mut(), buf)?;
+            queued = buf.len() - before;
+            Ok(())
+        }) {
+            Ok(true) => Ok(queued),
             // Refused: closed before, or the peer stopped reading and the queue overflowed
             // (the writer then flushes what it has and ends the connection).
             Ok(false) => Err(SendError::Closed),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use codec_host::{Codec, CodecError, HeaderMap};
 
+use crate::access_log::{AccessLogs, CHANNEL_RECORDS};
 use crate::cluster::{CircuitBreaker, HostSet};
 use crate::config::{
     ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
@@ -125,6 +126,8 @@ pub struct Plan {
     pub config_json: serde_json::Value,
     /// The workers' control queues (live plugin reload).
     pub control: WorkerControl,
+    /// The listeners' access logs (records, channel, writer's formats).
+    pub access_logs: Arc<AccessLogs>,
 }
 
 /// Why a valid configuration could not be turned into a running plan.
@@ -192,6 +195,7 @@ impl Plan {
         );
         let overload_stats: (String, Arc<dyn StatsSource>) =
             ("downstream.overload".into(), overload.clone());
+        let access_logs = Arc::new(AccessLogs::new(config, CHANNEL_RECORDS));
         let layout = StatsLayout {
             listeners: config.listeners.iter().map(|l| l.name.clone()).collect(),
             clusters: config
@@ -208,7 +212,8 @@ impl Plan {
             filter_chains
                 .iter()
                 .flat_map(FilterChain::stats)
-                .chain([overload_stats]),
+                .chain([overload_stats])
+                .chain(access_logs.stats_sources()),
         );
         for c in &config.codecs {
             if matches!(c.kind, CodecKind::Wasm(_)) {
@@ -354,6 +359,7 @@ impl Plan {
             overload,
             config_json: config.to_json(),
             control: WorkerControl::new(workers),
+            access_logs,
         })
     }
 }

@@ -11,6 +11,7 @@ use codec_host::{Frame, FrameKind};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::access_log::{Note, Record};
 use crate::context::{DownstreamConn, WorkerCluster, WorkerContext};
 use crate::failure::Failure;
 use crate::filter::{FilterGuard, RequestView};
@@ -35,11 +36,16 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
         stats.request_oneway_total.inc();
     }
     conn.request_started();
+    let log = worker
+        .plan
+        .access_logs
+        .begin(conn.listener, conn.local, conn.peer, &frame);
     let ledger = Ledger {
         worker,
         conn,
         started: Instant::now(),
         done: false,
+        log,
     };
     tokio::task::spawn_local(async move {
         let conn = ledger.conn.clone();
@@ -59,11 +65,18 @@ struct Ledger {
     conn: Rc<DownstreamConn>,
     started: Instant,
     done: bool,
+    /// The access log record (`None`: the listener has no access log).
+    log: Option<Box<Record>>,
 }
 
 impl Ledger {
     fn stats(&self) -> &ListenerStats {
         self.worker.listener_stats(self.conn.listener)
+    }
+
+    /// Where the request's access log record is filled as it proceeds.
+    fn note(&self) -> Note<'_> {
+        self.worker.plan.access_logs.note(self.log.as_deref())
     }
 
     fn finish(mut self, record: impl FnOnce(&DownstreamStats)) {
@@ -81,22 +94,33 @@ impl Drop for Ledger {
         stats.counters.request_active.dec();
         stats.request_duration.observe(self.started.elapsed());
         self.conn.request_finished();
+        // One access log line per request, whatever its outcome (an open record: a reset).
+        if let Some(log) = self.log.take() {
+            self.worker.plan.access_logs.submit(log);
+        }
     }
 }
 
 async fn handle(ledger: Ledger, mut request: Frame) {
     let oneway = request.kind() == FrameKind::Oneway;
     let down_id = request.id();
-    match forward(&ledger.worker, &ledger.conn, &mut request).await {
-        Outcome::OnewayForwarded => ledger.finish(|s| s.oneway_forwarded.inc()),
+    let note = ledger.note();
+    match forward(&ledger.worker, &ledger.conn, &mut request, note).await {
+        Outcome::OnewayForwarded => {
+            note.oneway();
+            ledger.finish(|s| s.oneway_forwarded.inc());
+        }
         Outcome::Failed(failure) if oneway => {
             debug!(%failure, "oneway request dropped");
+            note.oneway_dropped(failure);
             ledger.finish(|s| s.record_oneway_dropped(failure));
         }
         Outcome::Response(mut response) => {
             let status = response.timeout_or_status();
+            note.response(&response);
             match ledger.conn.sink().send(&mut response, down_id) {
-                Ok(()) => {
+                Ok(bytes) => {
+                    note.forwarded(bytes);
                     ledger.stats().response_status.record(status);
                     ledger.finish(|s| s.response_forwarded.inc());
                 }
@@ -115,8 +139,12 @@ async fn handle(ledger: Ledger, mut request: Frame) {
 fn hijack(ledger: Ledger, request: &Frame, failure: Failure, down_id: u64) {
     debug!(%failure, id = down_id, "answering on the server's behalf");
     let sink = ledger.conn.sink();
+    ledger.note().failing(failure);
     match sink.hijack(request, failure.proxy_code(), down_id) {
-        Ok(()) => ledger.finish(|s| s.record_hijack(failure)),
+        Ok(bytes) => {
+            ledger.note().hijacked(failure, bytes);
+            ledger.finish(|s| s.record_hijack(failure));
+        }
         Err(SendError::Codec(e)) => {
             // Nothing valid can be sent: the client would wait forever, so drop the
             // connection instead; the ledger records a reset.
@@ -127,7 +155,12 @@ fn hijack(ledger: Ledger, request: &Frame, failure: Failure, down_id: u64) {
     }
 }
 
-async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Frame) -> Outcome {
+async fn forward(
+    worker: &WorkerContext,
+    conn: &DownstreamConn,
+    request: &mut Frame,
+    note: Note<'_>,
+) -> Outcome {
     if let Some(reason) = request.header_decode_error() {
         debug!(reason, "request header decode error");
         return Outcome::Failed(Failure::HeaderDecode);
@@ -136,7 +169,9 @@ async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Fr
     let Some(route) = listener.route(request.headers()) else {
         return Outcome::Failed(Failure::NoRoute);
     };
-    let cluster = &worker.clusters[route.pick_cluster().index];
+    let picked = route.pick_cluster().index;
+    note.routed(picked);
+    let cluster = &worker.clusters[picked];
     let requested = request
         .timeout_ms()
         .map(|ms| Duration::from_millis(ms as u64));
@@ -159,7 +194,7 @@ async fn forward(worker: &WorkerContext, conn: &DownstreamConn, request: &mut Fr
         cluster.stats.counters.request_pending_overflow.inc();
         return Outcome::Failed(Failure::Overflow);
     };
-    let outcome = attempts(cluster, request, route.retry(), deadline).await;
+    let outcome = attempts(cluster, request, route.retry(), deadline, note).await;
     if matches!(outcome, Outcome::Failed(Failure::Timeout)) {
         cluster.stats.counters.request_timeout.inc();
     }
@@ -194,6 +229,7 @@ async fn attempts(
     request: &mut Frame,
     retry: &RetryPlan,
     deadline: Instant,
+    note: Note<'_>,
 ) -> Outcome {
     let mut last = Failure::NoHealthyHost;
     for attempt in 0..retry.attempts() {
@@ -207,7 +243,7 @@ async fn attempts(
         let Some(host) = cluster.balancer.choose() else {
             return Outcome::Failed(Failure::NoHealthyHost);
         };
-        match try_host(cluster, host, request, retry, deadline).await {
+        match try_host(cluster, host, request, retry, deadline, note).await {
             Ok(outcome) => return outcome,
             Err(f) if retry.retries(f, Instant::now(), deadline) => last = f,
             Err(f) => return Outcome::Failed(f),
@@ -224,16 +260,21 @@ async fn try_host(
     request: &mut Frame,
     retry: &RetryPlan,
     deadline: Instant,
+    note: Note<'_>,
 ) -> Result<Outcome, Failure> {
+    note.upstream(cluster.shared.hosts[host], None);
     let lease = cluster.pools[host].lease(deadline).await?;
     let upstream = lease.conn();
+    note.upstream(upstream.addr(), upstream.local_addr());
     if request.kind() == FrameKind::Oneway {
         upstream.send_oneway(request)?;
+        note.sent();
         return Ok(Outcome::OnewayForwarded);
     }
     let _active = cluster.balancer.track(host);
     let sent = Instant::now();
     let response = upstream.send(request)?;
+    note.sent();
     let try_deadline = retry.try_deadline(sent, deadline);
     match tokio::time::timeout_at(try_deadline, response).await {
         Ok(answer) => {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::access_log;
 use crate::admin::routes::AdminContext;
 use crate::admin::AdminServer;
 use crate::config::Config;
@@ -42,6 +43,9 @@ pub enum RunError {
     /// The runtime could not be created.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// An access log could not be opened, or its writer not started.
+    #[error(transparent)]
+    AccessLog(#[from] access_log::StartError),
 }
 
 /// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully; SIGHUP reloads the Wasm
@@ -55,11 +59,13 @@ pub fn run(config: Config, log: Option<LogHandle>) -> Result<(), RunError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // Before the workers start: from here on SIGHUP reloads instead of ending the process.
+    // Before the workers start: from here on SIGHUP reloads instead of ending the process,
+    // and SIGUSR1 (reopen the access logs) is caught before the listeners accept.
     let signals = {
         let _in_runtime = rt.enter();
         Signals::install()
     };
+    let usr1 = access_log::Sigusr1::watch(&rt);
     let shutdown = CancellationToken::new();
     let admin = AdminContext {
         plan: plan.clone(),
@@ -68,7 +74,10 @@ pub fn run(config: Config, log: Option<LogHandle>) -> Result<(), RunError> {
     };
     let started = start(plan.clone(), shutdown.clone(), Some(admin))?;
     rt.block_on(async {
-        signals.wait_for_stop(&plan).await;
+        tokio::select! {
+            _ = signals.wait_for_stop(&plan) => {}
+            _ = plan.access_logs.reopen_on(usr1) => {}
+        }
         info!(
             graceful_timeout = ?plan.graceful_timeout,
             "stopping: no new connections; waiting for in-flight requests"
@@ -81,6 +90,7 @@ pub fn run(config: Config, log: Option<LogHandle>) -> Result<(), RunError> {
 /// A started sidecar (listeners bound, workers running).
 pub struct Started {
     shutdown: CancellationToken,
+    access_log: Option<access_log::Writer>,
     acceptor: Option<std::thread::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     admin: Option<AdminServer>,
@@ -90,8 +100,16 @@ pub struct Started {
 
 impl Started {
     /// Stops accepting, waits up to `grace` for the workers to finish their in-flight
-    /// requests (the admin API keeps answering meanwhile), and returns.
+    /// requests (the admin API keeps answering meanwhile), writes out the access logs, and
+    /// returns.
     pub fn stop(mut self, grace: Duration) {
+        self.drain_workers(grace);
+        if let Some(writer) = self.access_log.take() {
+            writer.stop();
+        }
+    }
+
+    fn drain_workers(&mut self, grace: Duration) {
         self.shutdown.cancel();
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
@@ -139,6 +157,8 @@ pub fn start(
         sock.set_nonblocking(true)?;
         std_listeners.push(sock);
     }
+    // Access logs open before anything is served, so a bad path stops the start.
+    let access_log = plan.access_logs.start()?;
     let admin_listener = match plan.admin {
         Some(addr) => {
             let sock = std::net::TcpListener::bind(addr).map_err(|source| RunError::Bind {
@@ -201,6 +221,7 @@ pub fn start(
     }
     Ok(Started {
         shutdown,
+        access_log: Some(access_log),
         acceptor: Some(acceptor),
         workers,
         admin,

@@ -164,6 +164,17 @@ fn listener(c: &Config, l: &ListenerConfig) -> Value {
             .map(|f| f.to_json())
             .collect::<Vec<_>>());
     }
+    if !l.access_logs.is_empty() {
+        v["access_logs"] = json!(l
+            .access_logs
+            .iter()
+            .map(|a| json!({
+                "log_path": a.target.to_string(),
+                "log_format": a.format_text,
+                "log_encoding": a.encoding.to_string(),
+            }))
+            .collect::<Vec<_>>());
+    }
     v
 }
 

@@ -199,6 +199,15 @@ pub enum Invalid {
     /// A rule the config cannot satisfy, explained in words.
     #[error("{0}")]
     Rule(&'static str),
+    /// An access log `log_format` that does not compile (an unknown variable, …).
+    #[error("access log of listener {listener:?}: {source}")]
+    AccessLogFormat {
+        /// The listener's name.
+        listener: String,
+        /// Why the format does not compile.
+        #[source]
+        source: super::log_format::FormatError,
+    },
 }
 
 /// An accepted field that has no effect here (obsolete, unsupported or unknown). The parser

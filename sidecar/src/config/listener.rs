@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
+use super::access_log::{parse_access_logs, AccessLogConfig};
 use super::codec::CodecConfig;
 use super::error::{invalid, ConfigError, Invalid, Warnings};
 use super::filter::{parse_stream_filters, StreamFilterConfig};
@@ -29,6 +31,8 @@ pub struct ListenerConfig {
     pub proxy: ProxyConfig,
     /// `stream_filters` the sidecar implements, in order (unimplemented ones only warn).
     pub stream_filters: Vec<StreamFilterConfig>,
+    /// `access_logs`: one line per request in each.
+    pub access_logs: Vec<AccessLogConfig>,
     /// JSON path, for messages.
     pub json_path: String,
 }
@@ -47,12 +51,14 @@ pub struct ProxyConfig {
 }
 
 /// Parses one `listeners[i]`. `codecs` are the enabled codecs; `route_configs` maps
-/// router config names to indices, `clusters` cluster names to indices.
+/// router config names to indices, `clusters` cluster names to indices; relative access
+/// log paths resolve against `work_dir`.
 pub(crate) fn parse_listener(
     item: &Item<'_>,
     codecs: &[CodecConfig],
     route_configs: &HashMap<String, usize>,
     clusters: &HashMap<&str, usize>,
+    work_dir: &Path,
     warnings: &mut Warnings,
 ) -> Result<ListenerConfig, ConfigError> {
     let mut o = item.obj()?;
@@ -103,9 +109,9 @@ pub(crate) fn parse_listener(
     }
     let proxy = parse_chain(chain, codecs, route_configs, warnings)?;
     let stream_filters = parse_stream_filters(&mut o, clusters, warnings)?;
+    let access_logs = parse_access_logs(o.items("access_logs")?, &name, work_dir, warnings)?;
     o.accept("type");
     for key in [
-        "access_logs",
         "listener_filters",
         "inspector",
         "use_original_dst",
@@ -123,6 +129,7 @@ pub(crate) fn parse_listener(
         connection_idle_timeout,
         proxy,
         stream_filters,
+        access_logs,
         json_path,
     })
 }

@@ -162,7 +162,7 @@ pub(crate) fn parse_server(
 
     let mut listeners: Vec<ListenerConfig> = Vec::new();
     for l in o.items("listeners")? {
-        let listener = parse_listener(&l, codecs, &route_index, clusters, warnings)?;
+        let listener = parse_listener(&l, codecs, &route_index, clusters, &ctx.work_dir, warnings)?;
         if let Some(first) = listeners.iter().find(|x| x.name == listener.name) {
             return Err(invalid(
                 format!("{}.name", listener.json_path),

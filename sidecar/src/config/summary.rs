@@ -61,6 +61,9 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         for f in &l.stream_filters {
             writeln!(out, "    stream filter {}", f.describe())?;
         }
+        for a in &l.access_logs {
+            writeln!(out, "    access log {} ({} lines)", a.target, a.encoding)?;
+        }
     }
 
     writeln!(out, "route configs ({}):", c.route_configs.len())?;

@@ -24,6 +24,7 @@ use crate::stats::HostStats;
 /// A live upstream connection shared by the requests of one worker.
 pub struct UpstreamConn {
     addr: SocketAddr,
+    local: Option<SocketAddr>,
     sink: FrameSink,
     waiters: Waiters,
     closed: Cell<bool>,
@@ -59,6 +60,7 @@ impl UpstreamConn {
             }
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
         stats.connection_total.inc();
         stats.connection_active.inc();
         let framed = FramedConn::with_limits(stream, codec, read_limits, None, {
@@ -67,6 +69,7 @@ impl UpstreamConn {
         });
         let conn = Rc::new(UpstreamConn {
             addr,
+            local,
             sink: framed.sink().clone(),
             waiters: Waiters::default(),
             closed: Cell::new(false),
@@ -83,6 +86,11 @@ impl UpstreamConn {
     /// The peer address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The connection's local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
     }
 
     /// True once the connection is closed (by either side).
@@ -132,7 +140,7 @@ impl UpstreamConn {
 
     fn write_frame(&self, frame: &mut Frame, id: u64) -> Result<(), Failure> {
         match self.sink.send(frame, id) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(SendError::Codec(e)) => {
                 warn!(addr = %self.addr, cause = %e, "cannot encode request for upstream");
                 Err(Failure::EncodeFailed)
