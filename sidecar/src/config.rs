@@ -11,6 +11,7 @@ mod dump;
 mod duration;
 mod error;
 mod filter;
+mod health;
 mod json;
 mod limits;
 mod listener;
@@ -32,6 +33,12 @@ pub use cluster::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONN_BUFFER_LIMIT_BYTES, DEFAULT_KEEPALIVE_IDLE,
     DEFAULT_KEEPALIVE_MAX_FAILURES, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_REQUEST_PER_CONN,
     HOST_WEIGHT_RANGE,
+};
+pub use health::{
+    HealthCheckConfig, HealthCheckKind, OutlierDetectionConfig, DEFAULT_BASE_EJECTION_TIME,
+    DEFAULT_CONSECUTIVE_ERRORS, DEFAULT_HEALTHY_PANIC_THRESHOLD, DEFAULT_HEALTH_CHECK_INTERVAL,
+    DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_HEALTH_THRESHOLD, DEFAULT_MAX_EJECTION_PERCENT,
+    DEFAULT_MAX_EJECTION_TIME, DEFAULT_OUTLIER_INTERVAL, FIRST_CHECK_AFTER,
 };
 pub use codec::{CodecConfig, CodecKind, NativeCodec, PoolMode, WasmCodecConfig};
 pub use duration::{format_go_duration, parse_go_duration, DurationError};
@@ -723,7 +730,7 @@ mod tests {
         set(
             &mut v,
             "/cluster_manager/clusters/0/health_check",
-            json!({"service_name": "x"}),
+            json!({"service_name": "x", "check_path": "/status"}),
         );
         set(
             &mut v,
@@ -745,7 +752,7 @@ mod tests {
             paths,
             [
                 "cluster_manager.clusters[0].frobnicate",
-                "cluster_manager.clusters[0].health_check",
+                "cluster_manager.clusters[0].health_check.check_path",
                 "cluster_manager.clusters[0].lb_subset_config",
                 "cluster_manager.clusters[0].tls_context",
                 "servers[0].listeners[0].stream_filters[0].type",

@@ -15,6 +15,7 @@ use crate::admin::routes::AdminContext;
 use crate::admin::AdminServer;
 use crate::config::Config;
 use crate::context::Accepted;
+use crate::health::{HealthError, HealthThread};
 use crate::logging::LogHandle;
 use crate::plan::{Plan, PlanError};
 use crate::worker;
@@ -42,6 +43,9 @@ pub enum RunError {
     /// The runtime could not be created.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// The health checks could not start.
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 /// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully. `log` is the installed
@@ -77,6 +81,7 @@ pub struct Started {
     shutdown: CancellationToken,
     acceptor: Option<std::thread::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    health: Option<HealthThread>,
     admin: Option<AdminServer>,
     /// The bound listener addresses, in plan order.
     pub listen_addrs: Vec<std::net::SocketAddr>,
@@ -103,6 +108,9 @@ impl Started {
                 drained = false;
                 break;
             }
+        }
+        if let Some(health) = self.health.take() {
+            health.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
@@ -179,6 +187,15 @@ pub fn start(
         }
     }
 
+    // Health checks and ejection start before the acceptor and the admin API, so the
+    // first request and the first stats call see them running.
+    let health = match HealthThread::start(&plan) {
+        Ok(h) => h,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e.into());
+        }
+    };
     let acceptor = {
         let plan = plan.clone();
         let shutdown = shutdown.clone();
@@ -197,6 +214,7 @@ pub fn start(
         shutdown,
         acceptor: Some(acceptor),
         workers,
+        health,
         admin,
         listen_addrs,
     })
