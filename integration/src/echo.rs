@@ -776,7 +776,12 @@ mod tests {
         shared.answer_heartbeats.store(false, Ordering::SeqCst);
         handle_frame(&frame(Request::heartbeat(5)), &mut out, &tx, &shared);
         assert!(out.is_empty(), "no ack while off");
-        handle_frame(&frame(Request::rpc(6, Some("s"), &b"x"[..])), &mut out, &tx, &shared);
+        handle_frame(
+            &frame(Request::rpc(6, Some("s"), &b"x"[..])),
+            &mut out,
+            &tx,
+            &shared,
+        );
         let reader = FrameReader::default();
         assert_eq!(reader.next_frame(&mut out).unwrap().unwrap().id(), 6);
         shared.answer_heartbeats.store(true, Ordering::SeqCst);

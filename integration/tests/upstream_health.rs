@@ -33,7 +33,9 @@ fn proxy(hosts: Vec<SocketAddr>, edit: impl FnOnce(ClusterSpec) -> ClusterSpec) 
     let admin = free_addr().unwrap();
     let cfg = MosnConfig::single_hop(listen, hosts)
         .admin(admin)
-        .edit_cluster(CLUSTER, |c| edit(c.field("lb_type", json!("LB_ROUNDROBIN"))))
+        .edit_cluster(CLUSTER, |c| {
+            edit(c.field("lb_type", json!("LB_ROUNDROBIN")))
+        })
         .build();
     Proxy {
         sidecar: Sidecar::spawn(cfg).expect("sidecar starts"),
@@ -224,8 +226,9 @@ async fn consecutive_failures_eject_a_host_within_max_ejection_percent_and_it_re
         )
     });
     let client = p.client().await;
-    let ejections =
-        async |p: &Proxy| p.host(hb, "outlier_ejections").await + p.host(hc, "outlier_ejections").await;
+    let ejections = async |p: &Proxy| {
+        p.host(hb, "outlier_ejections").await + p.host(hc, "outlier_ejections").await
+    };
     // Calls until one dead host is ejected and the other was refused for the 50% bound.
     // Connect failures are retried on the next host choice; a call whose three tries all
     // hit dead hosts (round robin can pick one twice when the healthy set changes between
@@ -244,20 +247,28 @@ async fn consecutive_failures_eject_a_host_within_max_ejection_percent_and_it_re
             calls += 1;
             let now_ejected = p.host(hb, "ejected").await + p.host(hc, "ejected").await;
             most_ejected = most_ejected.max(now_ejected);
-            (ejections(&p).await, p.cluster("outlier_ejections_overflow").await)
+            (
+                ejections(&p).await,
+                p.cluster("outlier_ejections_overflow").await,
+            )
         },
         |(e, o)| *e >= 1 && *o >= 1,
     )
     .await;
     assert!(ejected >= 1, "a dead host was ejected");
-    assert!(overflow >= 1, "the second dead host was held back by max_ejection_percent");
+    assert!(
+        overflow >= 1,
+        "the second dead host was held back by max_ejection_percent"
+    );
     assert!(most_ejected <= 1, "never 2 of 3 hosts ejected at 50%");
-    assert_eq!(p.host(ha, "outlier_ejections").await, 0, "the live host never");
+    assert_eq!(
+        p.host(ha, "outlier_ejections").await,
+        0,
+        "the live host never"
+    );
     assert_eq!(p.host(ha, "ejected").await, 0);
     assert!(failed < calls, "calls reach the live host");
-    eprintln!(
-        "ejection and overflow after {calls} calls ({failed} answered CONNECTION_CLOSED)"
-    );
+    eprintln!("ejection and overflow after {calls} calls ({failed} answered CONNECTION_CLOSED)");
 
     // Without traffic nothing fails: the ejected host returns after its ejection time.
     let still = eventually(
@@ -265,7 +276,10 @@ async fn consecutive_failures_eject_a_host_within_max_ejection_percent_and_it_re
         |n| *n == 0,
     )
     .await;
-    assert_eq!(still, 0, "the ejected host is back after base_ejection_time");
+    assert_eq!(
+        still, 0,
+        "the ejected host is back after base_ejection_time"
+    );
     assert_eq!(p.cluster("healthy_hosts").await, 3);
     let log = p.sidecar.log_contents();
     assert!(log.contains("upstream host ejected"), "{log}");
@@ -310,7 +324,11 @@ async fn with_every_host_unhealthy_the_panic_threshold_still_sends_requests_to_t
     for _ in 0..20 {
         call_ok(&client, "a healthy, b not").await;
     }
-    assert_eq!(b.counters().requests, b1, "out of panic, unhealthy b gets nothing");
+    assert_eq!(
+        b.counters().requests,
+        b1,
+        "out of panic, unhealthy b gets nothing"
+    );
 }
 
 #[tokio::test]
@@ -340,5 +358,8 @@ async fn check_and_config_dump_report_the_health_settings() {
     );
     assert!(text.contains("panic threshold: 30% healthy"), "{text}");
     assert!(text.contains("health_check.check_path"), "{text}");
-    assert!(!text.contains("not supported; hosts stay healthy"), "{text}");
+    assert!(
+        !text.contains("not supported; hosts stay healthy"),
+        "{text}"
+    );
 }

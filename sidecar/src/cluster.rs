@@ -442,35 +442,38 @@ mod tests {
                 max_ejection_percent: 10,
             });
         let counters = Arc::new(HealthCounters::new(weights.len()));
-        HostSet::new(Arc::new(ClusterConfig {
-            name: "c".into(),
-            kind: ClusterType::Simple,
-            lb,
-            hosts: weights
-                .iter()
-                .enumerate()
-                .map(|(i, &weight)| HostConfig {
-                    address: HostAddress::Ip(
-                        format!("127.0.0.1:{}", 9000 + i)
-                            .parse::<std::net::SocketAddr>()
-                            .expect("addr"),
-                    ),
-                    hostname: None,
-                    weight,
-                    metadata: Default::default(),
-                })
-                .collect(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            circuit_breakers: CircuitBreakers::default(),
-            max_request_per_conn: 1024,
-            conn_buffer_limit_bytes: 16384,
-            keepalive: KeepaliveConfig::default(),
-            pool_mode: None,
-            health_check: None,
-            outlier_detection,
-            healthy_panic_threshold,
-            json_path: "c".into(),
-        }), counters)
+        HostSet::new(
+            Arc::new(ClusterConfig {
+                name: "c".into(),
+                kind: ClusterType::Simple,
+                lb,
+                hosts: weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &weight)| HostConfig {
+                        address: HostAddress::Ip(
+                            format!("127.0.0.1:{}", 9000 + i)
+                                .parse::<std::net::SocketAddr>()
+                                .expect("addr"),
+                        ),
+                        hostname: None,
+                        weight,
+                        metadata: Default::default(),
+                    })
+                    .collect(),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                circuit_breakers: CircuitBreakers::default(),
+                max_request_per_conn: 1024,
+                conn_buffer_limit_bytes: 16384,
+                keepalive: KeepaliveConfig::default(),
+                pool_mode: None,
+                health_check: None,
+                outlier_detection,
+                healthy_panic_threshold,
+                json_path: "c".into(),
+            }),
+            counters,
+        )
     }
 
     fn counts(lb: &LoadBalancer, picks: usize) -> Vec<usize> {

@@ -203,10 +203,12 @@ fn new_codec(plan: &Plan, cluster: &str, protocol: &str) -> Result<ProbeCodec, H
             cluster: cluster.to_owned(),
             protocol: protocol.to_owned(),
         })?;
-    let codec = codec_plan.new_codec().map_err(|source| HealthError::Codec {
-        cluster: cluster.to_owned(),
-        protocol: protocol.to_owned(),
-        source,
-    })?;
+    let codec = codec_plan
+        .new_codec()
+        .map_err(|source| HealthError::Codec {
+            cluster: cluster.to_owned(),
+            protocol: protocol.to_owned(),
+            source,
+        })?;
     Ok(Rc::new(RefCell::new(codec)))
 }

@@ -212,9 +212,7 @@ pub(crate) fn parse_outlier_detection(
     ] {
         o.warn_if_set(
             key,
-            &format!(
-                "outlier_detection.{key} is not implemented; only consecutive_errors ejects"
-            ),
+            &format!("outlier_detection.{key} is not implemented; only consecutive_errors ejects"),
             warnings,
         );
     }
@@ -314,8 +312,8 @@ mod tests {
         assert_eq!(e.json_path(), Some("od.max_ejection_percent"));
         let e = parse_od(json!({"consecutive_errors": 0})).unwrap_err();
         assert_eq!(e.json_path(), Some("od.consecutive_errors"));
-        let e = parse_od(json!({"base_ejection_time": "10s", "max_ejection_time": "1s"}))
-            .unwrap_err();
+        let e =
+            parse_od(json!({"base_ejection_time": "10s", "max_ejection_time": "1s"})).unwrap_err();
         assert_eq!(e.json_path(), Some("od.max_ejection_time"));
     }
 
@@ -326,7 +324,10 @@ mod tests {
             parse_panic_threshold(&mut o)
         };
         assert_eq!(read(json!({})).expect("valid"), 50);
-        assert_eq!(read(json!({"healthy_panic_threshold": 0})).expect("valid"), 0);
+        assert_eq!(
+            read(json!({"healthy_panic_threshold": 0})).expect("valid"),
+            0
+        );
         assert_eq!(
             read(json!({"healthy_panic_threshold": {"value": 25.0}})).expect("valid"),
             25

@@ -150,7 +150,11 @@ mod tests {
         let mut c = ActiveCheck::new(2, 3);
         assert_eq!(c.failed(), Transition::None);
         assert_eq!(c.failed(), Transition::None);
-        assert_eq!(c.passed(), Transition::None, "a pass resets the failure streak");
+        assert_eq!(
+            c.passed(),
+            Transition::None,
+            "a pass resets the failure streak"
+        );
         assert_eq!(c.failed(), Transition::None);
         assert_eq!(c.failed(), Transition::None);
         assert!(!c.is_failed());
@@ -158,7 +162,11 @@ mod tests {
         assert!(c.is_failed());
         assert_eq!(c.failed(), Transition::None, "already unhealthy");
         assert_eq!(c.passed(), Transition::None);
-        assert_eq!(c.failed(), Transition::None, "a failure resets the pass streak");
+        assert_eq!(
+            c.failed(),
+            Transition::None,
+            "a failure resets the pass streak"
+        );
         assert_eq!(c.passed(), Transition::None);
         assert_eq!(c.passed(), Transition::BecameHealthy);
         assert!(!c.is_failed());

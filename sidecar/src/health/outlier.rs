@@ -113,7 +113,11 @@ impl Ejector {
 /// Runs outlier ejection for the cluster of `health` (whose hosts are at `addrs`, for logs)
 /// until the health thread stops.
 pub async fn run(health: Arc<HostHealth>, addrs: Vec<SocketAddr>, config: OutlierDetectionConfig) {
-    let host = |i: usize| addrs.get(i).map_or_else(|| i.to_string(), |a| a.to_string());
+    let host = |i: usize| {
+        addrs
+            .get(i)
+            .map_or_else(|| i.to_string(), |a| a.to_string())
+    };
     let cluster = health.cluster().to_owned();
     let counters = health.counters().clone();
     let hosts = health.len();
@@ -138,8 +142,7 @@ pub async fn run(health: Arc<HostHealth>, addrs: Vec<SocketAddr>, config: Outlie
             next_sweep = now + config.interval;
         }
         for i in 0..hosts {
-            if ejector.is_ejected(i) || health.consecutive_failures(i) < config.consecutive_errors
-            {
+            if ejector.is_ejected(i) || health.consecutive_failures(i) < config.consecutive_errors {
                 continue;
             }
             // A new streak is needed either way: the next decision is after `n` more.
@@ -197,11 +200,18 @@ mod tests {
             assert_eq!(e.returns(now), [0]);
             assert!(!e.is_ejected(0));
         }
-        assert_eq!(times, [30, 60, 90, 100], "base × n, capped at max_ejection_time");
+        assert_eq!(
+            times,
+            [30, 60, 90, 100],
+            "base × n, capped at max_ejection_time"
+        );
         // Two intervals in rotation take the multiplier from 4 to 2: the next is 3 × base.
         e.sweep();
         e.sweep();
-        assert_eq!(e.try_eject(0, now), Verdict::Ejected(Duration::from_secs(90)));
+        assert_eq!(
+            e.try_eject(0, now),
+            Verdict::Ejected(Duration::from_secs(90))
+        );
         // An ejected host's multiplier does not shrink.
         e.sweep();
         let back = now + Duration::from_secs(90);
@@ -217,7 +227,10 @@ mod tests {
         let now = Instant::now();
         let mut e = Ejector::new(config(50), 4);
         assert!(matches!(e.try_eject(0, now), Verdict::Ejected(_)));
-        assert!(matches!(e.try_eject(1, now), Verdict::Ejected(_)), "2 of 4 = 50%");
+        assert!(
+            matches!(e.try_eject(1, now), Verdict::Ejected(_)),
+            "2 of 4 = 50%"
+        );
         assert_eq!(e.try_eject(2, now), Verdict::Overflow, "3 of 4 > 50%");
         assert_eq!(e.ejected(), 2);
 
@@ -250,7 +263,9 @@ mod tests {
                 Some(3),
                 Arc::new(HealthCounters::new(3)),
             ));
-            let addrs = (1..=3).map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect();
+            let addrs = (1..=3)
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+                .collect();
             let task = tokio::spawn(run(health.clone(), addrs, config(50)));
             let settle = || tokio::time::sleep(Duration::from_millis(1));
             for _ in 0..2 {

@@ -89,10 +89,7 @@ impl Probe {
             .keepalive(id)
             .map_err(ProbeError::Codec)?
             .ok_or(ProbeError::NoHeartbeat)?;
-        stream
-            .write_all(&heartbeat)
-            .await
-            .map_err(ProbeError::Io)?;
+        stream.write_all(&heartbeat).await.map_err(ProbeError::Io)?;
         let mut buf = BytesMut::with_capacity(256);
         loop {
             // Every complete frame in the buffer; anything but our ack is skipped.
