@@ -205,6 +205,12 @@ async fn a_host_that_stops_acking_heartbeats_leaves_the_rotation_and_returns() {
     )
     .await;
     assert!(served > b_before, "b serves again");
+    let dump = admin_get(p.admin, &format!("/api/v1/config_dump?cluster={CLUSTER}"))
+        .await
+        .expect("config dump");
+    assert_eq!(dump["health_check"]["kind"], "protocol heartbeat", "{dump}");
+    assert_eq!(dump["health_check"]["interval"], "200ms", "{dump}");
+    assert_eq!(dump["healthy_panic_threshold"], 50, "{dump}");
     let log = p.sidecar.log_contents();
     assert!(log.contains("upstream host unhealthy"), "{log}");
     assert!(log.contains("upstream host healthy again"), "{log}");

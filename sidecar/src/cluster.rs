@@ -77,12 +77,6 @@ impl HostHealth {
         health
     }
 
-    /// `hosts` hosts, all healthy, no panic threshold, no outlier counting, counters of
-    /// their own.
-    pub fn all_healthy(hosts: usize) -> HostHealth {
-        HostHealth::new("", hosts, 0, None, Arc::new(HealthCounters::new(hosts)))
-    }
-
     /// Whether host `index` is in rotation: passing its health checks and not ejected
     /// (unknown indices are not).
     pub fn is_healthy(&self, index: usize) -> bool {
@@ -164,13 +158,6 @@ impl HostHealth {
     /// True while the healthy share is below the panic threshold (balancers use every host).
     pub fn in_panic(&self) -> bool {
         self.panic.load(Ordering::Relaxed)
-    }
-
-    /// Hosts in rotation now.
-    pub fn healthy_count(&self) -> usize {
-        (0..self.hosts.len())
-            .filter(|&i| self.is_healthy(i))
-            .count()
     }
 
     /// The request path's report of one try on host `index` (only with outlier detection):
