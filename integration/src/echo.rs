@@ -4,7 +4,9 @@
 //! Behaviour per request frame:
 //! * RPC request (cmdCode 1) → response cmdCode 2, same id, status 0, class `SofaResponse`,
 //!   content = request content (codec and ver2 copied from the request);
-//! * heartbeat (cmdCode 0) → 20-byte ack with the same id;
+//! * heartbeat (cmdCode 0) → 20-byte ack with the same id, unless the test turned heartbeat
+//!   answers off ([`EchoServer::answer_heartbeats`]: a host whose health checks fail while
+//!   it still serves requests);
 //! * oneway → nothing;
 //! * other command codes (e.g. GoAway) and stray responses are counted and ignored.
 //!
@@ -105,6 +107,9 @@ pub struct EchoCounters {
     pub held: u64,
     /// Connections closed by [`EchoOptions::close_after_requests`].
     pub dropped_connections: u64,
+    /// Heartbeats left unanswered while answers were off ([`EchoServer::answer_heartbeats`]).
+    #[serde(default)]
+    pub heartbeats_ignored: u64,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +124,7 @@ struct Counters {
     responses: AtomicU64,
     held: AtomicU64,
     dropped_connections: AtomicU64,
+    heartbeats_ignored: AtomicU64,
 }
 
 impl Counters {
@@ -135,6 +141,7 @@ impl Counters {
             responses: get(&self.responses),
             held: get(&self.held),
             dropped_connections: get(&self.dropped_connections),
+            heartbeats_ignored: get(&self.heartbeats_ignored),
         }
     }
 }
@@ -182,6 +189,8 @@ struct Shared {
     seen: Mutex<Vec<SeenRequest>>,
     /// `Some` until [`EchoServer::release_held`]: the answers held so far.
     held: Mutex<Option<Vec<HeldAnswer>>>,
+    /// Whether heartbeats are answered (the default) or counted and ignored.
+    answer_heartbeats: AtomicBool,
 }
 
 impl Shared {
@@ -192,6 +201,7 @@ impl Shared {
             conns: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             held: Mutex::new(Some(Vec::new())),
+            answer_heartbeats: AtomicBool::new(true),
         }
     }
 
@@ -304,6 +314,13 @@ impl EchoServer {
             let _ = tx.send(answer).await;
         }
         released
+    }
+
+    /// Turns heartbeat answers on (the default) or off, at once for every connection:
+    /// while off, heartbeats are counted (`heartbeats`, `heartbeats_ignored`) and never
+    /// answered; requests are answered as before.
+    pub fn answer_heartbeats(&self, on: bool) {
+        self.shared.answer_heartbeats.store(on, Ordering::SeqCst);
     }
 
     /// Stops accepting and closes every connection.
@@ -570,6 +587,10 @@ fn handle_frame(frame: &Frame, out: &mut BytesMut, tx: &mpsc::Sender<Bytes>, sha
         }
         (FrameType::Request, CMD_HEARTBEAT) => {
             counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+            if !shared.answer_heartbeats.load(Ordering::SeqCst) {
+                counters.heartbeats_ignored.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             counters.responses.fetch_add(1, Ordering::Relaxed);
             let head = ResponseHead {
                 id: frame.id(),
@@ -745,6 +766,29 @@ mod tests {
             (c.requests, c.heartbeats, c.oneways, c.responses),
             (1, 1, 1, 2)
         );
+    }
+
+    #[test]
+    fn heartbeats_go_unanswered_while_answers_are_off_and_requests_still_get_theirs() {
+        let shared = Shared::new(EchoOptions::default());
+        let (tx, _rx) = mpsc::channel(4);
+        let mut out = BytesMut::new();
+        shared.answer_heartbeats.store(false, Ordering::SeqCst);
+        handle_frame(&frame(Request::heartbeat(5)), &mut out, &tx, &shared);
+        assert!(out.is_empty(), "no ack while off");
+        handle_frame(
+            &frame(Request::rpc(6, Some("s"), &b"x"[..])),
+            &mut out,
+            &tx,
+            &shared,
+        );
+        let reader = FrameReader::default();
+        assert_eq!(reader.next_frame(&mut out).unwrap().unwrap().id(), 6);
+        shared.answer_heartbeats.store(true, Ordering::SeqCst);
+        handle_frame(&frame(Request::heartbeat(7)), &mut out, &tx, &shared);
+        assert_eq!(reader.next_frame(&mut out).unwrap().unwrap().id(), 7);
+        let c = shared.counters.snapshot();
+        assert_eq!((c.heartbeats, c.heartbeats_ignored), (2, 1));
     }
 
     #[test]

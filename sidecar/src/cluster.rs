@@ -1,6 +1,7 @@
 //! Clusters at run time, in three parts:
 //! * [`HostSet`] (one per cluster per process): the cluster's hosts with their live health
-//!   flags, atomics that only a health checker writes;
+//!   ([`HostHealth`]: atomics that only the health thread writes, plus the per-host failure
+//!   streaks the request path counts for outlier detection);
 //! * [`LoadBalancer`] (one per cluster per worker), built from the host set: that worker's
 //!   LB state and per-host active-request counts, `!Sync`, in `Cell`s, so the request path
 //!   takes no lock;
@@ -9,50 +10,219 @@
 mod lb;
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
 use crate::config::{ClusterConfig, HostConfig, LbType};
+use crate::stats::HealthCounters;
 use lb::{Algorithm, HostView};
 
-/// Health flags of a cluster's hosts, shared by every worker. Hosts are healthy unless
-/// marked otherwise.
+/// Flag: the host failed `unhealthy_threshold` active health checks in a row.
+const FAILED_ACTIVE_CHECK: u8 = 1;
+/// Flag: outlier detection ejected the host.
+const EJECTED: u8 = 2;
+
+#[derive(Debug, Default)]
+struct HostState {
+    /// Why the host is out of rotation; 0 = healthy.
+    flags: AtomicU8,
+    /// Failed tries in a row (outlier detection), counted by every worker.
+    consecutive_failures: AtomicU32,
+}
+
+/// Live health of a cluster's hosts, shared by every worker. A host starts healthy (as in
+/// MOSN) and is taken out of rotation while it fails active health checks or is ejected.
+/// Flags are written only by the health thread; every worker's balancer reads them on each
+/// pick. When the healthy share falls below the panic threshold, balancers ignore health.
 #[derive(Debug)]
 pub struct HostHealth {
-    healthy: Box<[AtomicBool]>,
+    cluster: String,
+    hosts: Box<[HostState]>,
+    /// Percent of healthy hosts below which the balancer uses every host (0 = never).
+    panic_threshold: u32,
+    panic: AtomicBool,
+    /// Outlier detection's `consecutive_errors`; `None` = failures are not counted.
+    outlier_threshold: Option<u32>,
+    /// Woken when a host's failure streak reaches the threshold.
+    outlier_wake: Notify,
+    counters: Arc<HealthCounters>,
 }
 
 impl HostHealth {
-    /// `hosts` hosts, all healthy.
-    pub fn all_healthy(hosts: usize) -> HostHealth {
-        HostHealth {
-            healthy: (0..hosts).map(|_| AtomicBool::new(true)).collect(),
+    /// Health for the `hosts` hosts of cluster `cluster`, all healthy, publishing into
+    /// `counters` (which must have `hosts` host entries).
+    pub fn new(
+        cluster: &str,
+        hosts: usize,
+        panic_threshold: u32,
+        outlier_threshold: Option<u32>,
+        counters: Arc<HealthCounters>,
+    ) -> HostHealth {
+        let health = HostHealth {
+            cluster: cluster.to_owned(),
+            hosts: (0..hosts).map(|_| HostState::default()).collect(),
+            panic_threshold,
+            panic: AtomicBool::new(false),
+            outlier_threshold,
+            outlier_wake: Notify::new(),
+            counters,
+        };
+        for h in &health.counters.hosts {
+            h.healthy.set(1);
         }
+        health.refresh();
+        health
     }
 
-    /// Whether host `index` is healthy (unknown indices are not).
+    /// Whether host `index` is in rotation: passing its health checks and not ejected
+    /// (unknown indices are not).
     pub fn is_healthy(&self, index: usize) -> bool {
-        self.healthy
+        self.hosts
             .get(index)
-            .is_some_and(|h| h.load(Ordering::Relaxed))
+            .is_some_and(|h| h.flags.load(Ordering::Relaxed) == 0)
     }
 
-    /// Marks host `index` healthy or not; unknown indices are ignored.
-    pub fn set_healthy(&self, index: usize, healthy: bool) {
-        if let Some(h) = self.healthy.get(index) {
-            h.store(healthy, Ordering::Relaxed);
+    /// Whether host `index` is ejected by outlier detection.
+    pub fn is_ejected(&self, index: usize) -> bool {
+        self.flag(index, EJECTED)
+    }
+
+    /// Whether host `index` is failing its active health checks.
+    pub fn fails_active_check(&self, index: usize) -> bool {
+        self.flag(index, FAILED_ACTIVE_CHECK)
+    }
+
+    fn flag(&self, index: usize, flag: u8) -> bool {
+        self.hosts
+            .get(index)
+            .is_some_and(|h| h.flags.load(Ordering::Relaxed) & flag != 0)
+    }
+
+    /// Marks host `index` healthy or not by its active health checks (the health thread;
+    /// tests). Returns whether the flag changed; unknown indices are ignored.
+    pub fn set_healthy(&self, index: usize, healthy: bool) -> bool {
+        let changed = self.set_flag(index, FAILED_ACTIVE_CHECK, !healthy);
+        if let Some(c) = self.counters.hosts.get(index) {
+            c.healthy.set(u64::from(healthy));
         }
+        changed
+    }
+
+    /// Marks host `index` ejected or back (the ejector). Returns whether the flag changed.
+    pub fn set_ejected(&self, index: usize, ejected: bool) -> bool {
+        let changed = self.set_flag(index, EJECTED, ejected);
+        if let Some(c) = self.counters.hosts.get(index) {
+            c.ejected.set(u64::from(ejected));
+        }
+        changed
+    }
+
+    fn set_flag(&self, index: usize, flag: u8, on: bool) -> bool {
+        let Some(h) = self.hosts.get(index) else {
+            return false;
+        };
+        let before = if on {
+            h.flags.fetch_or(flag, Ordering::Relaxed)
+        } else {
+            h.flags.fetch_and(!flag, Ordering::Relaxed)
+        };
+        let changed = (before & flag != 0) != on;
+        if changed {
+            self.refresh();
+        }
+        changed
+    }
+
+    /// Recounts the healthy hosts and enters or leaves panic mode.
+    fn refresh(&self) {
+        let total = self.hosts.len();
+        let healthy = (0..total).filter(|&i| self.is_healthy(i)).count();
+        self.counters.cluster.healthy_hosts.set(healthy as u64);
+        let panic = in_panic(healthy, total, self.panic_threshold);
+        self.counters.cluster.panic_mode.set(u64::from(panic));
+        if self.panic.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                warn!(
+                    cluster = %self.cluster, healthy, total, threshold = self.panic_threshold,
+                    "panic mode: too few healthy hosts; balancing over every host"
+                );
+            } else {
+                info!(cluster = %self.cluster, healthy, total, "panic mode over");
+            }
+        }
+    }
+
+    /// True while the healthy share is below the panic threshold (balancers use every host).
+    pub fn in_panic(&self) -> bool {
+        self.panic.load(Ordering::Relaxed)
+    }
+
+    /// The request path's report of one try on host `index` (only with outlier detection):
+    /// a success ends the host's failure streak (a load, and a store only when there was a
+    /// streak, so successes write nothing shared), a failure lengthens it and wakes the
+    /// ejector once it reaches `consecutive_errors`.
+    pub fn record_try(&self, index: usize, ok: bool) {
+        let Some(threshold) = self.outlier_threshold else {
+            return;
+        };
+        let Some(h) = self.hosts.get(index) else {
+            return;
+        };
+        if ok {
+            if h.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                h.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+        } else if h.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1 >= threshold {
+            self.outlier_wake.notify_one();
+        }
+    }
+
+    /// Failed tries in a row on host `index`.
+    pub fn consecutive_failures(&self, index: usize) -> u32 {
+        self.hosts
+            .get(index)
+            .map_or(0, |h| h.consecutive_failures.load(Ordering::Relaxed))
+    }
+
+    /// Ends host `index`'s failure streak (on ejection and return).
+    pub fn reset_failures(&self, index: usize) {
+        if let Some(h) = self.hosts.get(index) {
+            h.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Notified when a failure streak reaches the outlier threshold.
+    pub fn outlier_wake(&self) -> &Notify {
+        &self.outlier_wake
+    }
+
+    /// The health counters this writes (admin API).
+    pub fn counters(&self) -> &Arc<HealthCounters> {
+        &self.counters
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
     }
 
     /// Number of hosts.
     pub fn len(&self) -> usize {
-        self.healthy.len()
+        self.hosts.len()
     }
 
     /// True for a cluster without hosts.
     pub fn is_empty(&self) -> bool {
-        self.healthy.is_empty()
+        self.hosts.is_empty()
     }
+}
+
+/// Whether `healthy` of `total` hosts is below `threshold` percent (0 = never).
+pub fn in_panic(healthy: usize, total: usize, threshold: u32) -> bool {
+    threshold > 0 && total > 0 && (healthy as u64) * 100 < u64::from(threshold) * total as u64
 }
 
 /// A cluster's hosts (its config) and their live health flags, shared by every worker;
@@ -64,9 +234,15 @@ pub struct HostSet {
 }
 
 impl HostSet {
-    /// Settings for `config`, every host healthy.
-    pub fn new(config: Arc<ClusterConfig>) -> HostSet {
-        let health = Arc::new(HostHealth::all_healthy(config.hosts.len()));
+    /// Settings for `config`, every host healthy, health published into `counters`.
+    pub fn new(config: Arc<ClusterConfig>, counters: Arc<HealthCounters>) -> HostSet {
+        let health = Arc::new(HostHealth::new(
+            &config.name,
+            config.hosts.len(),
+            config.healthy_panic_threshold,
+            config.outlier_detection.map(|o| o.consecutive_errors),
+            counters,
+        ));
         HostSet { config, health }
     }
 
@@ -114,10 +290,12 @@ pub struct LoadBalancer {
 
 impl LoadBalancer {
     /// Picks a healthy host by the cluster's `lb_type`; `None` when no host is healthy (a
-    /// no-healthy-upstream error). Returns an index into [`LoadBalancer::hosts`].
+    /// no-healthy-upstream error). In panic mode (too few healthy hosts) every host is a
+    /// candidate. Returns an index into [`LoadBalancer::hosts`].
     pub fn choose(&self) -> Option<usize> {
         let health = &self.settings.health;
-        let healthy = |i: usize| health.is_healthy(i);
+        let panic = health.in_panic();
+        let healthy = |i: usize| panic || health.is_healthy(i);
         let view = HostView {
             weights: &self.weights,
             healthy: &healthy,
@@ -233,32 +411,56 @@ mod tests {
     };
 
     fn settings(lb: LbType, weights: &[u32]) -> HostSet {
-        HostSet::new(Arc::new(ClusterConfig {
-            name: "c".into(),
-            kind: ClusterType::Simple,
-            lb,
-            hosts: weights
-                .iter()
-                .enumerate()
-                .map(|(i, &weight)| HostConfig {
-                    address: HostAddress::Ip(
-                        format!("127.0.0.1:{}", 9000 + i)
-                            .parse::<std::net::SocketAddr>()
-                            .expect("addr"),
-                    ),
-                    hostname: None,
-                    weight,
-                    metadata: Default::default(),
-                })
-                .collect(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            circuit_breakers: CircuitBreakers::default(),
-            max_request_per_conn: 1024,
-            conn_buffer_limit_bytes: 16384,
-            keepalive: KeepaliveConfig::default(),
-            pool_mode: None,
-            json_path: "c".into(),
-        }))
+        settings_with(lb, weights, 0, None)
+    }
+
+    fn settings_with(
+        lb: LbType,
+        weights: &[u32],
+        healthy_panic_threshold: u32,
+        consecutive_errors: Option<u32>,
+    ) -> HostSet {
+        let outlier_detection =
+            consecutive_errors.map(|consecutive_errors| crate::config::OutlierDetectionConfig {
+                consecutive_errors,
+                interval: std::time::Duration::from_secs(10),
+                base_ejection_time: std::time::Duration::from_secs(30),
+                max_ejection_time: std::time::Duration::from_secs(300),
+                max_ejection_percent: 10,
+            });
+        let counters = Arc::new(HealthCounters::new(weights.len()));
+        HostSet::new(
+            Arc::new(ClusterConfig {
+                name: "c".into(),
+                kind: ClusterType::Simple,
+                lb,
+                hosts: weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &weight)| HostConfig {
+                        address: HostAddress::Ip(
+                            format!("127.0.0.1:{}", 9000 + i)
+                                .parse::<std::net::SocketAddr>()
+                                .expect("addr"),
+                        ),
+                        hostname: None,
+                        weight,
+                        metadata: Default::default(),
+                    })
+                    .collect(),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                circuit_breakers: CircuitBreakers::default(),
+                max_request_per_conn: 1024,
+                conn_buffer_limit_bytes: 16384,
+                keepalive: KeepaliveConfig::default(),
+                pool_mode: None,
+                health_check: None,
+                outlier_detection,
+                healthy_panic_threshold,
+                json_path: "c".into(),
+            }),
+            counters,
+        )
     }
 
     fn counts(lb: &LoadBalancer, picks: usize) -> Vec<usize> {
@@ -434,5 +636,94 @@ mod tests {
         assert_eq!(w2.choose(), Some(1));
         assert!(!s.health().is_healthy(7));
         assert_eq!(s.health().len(), 2);
+    }
+
+    #[test]
+    fn below_the_panic_threshold_every_host_is_used() {
+        for lb_type in [LbType::Random, LbType::RoundRobin, LbType::LeastRequest] {
+            let s = settings_with(lb_type, &[1, 1, 1, 1], 50, None);
+            let lb = s.balancer_with_rng(fastrand::Rng::with_seed(21));
+            let h = s.health();
+            let c = h.counters();
+            assert_eq!(c.cluster.healthy_hosts.get(), 4);
+            h.set_healthy(0, false);
+            h.set_ejected(1, true);
+            // 2 of 4 healthy = 50%: not below the threshold, the two are skipped.
+            assert!(!h.in_panic(), "{lb_type}");
+            let counts_half = counts(&lb, 400);
+            assert_eq!((counts_half[0], counts_half[1]), (0, 0), "{lb_type}");
+            assert_eq!(c.cluster.panic_mode.get(), 0);
+            h.set_healthy(2, false);
+            // 1 of 4 = 25% < 50%: panic, every host is a candidate again.
+            assert!(h.in_panic(), "{lb_type}");
+            assert_eq!(c.cluster.panic_mode.get(), 1);
+            assert_eq!(c.cluster.healthy_hosts.get(), 1);
+            let all = counts(&lb, 400);
+            assert!(all.iter().all(|&n| n > 0), "{lb_type}: {all:?}");
+            h.set_healthy(0, true);
+            assert!(!h.in_panic(), "{lb_type}: 2 of 4 again");
+            assert_eq!(c.hosts[0].healthy.get(), 1);
+            assert_eq!(c.hosts[1].ejected.get(), 1);
+            assert_eq!(c.hosts[2].healthy.get(), 0);
+        }
+    }
+
+    #[test]
+    fn panic_arithmetic_is_strictly_below_the_share() {
+        assert!(!in_panic(1, 2, 50));
+        assert!(in_panic(0, 2, 50));
+        assert!(in_panic(2, 5, 50));
+        assert!(!in_panic(0, 2, 0), "0 turns panic mode off");
+        assert!(!in_panic(0, 0, 50), "no hosts, no panic");
+        assert!(in_panic(99, 100, 100));
+    }
+
+    #[test]
+    fn a_threshold_of_zero_never_panics_and_no_healthy_host_means_none() {
+        let s = settings_with(LbType::RoundRobin, &[1, 1], 0, None);
+        s.health().set_healthy(0, false);
+        s.health().set_ejected(1, true);
+        assert_eq!(s.balancer().choose(), None);
+        assert!(!s.health().set_ejected(1, true), "unchanged");
+        assert!(s.health().set_ejected(1, false));
+        assert_eq!(s.balancer().choose(), Some(1));
+    }
+
+    #[test]
+    fn failure_streaks_are_counted_only_with_outlier_detection_and_wake_the_ejector() {
+        let off = settings(LbType::Random, &[1]);
+        off.health().record_try(0, false);
+        assert_eq!(off.health().consecutive_failures(0), 0);
+
+        let s = settings_with(LbType::Random, &[1, 1], 0, Some(3));
+        let h = s.health();
+        h.record_try(0, false);
+        h.record_try(0, false);
+        h.record_try(0, true);
+        assert_eq!(h.consecutive_failures(0), 0, "a success ends the streak");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let woken = h.outlier_wake().notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            h.record_try(1, false);
+            h.record_try(1, false);
+            assert!(
+                tokio::time::timeout(std::time::Duration::ZERO, woken.as_mut())
+                    .await
+                    .is_err(),
+                "two of three: no wake-up"
+            );
+            h.record_try(1, false);
+            tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+                .await
+                .expect("the third failure wakes the ejector");
+        });
+        assert_eq!(h.consecutive_failures(1), 3);
+        h.reset_failures(1);
+        assert_eq!(h.consecutive_failures(1), 0);
     }
 }

@@ -12,6 +12,7 @@ mod dump;
 mod duration;
 mod error;
 mod filter;
+mod health;
 mod json;
 mod limits;
 mod listener;
@@ -44,6 +45,12 @@ pub use filter::{
     FlowControlConfig, FlowLimit, FlowRuleConfig, GlobalRateLimitConfig, LimitKeyPart,
     StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY, DEFAULT_RATE_LIMIT_STATUS,
     DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
+};
+pub use health::{
+    HealthCheckConfig, HealthCheckKind, OutlierDetectionConfig, DEFAULT_BASE_EJECTION_TIME,
+    DEFAULT_CONSECUTIVE_ERRORS, DEFAULT_HEALTHY_PANIC_THRESHOLD, DEFAULT_HEALTH_CHECK_INTERVAL,
+    DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_HEALTH_THRESHOLD, DEFAULT_MAX_EJECTION_PERCENT,
+    DEFAULT_MAX_EJECTION_TIME, DEFAULT_OUTLIER_INTERVAL, FIRST_CHECK_AFTER,
 };
 pub use limits::{
     LimitsConfig, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_BUFFERED_BYTES,
@@ -730,7 +737,7 @@ mod tests {
         set(
             &mut v,
             "/cluster_manager/clusters/0/health_check",
-            json!({"service_name": "x"}),
+            json!({"service_name": "x", "check_path": "/status"}),
         );
         set(
             &mut v,
@@ -752,7 +759,7 @@ mod tests {
             paths,
             [
                 "cluster_manager.clusters[0].frobnicate",
-                "cluster_manager.clusters[0].health_check",
+                "cluster_manager.clusters[0].health_check.check_path",
                 "cluster_manager.clusters[0].lb_subset_config",
                 "cluster_manager.clusters[0].tls_context",
                 "servers[0].listeners[0].stream_filters[0].type",

@@ -52,6 +52,16 @@ pub enum RejectReason {
 }
 
 impl Failure {
+    /// Whether a try that ended with this failure counts against its host for outlier
+    /// detection: it could not connect, closed the connection with the request in flight,
+    /// or did not answer in time.
+    pub fn counts_against_host(self) -> bool {
+        matches!(
+            self,
+            Failure::ConnectFailed | Failure::UpstreamClosed | Failure::Timeout
+        )
+    }
+
     /// The proxy's HTTP-like code passed to the plugin's hijack (MOSN's api codes).
     pub fn proxy_code(self) -> u32 {
         match self {

@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod failure;
 pub mod filter;
 pub mod framed;
+pub mod health;
 pub mod logging;
 pub mod overload;
 pub mod plan;

@@ -19,7 +19,7 @@ use crate::framed::ReadLimits;
 use crate::overload::{Overload, OverloadLimits};
 use crate::plugin_slot::PluginSlot;
 use crate::router::{Route, RouteTable};
-use crate::stats::{CodecContexts, Stats, StatsLayout, StatsSource};
+use crate::stats::{CodecContexts, HealthCounters, Stats, StatsLayout, StatsSource};
 use crate::upstream::PoolSettings;
 
 /// A listener as the runtime needs it.
@@ -341,7 +341,13 @@ impl Plan {
                     ..PoolSettings::new(c, codec_mode)
                 },
                 breaker: CircuitBreaker::new(c.circuit_breakers.max_requests.unwrap_or(0) as usize),
-                host_set: HostSet::new(c.clone()),
+                host_set: HostSet::new(
+                    c.clone(),
+                    stats
+                        .health(i)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(HealthCounters::new(c.hosts.len()))),
+                ),
             }));
         }
 

@@ -243,7 +243,16 @@ async fn attempts(
         let Some(host) = cluster.balancer.choose() else {
             return Outcome::Failed(Failure::NoHealthyHost);
         };
-        match try_host(cluster, host, request, retry, deadline, note).await {
+        let result = try_host(cluster, host, request, retry, deadline, note).await;
+        // Outlier detection's streaks (nothing is written without it, nor on a success
+        // after a success).
+        let health = cluster.shared.host_set.health();
+        match &result {
+            Ok(_) => health.record_try(host, true),
+            Err(f) if f.counts_against_host() => health.record_try(host, false),
+            Err(_) => {}
+        }
+        match result {
             Ok(outcome) => return outcome,
             Err(f) if retry.retries(f, Instant::now(), deadline) => last = f,
             Err(f) => return Outcome::Failed(f),

@@ -16,6 +16,7 @@ use crate::admin::routes::AdminContext;
 use crate::admin::AdminServer;
 use crate::config::Config;
 use crate::context::Accepted;
+use crate::health::{HealthError, HealthThread};
 use crate::logging::LogHandle;
 use crate::plan::{Plan, PlanError};
 use crate::{reload, worker};
@@ -46,6 +47,9 @@ pub enum RunError {
     /// An access log could not be opened, or its writer not started.
     #[error(transparent)]
     AccessLog(#[from] access_log::StartError),
+    /// The health checks could not start.
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 /// Runs the sidecar until SIGTERM/SIGINT, then stops gracefully; SIGHUP reloads the Wasm
@@ -93,6 +97,7 @@ pub struct Started {
     access_log: Option<access_log::Writer>,
     acceptor: Option<std::thread::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    health: Option<HealthThread>,
     admin: Option<AdminServer>,
     /// The bound listener addresses, in plan order.
     pub listen_addrs: Vec<std::net::SocketAddr>,
@@ -127,6 +132,9 @@ impl Started {
                 drained = false;
                 break;
             }
+        }
+        if let Some(health) = self.health.take() {
+            health.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
@@ -205,6 +213,15 @@ pub fn start(
         }
     }
 
+    // Health checks and ejection start before the acceptor and the admin API, so the
+    // first request and the first stats call see them running.
+    let health = match HealthThread::start(&plan) {
+        Ok(h) => h,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e.into());
+        }
+    };
     let acceptor = {
         let plan = plan.clone();
         let shutdown = shutdown.clone();
@@ -224,6 +241,7 @@ pub fn start(
         access_log: Some(access_log),
         acceptor: Some(acceptor),
         workers,
+        health,
         admin,
         listen_addrs,
     })

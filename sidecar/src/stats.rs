@@ -39,6 +39,10 @@ impl Counter {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    /// Sets the value (gauges with one writer).
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -173,6 +177,60 @@ counters!(
         connection_bytes_read_total,
     }
 );
+
+counters!(
+    /// Health of one host, process-wide (`upstream.host.<cluster>.<address>` beside its
+    /// traffic counters): written only by the health thread (checker and ejector), read by
+    /// the admin API.
+    HostHealthStats {
+        /// Gauge: 1 while the host passes its active health checks (or has none), else 0.
+        healthy,
+        /// Gauge: 1 while outlier detection has the host ejected, else 0.
+        ejected,
+        /// Active health checks run.
+        health_check_attempt,
+        /// Active health checks passed.
+        health_check_success,
+        /// Active health checks failed (refused, timed out, closed, wrong answer).
+        health_check_failure,
+        /// Times outlier detection ejected the host.
+        outlier_ejections,
+    }
+);
+
+counters!(
+    /// Health of one cluster, process-wide (`upstream.cluster.<name>` beside its traffic
+    /// counters).
+    ClusterHealthStats {
+        /// Gauge: hosts neither failing active health checks nor ejected.
+        healthy_hosts,
+        /// Gauge: 1 while the healthy share is below `healthy_panic_threshold` and the
+        /// balancer uses every host.
+        panic_mode,
+        /// Ejections that `max_ejection_percent` did not allow.
+        outlier_ejections_overflow,
+    }
+);
+
+/// One cluster's health counters: the cluster's and one set per host (index-aligned with the
+/// cluster's hosts).
+#[derive(Debug)]
+pub struct HealthCounters {
+    /// Cluster-level health.
+    pub cluster: ClusterHealthStats,
+    /// Per host.
+    pub hosts: Vec<HostHealthStats>,
+}
+
+impl HealthCounters {
+    /// Counters for a cluster of `hosts` hosts, all zero.
+    pub fn new(hosts: usize) -> HealthCounters {
+        HealthCounters {
+            cluster: ClusterHealthStats::default(),
+            hosts: (0..hosts).map(|_| HostHealthStats::default()).collect(),
+        }
+    }
+}
 
 impl DownstreamStats {
     /// Records a hijack outcome with its code.
@@ -311,7 +369,14 @@ impl StatsSource for CodecContexts {
 }
 
 /// Counters that are gauges (they go up and down); every other counter only goes up.
-pub const GAUGES: &[&str] = &["connection_active", "request_active"];
+pub const GAUGES: &[&str] = &[
+    "connection_active",
+    "request_active",
+    "healthy",
+    "ejected",
+    "healthy_hosts",
+    "panic_mode",
+];
 
 /// Counter values summed over shards, in `T::NAMES` order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,6 +544,7 @@ pub struct StatsLayout {
 pub struct Stats {
     layout: StatsLayout,
     workers: Vec<Arc<WorkerStats>>,
+    health: Vec<Arc<HealthCounters>>,
     filters: Vec<(String, Arc<dyn StatsSource>)>,
     codecs: Vec<(String, Arc<CodecContexts>)>,
 }
@@ -502,9 +568,15 @@ impl Stats {
                 })
             })
             .collect();
+        let health = layout
+            .clusters
+            .iter()
+            .map(|(_, hosts)| Arc::new(HealthCounters::new(hosts.len())))
+            .collect();
         Stats {
             layout,
             workers,
+            health,
             filters: Vec::new(),
             codecs: Vec::new(),
         }
@@ -534,6 +606,12 @@ impl Stats {
     /// The shard of worker `index` (the last one for an index past the worker count).
     pub fn worker(&self, index: usize) -> Arc<WorkerStats> {
         self.workers[index.min(self.workers.len() - 1)].clone()
+    }
+
+    /// The health counters of cluster `cluster` (process-wide, written by the health
+    /// thread); `None` for an unknown index.
+    pub fn health(&self, cluster: usize) -> Option<&Arc<HealthCounters>> {
+        self.health.get(cluster)
     }
 
     /// The names the shards are laid out by.
@@ -655,15 +733,18 @@ impl Stats {
         }
         let mut upstream = Map::new();
         for (c, (name, hosts)) in self.layout.clusters.iter().enumerate() {
-            upstream.insert(
-                format!("upstream.cluster.{name}"),
-                self.cluster_totals(c, None).to_json(),
-            );
+            let health = self.health.get(c);
+            let mut cluster = self.cluster_totals(c, None).to_json();
+            if let Some(h) = health {
+                merge(&mut cluster, ClusterHealthStats::NAMES, h.cluster.values());
+            }
+            upstream.insert(format!("upstream.cluster.{name}"), cluster);
             for (h, addr) in hosts.iter().enumerate() {
-                upstream.insert(
-                    format!("upstream.host.{name}.{addr}"),
-                    self.cluster_totals(c, Some(h)).to_json(),
-                );
+                let mut host = self.cluster_totals(c, Some(h)).to_json();
+                if let Some(hs) = health.and_then(|x| x.hosts.get(h)) {
+                    merge(&mut host, HostHealthStats::NAMES, hs.values());
+                }
+                upstream.insert(format!("upstream.host.{name}.{addr}"), host);
             }
         }
         let mut codecs = Map::new();
@@ -675,6 +756,15 @@ impl Stats {
             "upstream": Value::Object(upstream),
             "codec": Value::Object(codecs),
         })
+    }
+}
+
+/// Adds `names` = `values` to the JSON object `into`.
+fn merge(into: &mut Value, names: &[&str], values: Vec<u64>) {
+    if let Value::Object(m) = into {
+        for (n, v) in names.iter().zip(values) {
+            m.insert((*n).to_owned(), json!(v));
+        }
     }
 }
 

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use super::codec::PoolMode;
 use super::error::{invalid, ConfigError, Invalid, Warnings};
+use super::health::{
+    parse_health_check, parse_outlier_detection, parse_panic_threshold, HealthCheckConfig,
+    OutlierDetectionConfig,
+};
 use super::json::{Item, Obj};
 
 /// Connect timeout when `connect_timeout` is absent (MOSN: 10 s).
@@ -48,6 +52,13 @@ pub struct ClusterConfig {
     pub keepalive: KeepaliveConfig,
     /// Pool mode override (our extension); `None` = the codec's mode.
     pub pool_mode: Option<PoolMode>,
+    /// Active health checks (`health_check`); `None` = none run.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive outlier ejection (`outlier_detection`); `None` = off.
+    pub outlier_detection: Option<OutlierDetectionConfig>,
+    /// Below this share of healthy hosts (percent) the balancer uses every host
+    /// (`healthy_panic_threshold`; 0 = never).
+    pub healthy_panic_threshold: u32,
     /// JSON path of this cluster, for messages.
     pub json_path: String,
 }
@@ -259,11 +270,15 @@ pub(crate) fn parse_cluster(
             )
         })?),
     };
-    o.warn_if_set(
-        "health_check",
-        "active health checks are not supported; hosts stay healthy",
-        warnings,
-    );
+    let health_check = match o.obj("health_check")? {
+        Some(h) => Some(parse_health_check(h, warnings)?),
+        None => None,
+    };
+    let outlier_detection = match o.obj("outlier_detection")? {
+        Some(d) => Some(parse_outlier_detection(d, warnings)?),
+        None => None,
+    };
+    let healthy_panic_threshold = parse_panic_threshold(&mut o)?;
     o.warn_if_set(
         "lb_subset_config",
         "subset load balancing is not supported; ignored",
@@ -297,6 +312,9 @@ pub(crate) fn parse_cluster(
         conn_buffer_limit_bytes,
         keepalive,
         pool_mode,
+        health_check,
+        outlier_detection,
+        healthy_panic_threshold,
         json_path,
     })
 }

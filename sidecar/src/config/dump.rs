@@ -215,6 +215,30 @@ fn cluster(cl: &ClusterConfig) -> Value {
     if let Some(m) = cl.pool_mode {
         v["pool_mode"] = json!(m.to_string());
     }
+    if let Some(hc) = &cl.health_check {
+        v["health_check"] = json!({
+            "protocol": hc.protocol,
+            "kind": hc.kind.to_string(),
+            "timeout": dur(hc.timeout),
+            "interval": dur(hc.interval),
+            "interval_jitter": dur(hc.interval_jitter),
+            "healthy_threshold": hc.healthy_threshold,
+            "unhealthy_threshold": hc.unhealthy_threshold,
+        });
+        if let Some(name) = &hc.service_name {
+            v["health_check"]["service_name"] = json!(name);
+        }
+    }
+    if let Some(od) = &cl.outlier_detection {
+        v["outlier_detection"] = json!({
+            "consecutive_errors": od.consecutive_errors,
+            "interval": dur(od.interval),
+            "base_ejection_time": dur(od.base_ejection_time),
+            "max_ejection_time": dur(od.max_ejection_time),
+            "max_ejection_percent": od.max_ejection_percent,
+        });
+    }
+    v["healthy_panic_threshold"] = json!(cl.healthy_panic_threshold);
     v
 }
 

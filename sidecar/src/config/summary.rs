@@ -141,6 +141,41 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
             k.interval
                 .map_or(String::new(), |i| format!(", every {}", dur(i)))
         )?;
+        match &cl.health_check {
+            Some(hc) => writeln!(
+                out,
+                "    health check: {} every {} (+ up to {} jitter), timeout {}, unhealthy after \
+                 {} failures, healthy after {} passes",
+                hc.kind,
+                dur(hc.interval),
+                dur(hc.interval_jitter),
+                dur(hc.timeout),
+                hc.unhealthy_threshold,
+                hc.healthy_threshold
+            )?,
+            None => writeln!(out, "    health check: off")?,
+        }
+        match &cl.outlier_detection {
+            Some(od) => writeln!(
+                out,
+                "    outlier detection: eject after {} consecutive failures for {} x times \
+                 ejected (at most {}), at most {}% of hosts, sweep every {}",
+                od.consecutive_errors,
+                dur(od.base_ejection_time),
+                dur(od.max_ejection_time),
+                od.max_ejection_percent,
+                dur(od.interval)
+            )?,
+            None => writeln!(out, "    outlier detection: off")?,
+        }
+        writeln!(
+            out,
+            "    panic threshold: {}",
+            match cl.healthy_panic_threshold {
+                0 => "off".to_owned(),
+                p => format!("{p}% healthy"),
+            }
+        )?;
         for h in &cl.hosts {
             writeln!(out, "    host {} weight {}", h.address, h.weight)?;
         }

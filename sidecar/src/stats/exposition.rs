@@ -24,7 +24,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use serde_json::Value;
 
-use super::{ClusterStats, DownstreamStats, HistogramSnapshot, Stats, Totals, GAUGES};
+use super::{
+    ClusterHealthStats, ClusterStats, DownstreamStats, HistogramSnapshot, HostHealthStats, Stats,
+    Totals, GAUGES,
+};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -80,6 +83,48 @@ impl Collector for StatsCollector {
             }
         }
         encode_counters(&mut encoder, "upstream_host", ClusterStats::NAMES, &hosts)?;
+
+        // Health: process-wide, kept beside the shards.
+        let mut cluster_health = Vec::new();
+        let mut host_health = Vec::new();
+        for (c, (name, addrs)) in layout.clusters.iter().enumerate() {
+            let Some(h) = stats.health(c) else {
+                continue;
+            };
+            cluster_health.push((
+                label("cluster", name),
+                Totals {
+                    names: ClusterHealthStats::NAMES,
+                    values: h.cluster.values(),
+                },
+            ));
+            for (i, addr) in addrs.iter().enumerate() {
+                let Some(hs) = h.hosts.get(i) else {
+                    continue;
+                };
+                let mut labels = label("cluster", name);
+                labels.extend(label("host", addr));
+                host_health.push((
+                    labels,
+                    Totals {
+                        names: HostHealthStats::NAMES,
+                        values: hs.values(),
+                    },
+                ));
+            }
+        }
+        encode_counters(
+            &mut encoder,
+            "upstream",
+            ClusterHealthStats::NAMES,
+            &cluster_health,
+        )?;
+        encode_counters(
+            &mut encoder,
+            "upstream_host",
+            HostHealthStats::NAMES,
+            &host_health,
+        )?;
 
         let mut statuses = Vec::new();
         for (i, name) in layout.listeners.iter().enumerate() {
