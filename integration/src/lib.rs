@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod blackhole;
 pub mod client;
 pub mod echo;
 pub mod error;

@@ -1,4 +1,5 @@
-//! Resilience of the real `sidecar` binary: upstream keepalive (acks and misses), ping-pong
+//! Resilience of the real `sidecar` binary: upstream keepalive (acks and misses, periodic
+//! heartbeats finding a blackholed busy upstream), ping-pong
 //! pools, retries past a dead host, the max-requests circuit breaker, header decode errors,
 //! and plugins that trap, loop or exhaust memory. Concurrency is set up with answers the backend
 //! holds back until released, not with delays.
@@ -7,9 +8,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use integration::blackhole::Blackhole;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, HOLD_HEADER};
-use integration::harness::{free_addr, ClusterSpec, MosnConfig, Sidecar};
+use integration::harness::{admin_get, free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::{FrameReader, Request};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -307,4 +309,152 @@ async fn a_plugin_that_traps_loops_or_exhausts_memory_costs_only_that_connection
             assert_eq!(r.status(), Some(SUCCESS), "{mode}");
         }
     }
+}
+
+/// One counter of `upstreamCluster` from the admin API (0 when absent).
+async fn cluster_counter(admin: SocketAddr, name: &str) -> u64 {
+    let stats = admin_get(admin, "/api/v1/stats").await.expect("stats");
+    stats["upstream"]["upstream.cluster.upstreamCluster"][name]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Polls `probe` every 20 ms until `done` holds or `within` passes; returns the last value.
+async fn eventually<T>(
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let start = tokio::time::Instant::now();
+    loop {
+        let v = probe().await;
+        if done(&v) || start.elapsed() > within {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_interval_finds_a_blackholed_busy_upstream_and_calls_move_to_another_host() {
+    let app_a = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app_b = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let hole = Blackhole::start(app_a.local_addr()).await.unwrap();
+    let admin = free_addr().unwrap();
+    // `idle` is far beyond the test: every heartbeat below comes from `interval`.
+    let (_sidecar, listen) = one_hop_with(
+        vec![hole.addr(), app_b.local_addr()],
+        |c| {
+            c.field("lb_type", json!("LB_ROUNDROBIN")).field(
+                "keepalive",
+                json!({"interval": "300ms", "timeout": "300ms", "idle": "60s", "max_failures": 2}),
+            )
+        },
+        |m| {
+            m.admin(admin).edit_listener("listener", |l| {
+                l.route_field("retry_policy", json!({"retry_on": true, "num_retries": 10}))
+            })
+        },
+    );
+    let client = std::sync::Arc::new(connect(listen).await);
+
+    // Busy: a steady stream of calls keeps both upstream connections reading, and the
+    // periodic heartbeats still go out and are acknowledged.
+    let busy = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..400 {
+                statuses.push(
+                    client
+                        .rpc(SERVICE, format!("busy {i}"))
+                        .await
+                        .map(|r| r.status()),
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            statuses
+        })
+    };
+    let acked = eventually(
+        Duration::from_secs(20),
+        async || cluster_counter(admin, "keepalive_ack").await,
+        |n| *n >= 4,
+    )
+    .await;
+    assert!(
+        acked >= 4,
+        "heartbeats on busy connections are acknowledged: {acked}"
+    );
+    assert_eq!(cluster_counter(admin, "keepalive_timeout").await, 0);
+    assert!(app_a.counters().requests > 0 && app_b.counters().requests > 0);
+
+    // Calls held by the app on A are in flight when A goes silent.
+    let mut held = Vec::new();
+    for i in 0..6 {
+        let client = client.clone();
+        held.push(tokio::spawn(async move {
+            let req = Request::rpc(client.next_id(), Some(SERVICE), format!("held {i}"))
+                .timeout_ms(HELD_TIMEOUT_MS)
+                .header(HOLD_HEADER, "1");
+            client.call(&req).await.map(|r| r.status())
+        }));
+    }
+    assert!(
+        app_a
+            .wait_for(Duration::from_secs(10), |c| c.held >= 1)
+            .await,
+        "some held calls reached A"
+    );
+    let held_on_a = app_a.counters().held;
+    hole.cut();
+    let cut_at = tokio::time::Instant::now();
+    // B answers its share; A's answers would be dropped by the blackhole.
+    app_b.release_held().await;
+    app_a.release_held().await;
+
+    let closed = eventually(
+        Duration::from_secs(20),
+        async || hole.counters().closed_by_client_after_cut,
+        |n| *n >= 1,
+    )
+    .await;
+    let detected_in = cut_at.elapsed();
+    assert_eq!(closed, 1, "the sidecar closed its silent connection to A");
+    // interval + max_failures × timeout = 0.9 s; the bound only catches "never".
+    assert!(detected_in < Duration::from_secs(15), "{detected_in:?}");
+    eprintln!("blackholed upstream detected and closed after {detected_in:?}");
+    assert!(cluster_counter(admin, "connection_keepalive_close").await >= 1);
+    assert!(cluster_counter(admin, "keepalive_timeout").await >= 2);
+
+    // The calls in flight on A failed with their connection and were retried on B, long
+    // before their own 60 s timeout.
+    for h in held {
+        let status = tokio::time::timeout(Duration::from_secs(20), h)
+            .await
+            .expect("held call ends with the connection, not its timeout")
+            .unwrap()
+            .expect("answered");
+        assert_eq!(status, Some(SUCCESS));
+    }
+    assert!(cluster_counter(admin, "request_connection_closed").await >= held_on_a as u64);
+    assert!(cluster_counter(admin, "request_retry").await >= held_on_a as u64);
+
+    // The busy stream never saw a failure, and new calls go to B (A refuses connections).
+    let statuses = busy.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(Some(SUCCESS)))),
+        "{statuses:?}"
+    );
+    let before = app_b.counters().requests;
+    for i in 0..20 {
+        let r = client.rpc(SERVICE, format!("after {i}")).await.unwrap();
+        assert_eq!(r.status(), Some(SUCCESS), "call {i}");
+    }
+    assert_eq!(app_b.counters().requests, before + 20);
+    assert_eq!(hole.counters().accepted, 1, "A was never reached again");
 }

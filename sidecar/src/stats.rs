@@ -173,6 +173,11 @@ counters!(
         keepalive_ack,
         /// Keepalive heartbeats that timed out.
         keepalive_timeout,
+        /// Connections closed because `keepalive.max_failures` heartbeats in a row went
+        /// unanswered (part of `connection_local_close`).
+        connection_keepalive_close,
+        /// GoAway frames received from an upstream: each turns its connection draining.
+        upstream_goaway,
         /// Bytes the upstream connections read.
         connection_bytes_read_total,
     }

@@ -173,7 +173,9 @@ impl CircuitBreakers {
 /// Upstream heartbeat settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeepaliveConfig {
-    /// Periodic heartbeat regardless of traffic (`keepalive.interval`); `None` = off.
+    /// Periodic heartbeat regardless of traffic (`keepalive.interval`), so a silently dead
+    /// upstream of a busy connection is found within about `interval + max_failures ×
+    /// timeout`; `None` (absent or 0) = off, heartbeats only after `idle`.
     pub interval: Option<Duration>,
     /// How long an ack may take.
     pub timeout: Duration,
@@ -435,13 +437,8 @@ fn parse_keepalive(
         )),
         other => Ok(other),
     };
+    // 0 (or absent) = no periodic heartbeat, only the idle one.
     let interval = k.duration("interval")?.filter(|v| !v.is_zero());
-    if interval.is_some() {
-        warnings.push(
-            k.child("interval"),
-            "timed heartbeats are not implemented: heartbeats are sent only after `idle`",
-        );
-    }
     let timeout = k.duration("timeout")?;
     let timeout = positive(&k, "timeout", timeout)?.unwrap_or(d.timeout);
     let idle = k.duration("idle")?;

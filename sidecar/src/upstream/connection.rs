@@ -244,7 +244,9 @@ impl UpstreamConn {
                 }
                 if keepalive.checked(missed) {
                     let misses = keepalive.misses();
-                    warn!(addr = %self.addr, misses, "closing upstream connection: heartbeats unanswered");
+                    let in_flight = self.waiters.len();
+                    warn!(addr = %self.addr, misses, in_flight, "closing upstream connection: heartbeats unanswered");
+                    self.stats.connection_keepalive_close.inc();
                     self.close(false);
                 }
             }

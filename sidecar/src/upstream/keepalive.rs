@@ -1,9 +1,10 @@
 //! The keepalive rule of one upstream connection (xprotocol spec,
 //! `docs/xprotocol-proxy-and-bolt.md` §2.5) as a state machine over explicit instants, so the
 //! connection's handler drives it from its own timer and tests drive it without sleeping:
-//! a heartbeat whenever nothing was read for `idle`, a miss when its ack does not arrive
-//! within `timeout`, another probe right after a miss, and a close after `max_failures`
-//! consecutive misses.
+//! a heartbeat whenever nothing was read for `idle`, and, with `interval` set, also every
+//! `interval` regardless of traffic (so a silently dead upstream of a busy connection is found
+//! too); a miss when its ack does not arrive within `timeout`, another probe right after a
+//! miss, and a close after `max_failures` consecutive misses.
 
 use tokio::time::Instant;
 
@@ -25,7 +26,8 @@ pub enum Due {
 #[derive(Debug)]
 pub struct Keepalive {
     settings: KeepaliveConfig,
-    /// Idleness is measured from the later of the last read and the last probe.
+    /// Idleness is measured from the later of the last read and the last probe; the
+    /// periodic heartbeat (`interval`) from the last probe alone.
     probed_at: Instant,
     /// After a miss: probe again right away rather than after another idle period.
     reprobe: bool,
@@ -65,7 +67,17 @@ impl Keepalive {
         match self.awaiting {
             Some((_, until)) => until,
             None if self.reprobe => self.probed_at,
-            None => last_read.max(self.probed_at) + self.settings.idle,
+            None => self.next_probe(last_read),
+        }
+    }
+
+    /// When the next heartbeat is due: after `idle` without reads, or `interval` after the
+    /// last probe, whichever comes first.
+    fn next_probe(&self, last_read: Instant) -> Instant {
+        let idle = last_read.max(self.probed_at) + self.settings.idle;
+        match self.settings.interval {
+            Some(interval) => idle.min(self.probed_at + interval),
+            None => idle,
         }
     }
 
@@ -74,7 +86,7 @@ impl Keepalive {
         if let Some((id, _)) = self.awaiting.take() {
             return Due::Ack(id);
         }
-        if self.reprobe || last_read.max(self.probed_at) + self.settings.idle <= now {
+        if self.reprobe || self.next_probe(last_read) <= now {
             self.probed_at = now;
             self.reprobe = false;
             return Due::Heartbeat;
@@ -113,6 +125,15 @@ mod tests {
     fn settings(max_failures: u32) -> KeepaliveConfig {
         KeepaliveConfig {
             interval: None,
+            timeout: Duration::from_secs(1),
+            idle: Duration::from_secs(10),
+            max_failures,
+        }
+    }
+
+    fn periodic(interval: Duration, max_failures: u32) -> KeepaliveConfig {
+        KeepaliveConfig {
+            interval: Some(interval),
             timeout: Duration::from_secs(1),
             idle: Duration::from_secs(10),
             max_failures,
@@ -166,5 +187,64 @@ mod tests {
         assert!(!k.checked(false));
         assert!(!k.checked(true), "the count restarted");
         assert!(Keepalive::new(settings(0), t0).checked(true), "0 means 1");
+    }
+
+    #[test]
+    fn an_interval_probes_a_busy_connection_on_schedule() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(periodic(Duration::from_secs(2), 3), t0);
+        let second = Duration::from_secs(1);
+        // Reads every 500 ms never leave the connection idle for 10 s, yet the heartbeat
+        // goes out every 2 s.
+        let mut now = t0;
+        let mut heartbeats = Vec::new();
+        for step in 1..=16u32 {
+            now = t0 + Duration::from_millis(500) * step;
+            let last_read = now;
+            while k.wake(last_read) <= now {
+                match k.due(now, last_read) {
+                    Due::Heartbeat => {
+                        heartbeats.push(now - t0);
+                        k.sent(step, now);
+                    }
+                    Due::Ack(_) => assert!(!k.checked(false), "acknowledged"),
+                    Due::Nothing => break,
+                }
+            }
+        }
+        assert_eq!(now - t0, 8 * second);
+        assert_eq!(
+            heartbeats,
+            vec![2 * second, 4 * second, 6 * second, 8 * second]
+        );
+    }
+
+    #[test]
+    fn an_interval_counts_misses_on_a_busy_connection_and_closes() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(periodic(Duration::from_secs(2), 2), t0);
+        let t = t0 + Duration::from_secs(2);
+        // Traffic right now does not postpone the periodic probe.
+        assert_eq!(k.wake(t), t);
+        assert_eq!(k.due(t, t), Due::Heartbeat);
+        k.sent(1, t);
+        let t = t + Duration::from_secs(1);
+        assert_eq!(k.due(t, t), Due::Ack(1));
+        assert!(!k.checked(true), "first miss");
+        assert_eq!(k.due(t, t), Due::Heartbeat, "probe again at once");
+        k.sent(2, t);
+        let t = t + Duration::from_secs(1);
+        assert_eq!(k.due(t, t), Due::Ack(2));
+        assert!(k.checked(true), "second consecutive miss closes");
+        assert_eq!(k.misses(), 2);
+    }
+
+    #[test]
+    fn the_earlier_of_idle_and_interval_wins() {
+        let t0 = Instant::now();
+        let k = Keepalive::new(periodic(Duration::from_secs(30), 1), t0);
+        assert_eq!(k.wake(t0), t0 + Duration::from_secs(10), "idle first");
+        let k = Keepalive::new(periodic(Duration::from_secs(3), 1), t0);
+        assert_eq!(k.wake(t0), t0 + Duration::from_secs(3), "interval first");
     }
 }
