@@ -695,7 +695,6 @@ mod tests {
             [
                 "cluster_manager.clusters[0].hosts[0].weight",
                 // Parsed, shown in the dump, and not implemented: said so.
-                "cluster_manager.clusters[0].circuit_breakers[0].max_retries",
                 "cluster_manager.clusters[0].keepalive.interval"
             ]
         );

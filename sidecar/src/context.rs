@@ -47,6 +47,9 @@ pub struct WorkerCluster {
     pub balancer: LoadBalancer,
     /// One pool per host, index-aligned with `shared.hosts`.
     pub pools: Vec<HostPool>,
+    /// This worker's codec for the cluster's protocol (what decoded its responses: asked
+    /// for a response's proxy code when a retry may depend on it).
+    pub codec: CodecRef,
 }
 
 /// Everything one worker owns.
@@ -110,6 +113,7 @@ impl WorkerContext {
                 stats: shard,
                 balancer: shared.host_set.balancer(),
                 pools,
+                codec,
             });
         }
         Ok(WorkerContext {

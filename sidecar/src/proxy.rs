@@ -223,7 +223,10 @@ async fn run_filters(
 }
 
 /// Tries hosts until one answers or the failure is final by the route's retry plan; each try
-/// is bounded by the request's deadline.
+/// is bounded by the request's deadline. A retry goes to another host when there is one,
+/// takes one of the cluster's `max_retries` slots (none free: no retry, the last answer or
+/// failure stands) and is counted. A response whose mapped code the plan retries is
+/// dropped and retried, except on the last attempt, where it is relayed as it is.
 async fn attempts(
     cluster: &WorkerCluster,
     request: &mut Frame,
@@ -231,18 +234,23 @@ async fn attempts(
     deadline: Instant,
     note: Note<'_>,
 ) -> Outcome {
+    let counters = &cluster.stats.counters;
+    let total = retry.attempts();
     let mut last = Failure::NoHealthyHost;
-    for attempt in 0..retry.attempts() {
+    let mut tried = None;
+    // The retry slot of the attempt running now (replaced by the next retry's).
+    let mut _retrying = None;
+    for attempt in 0..total {
         if attempt > 0 {
-            cluster.stats.counters.request_retry.inc();
             tokio::time::sleep(RETRY_BACKOFF).await;
             if Instant::now() >= deadline {
                 return Outcome::Failed(Failure::Timeout);
             }
         }
-        let Some(host) = cluster.balancer.choose() else {
+        let Some(host) = cluster.balancer.choose_avoiding(tried) else {
             return Outcome::Failed(Failure::NoHealthyHost);
         };
+        tried = Some(host);
         let result = try_host(cluster, host, request, retry, deadline, note).await;
         // Outlier detection's streaks (nothing is written without it, nor on a success
         // after a success).
@@ -252,9 +260,35 @@ async fn attempts(
             Err(f) if f.counts_against_host() => health.record_try(host, false),
             Err(_) => {}
         }
+        let last_attempt = attempt + 1 == total;
         match result {
+            Ok(Outcome::Response(response)) if !last_attempt && retry.retries_responses() => {
+                let code = cluster.codec.borrow_mut().response_code(&response);
+                if !retry.retries_response(code) {
+                    return Outcome::Response(response);
+                }
+                let Some(slot) = cluster.shared.breaker.retry() else {
+                    counters.request_retry_overflow.inc();
+                    debug!(code, "max_retries reached; relaying the response");
+                    return Outcome::Response(response);
+                };
+                debug!(code, host, "retrying a response status on another host");
+                _retrying = Some(slot);
+                counters.request_retry.inc();
+                counters.request_retry_on_status.inc();
+                // The response is dropped (its codec context released) unrelayed.
+            }
             Ok(outcome) => return outcome,
-            Err(f) if retry.retries(f, Instant::now(), deadline) => last = f,
+            Err(f) if !last_attempt && retry.retries(f, Instant::now(), deadline) => {
+                let Some(slot) = cluster.shared.breaker.retry() else {
+                    counters.request_retry_overflow.inc();
+                    debug!(%f, "max_retries reached; not retrying");
+                    return Outcome::Failed(f);
+                };
+                _retrying = Some(slot);
+                counters.request_retry.inc();
+                last = f;
+            }
             Err(f) => return Outcome::Failed(f),
         }
     }

@@ -407,17 +407,6 @@ fn parse_circuit_breakers(
         max_requests: limit(t.u32("max_requests")?),
         max_retries: limit(t.u32("max_retries")?),
     };
-    for (key, set) in [
-        ("max_pending_requests", cb.max_pending_requests),
-        ("max_retries", cb.max_retries),
-    ] {
-        if set.is_some() {
-            warnings.push(
-                t.child(key),
-                "not implemented: only max_connections and max_requests are enforced",
-            );
-        }
-    }
     t.accept("priority");
     t.finish(warnings);
     Ok(cb)

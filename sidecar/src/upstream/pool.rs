@@ -10,12 +10,14 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
 use super::connection::UpstreamConn;
+use crate::cluster::{CircuitBreaker, Slot};
 use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
 use crate::framed::{CodecRef, ReadLimits};
@@ -35,11 +37,19 @@ pub struct PoolSettings {
     pub keepalive: KeepaliveConfig,
     /// What each connection's read side enforces (frame deadline, backpressure).
     pub read_limits: ReadLimits,
+    /// The cluster's circuit breaker: a request that has to wait for a connection (a
+    /// connect in progress, a busy ping-pong pool) takes a `max_pending_requests` slot.
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 impl PoolSettings {
-    /// The pool settings of `cluster`, whose protocol's codec defaults to `codec_mode`.
-    pub fn new(cluster: &ClusterConfig, codec_mode: PoolMode) -> PoolSettings {
+    /// The pool settings of `cluster`, whose protocol's codec defaults to `codec_mode`,
+    /// with the cluster's `breaker`.
+    pub fn new(
+        cluster: &ClusterConfig,
+        codec_mode: PoolMode,
+        breaker: Arc<CircuitBreaker>,
+    ) -> PoolSettings {
         let mode = cluster.effective_pool_mode(codec_mode);
         let limits = &cluster.circuit_breakers;
         let max_connections = match mode {
@@ -52,6 +62,7 @@ impl PoolSettings {
             connect_timeout: cluster.connect_timeout,
             keepalive: cluster.keepalive,
             read_limits: ReadLimits::default(),
+            breaker,
         }
     }
 
@@ -143,7 +154,8 @@ impl HostPool {
     ///
     /// # Errors
     /// [`Failure::ConnectFailed`] when connecting fails, [`Failure::Timeout`] when the
-    /// deadline passes first, [`Failure::Overflow`] never (ping-pong waits for a release).
+    /// deadline passes first, [`Failure::Overflow`] when the request would have to wait
+    /// for a connection and `max_pending_requests` are waiting already.
     pub async fn lease(&self, deadline: Instant) -> Result<Lease, Failure> {
         if self.inner.settings.shares_connections() {
             let conn = tokio::time::timeout_at(deadline, self.inner.multiplexed())
@@ -206,6 +218,9 @@ impl PoolInner {
         let slot = &self.slots[i];
         loop {
             let cell = slot.borrow().clone();
+            let ready = matches!(cell.get(), Some(Ok(c)) if !c.is_closed());
+            // Waiting for a connect (this request's or another's) is being pending.
+            let _pending = if ready { None } else { Some(self.pending()?) };
             let result = cell.get_or_init(|| self.connect()).await.clone();
             match result {
                 Ok(conn) if !conn.is_closed() => return Ok(conn),
@@ -221,13 +236,37 @@ impl PoolInner {
         }
     }
 
+    /// Counts a request as waiting for a connection until the returned slot drops;
+    /// `Failure::Overflow` (counted) when `max_pending_requests` are waiting already.
+    fn pending(&self) -> Result<PendingGuard<'_>, Failure> {
+        match self.settings.breaker.wait_for_connection() {
+            Some(slot) => {
+                self.stats.request_pending.inc();
+                Ok(PendingGuard {
+                    _slot: slot,
+                    stats: &self.stats,
+                })
+            }
+            None => {
+                self.stats.request_pending_overflow.inc();
+                self.stats.request_max_pending_overflow.inc();
+                Err(Failure::Overflow)
+            }
+        }
+    }
+
     async fn exclusive(&self) -> Result<Rc<UpstreamConn>, Failure> {
+        let mut pending = None;
         loop {
             while let Some(c) = self.idle.borrow_mut().pop() {
                 if !c.is_closed() {
                     return Ok(c);
                 }
                 self.open.set(self.open.get() - 1);
+            }
+            // No idle connection: this request waits (for a connect or a release).
+            if pending.is_none() {
+                pending = Some(self.pending()?);
             }
             let cap = self.settings.max_connections;
             if cap == 0 || self.open.get() < cap {
@@ -252,5 +291,18 @@ impl PoolInner {
             self.idle.borrow_mut().push(conn);
         }
         self.released.notify_one();
+    }
+}
+
+/// A request waiting for a connection: a `max_pending_requests` slot and the
+/// `request_pending` gauge, both released on drop.
+struct PendingGuard<'a> {
+    _slot: Slot<'a>,
+    stats: &'a HostStats,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.stats.request_pending.dec();
     }
 }
