@@ -289,3 +289,66 @@ async fn max_retries_bounds_the_retries_running_at_once() {
     assert!(p.cluster("request_retry").await > 1);
     assert_eq!(p.cluster("request_retry_overflow").await, relayed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_pool_mode_gives_each_downstream_its_own_upstream_connection() {
+    let app = echo().await;
+    let p = proxy(vec![app.local_addr()], Codec::Wasm, None, |c| {
+        c.field("pool_mode", json!("tcp"))
+    });
+    // Client k sends k + 1 calls, two of them in flight at once when k > 0, so each
+    // upstream connection is recognised by its request count.
+    let mut clients = Vec::new();
+    for k in 0..3usize {
+        let client = std::sync::Arc::new(p.client().await);
+        let mut pending = Vec::new();
+        for i in 0..=k {
+            let req = held(&client, &format!("c{k}-{i}"));
+            let c = client.clone();
+            pending.push(tokio::spawn(async move {
+                c.call(&req).await.expect("answered").status()
+            }));
+        }
+        let want = (1..=k as u64 + 1).sum::<u64>();
+        assert!(app.wait_for(WAIT, |c| c.held == want).await, "{:?}", app.counters());
+        clients.push((client, pending));
+    }
+    let mut counts: Vec<usize> = app
+        .connections()
+        .iter()
+        .map(|c| c.request_ids.len())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2, 3], "one upstream connection per downstream connection");
+    assert_eq!(app.release_held().await, 6);
+    for (_, pending) in &mut clients {
+        for call in pending.drain(..) {
+            assert_eq!(call.await.unwrap(), Some(SUCCESS));
+        }
+    }
+    // More calls reuse each downstream's own connection.
+    for (client, _) in &clients {
+        let r = client.rpc(SERVICE, "again").await.unwrap();
+        assert_eq!(r.status(), Some(SUCCESS));
+    }
+    assert_eq!(app.connections().len(), 3, "no connection was added");
+
+    // Closing a downstream closes its upstream connection, and only that one.
+    let open_by_count = |app: &EchoServer| {
+        let mut v: Vec<(usize, bool)> = app
+            .connections()
+            .iter()
+            .map(|c| (c.request_ids.len(), c.open))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    clients[1].0.close();
+    let state = eventually(async || open_by_count(&app), |v| v.iter().any(|c| !c.1)).await;
+    assert_eq!(state, [(2, true), (3, false), (4, true)]);
+    for (client, _) in &clients {
+        client.close();
+    }
+    let state = eventually(async || open_by_count(&app), |v| v.iter().all(|c| !c.1)).await;
+    assert_eq!(state, [(2, false), (3, false), (4, false)]);
+}

@@ -194,7 +194,7 @@ async fn forward(
         cluster.stats.counters.request_pending_overflow.inc();
         return Outcome::Failed(Failure::Overflow);
     };
-    let outcome = attempts(cluster, request, route.retry(), deadline, note).await;
+    let outcome = attempts(cluster, conn, request, route.retry(), deadline, note).await;
     if matches!(outcome, Outcome::Failed(Failure::Timeout)) {
         cluster.stats.counters.request_timeout.inc();
     }
@@ -229,6 +229,7 @@ async fn run_filters(
 /// dropped and retried, except on the last attempt, where it is relayed as it is.
 async fn attempts(
     cluster: &WorkerCluster,
+    downstream: &DownstreamConn,
     request: &mut Frame,
     retry: &RetryPlan,
     deadline: Instant,
@@ -251,7 +252,7 @@ async fn attempts(
             return Outcome::Failed(Failure::NoHealthyHost);
         };
         tried = Some(host);
-        let result = try_host(cluster, host, request, retry, deadline, note).await;
+        let result = try_host(cluster, downstream, host, request, retry, deadline, note).await;
         // Outlier detection's streaks (nothing is written without it, nor on a success
         // after a success).
         let health = cluster.shared.host_set.health();
@@ -295,10 +296,11 @@ async fn attempts(
     Outcome::Failed(last)
 }
 
-/// One attempt on one host: a connection within the request's `deadline`, then the
-/// response within the try's deadline.
+/// One attempt on one host: a connection within the request's `deadline` (in `tcp` pool
+/// mode, the downstream connection's own), then the response within the try's deadline.
 async fn try_host(
     cluster: &WorkerCluster,
+    downstream: &DownstreamConn,
     host: usize,
     request: &mut Frame,
     retry: &RetryPlan,
@@ -306,7 +308,13 @@ async fn try_host(
     note: Note<'_>,
 ) -> Result<Outcome, Failure> {
     note.upstream(cluster.shared.hosts[host], None);
-    let lease = cluster.pools[host].lease(deadline).await?;
+    let pool = &cluster.pools[host];
+    let lease = if cluster.shared.pool.per_downstream() {
+        let slot = downstream.owned_upstream(cluster.index, host);
+        pool.lease_owned(&slot, deadline).await?
+    } else {
+        pool.lease(deadline).await?
+    };
     let upstream = lease.conn();
     note.upstream(upstream.addr(), upstream.local_addr());
     if request.kind() == FrameKind::Oneway {

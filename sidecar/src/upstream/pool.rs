@@ -4,8 +4,12 @@
 //! * Multiplex (default): `slots` shared connections; requests from every downstream
 //!   connection of the worker are spread over them round-robin, each with its own upstream
 //!   id. A slot connects on first use; concurrent requests wait for the same connect.
-//! * Ping-pong (and `tcp`): one request per connection at a time; idle connections are reused LIFO and new
-//!   ones opened up to `max_connections` (0 = unlimited).
+//! * Ping-pong: one request per connection at a time; idle connections are reused LIFO and
+//!   new ones opened up to `max_connections` (0 = unlimited).
+//! * TCP: one connection per downstream connection (per host): the downstream's requests all
+//!   go over it, multiplexed by upstream id. The downstream owns the slot ([`OwnedSlot`],
+//!   kept in its `DownstreamConn`): the connection opens on first use and closes when the
+//!   downstream closes ([`OwnedSlot::close`]); [`HostPool::lease_owned`] leases it.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -26,10 +30,10 @@ use crate::stats::HostStats;
 /// What a pool needs to open connections.
 #[derive(Clone)]
 pub struct PoolSettings {
-    /// Sharing mode (`tcp` is served as ping-pong: exclusive connections, never shared
-    /// between requests).
+    /// Sharing mode.
     pub mode: PoolMode,
-    /// Multiplex: connections per host (≥ 1). Ping-pong: cap (0 = unlimited).
+    /// Multiplex: connections per host (≥ 1). Ping-pong: cap (0 = unlimited). TCP: unused
+    /// (one per downstream connection).
     pub max_connections: usize,
     /// Connect timeout.
     pub connect_timeout: Duration,
@@ -54,7 +58,8 @@ impl PoolSettings {
         let limits = &cluster.circuit_breakers;
         let max_connections = match mode {
             PoolMode::Multiplex => limits.multiplex_connections_per_host() as usize,
-            PoolMode::PingPong | PoolMode::Tcp => limits.max_connections.unwrap_or(0) as usize,
+            PoolMode::PingPong => limits.max_connections.unwrap_or(0) as usize,
+            PoolMode::Tcp => 0,
         };
         PoolSettings {
             mode,
@@ -70,9 +75,31 @@ impl PoolSettings {
     fn shares_connections(&self) -> bool {
         self.mode == PoolMode::Multiplex
     }
+
+    /// True when each downstream connection has its own upstream connection (`tcp`).
+    pub fn per_downstream(&self) -> bool {
+        self.mode == PoolMode::Tcp
+    }
 }
 
 type ConnectCell = Rc<OnceCell<Result<Rc<UpstreamConn>, Failure>>>;
+
+/// The upstream connection one downstream connection owns to one host (`tcp` pool mode):
+/// opened on first use, reopened after it closed, closed by [`OwnedSlot::close`] when the
+/// downstream connection closes.
+#[derive(Default)]
+pub struct OwnedSlot {
+    cell: RefCell<ConnectCell>,
+}
+
+impl OwnedSlot {
+    /// Closes the connection, if one is open (the downstream connection closed).
+    pub fn close(&self) {
+        if let Some(Ok(c)) = self.cell.borrow().get() {
+            c.close(false);
+        }
+    }
+}
 
 /// A connection lent to one request; ping-pong connections go back to the pool on drop.
 pub struct Lease {
@@ -173,6 +200,18 @@ impl HostPool {
         }
     }
 
+    /// The connection of `slot` (a downstream connection's own, `tcp` pool mode), connecting
+    /// it first when needed, waiting at most until `deadline`.
+    ///
+    /// # Errors
+    /// As [`HostPool::lease`].
+    pub async fn lease_owned(&self, slot: &OwnedSlot, deadline: Instant) -> Result<Lease, Failure> {
+        let conn = tokio::time::timeout_at(deadline, self.inner.on_slot(&slot.cell))
+            .await
+            .map_err(|_| Failure::Timeout)??;
+        Ok(Lease { conn, pool: None })
+    }
+
     /// Open connections of this pool (for tests and stats).
     pub fn open_connections(&self) -> usize {
         if self.inner.settings.shares_connections() {
@@ -215,7 +254,12 @@ impl PoolInner {
     async fn multiplexed(&self) -> Result<Rc<UpstreamConn>, Failure> {
         let i = self.next.get() % self.slots.len();
         self.next.set(i + 1);
-        let slot = &self.slots[i];
+        self.on_slot(&self.slots[i]).await
+    }
+
+    /// The live connection in `slot`, connecting (or waiting for a connect in progress)
+    /// first when there is none.
+    async fn on_slot(&self, slot: &RefCell<ConnectCell>) -> Result<Rc<UpstreamConn>, Failure> {
         loop {
             let cell = slot.borrow().clone();
             let ready = matches!(cell.get(), Some(Ok(c)) if !c.is_closed());
