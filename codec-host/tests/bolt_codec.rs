@@ -320,7 +320,14 @@ fn response_statuses_map_back_like_mosn_in_wasm_and_native() {
         .unwrap()
         .1;
     // Hijack code → Bolt status on the wire → code back (MOSN's BoltStatusMapping).
-    let table = [(200, 200), (503, 503), (504, 504), (502, 502), (404, 500), (500, 500)];
+    let table = [
+        (200, 200),
+        (503, 503),
+        (504, 504),
+        (502, 502),
+        (404, 500),
+        (500, 500),
+    ];
     for (name, mut codec) in both() {
         let request = decode_all(codec.as_mut(), &req).remove(0);
         for (code, back) in table {
@@ -328,7 +335,11 @@ fn response_statuses_map_back_like_mosn_in_wasm_and_native() {
             codec.hijack(&request, code, 9, &mut out).unwrap();
             let response = decode_all(codec.as_mut(), &out).remove(0);
             assert_eq!(response.kind(), FrameKind::Response, "{name}");
-            assert_eq!(codec.response_code(&response), back, "{name}: hijack {code}");
+            assert_eq!(
+                codec.response_code(&response),
+                back,
+                "{name}: hijack {code}"
+            );
         }
     }
 }

@@ -46,7 +46,9 @@ fn proxy(
     let admin = free_addr().unwrap();
     let mut cfg = MosnConfig::single_hop(listen, hosts)
         .admin(admin)
-        .edit_cluster(CLUSTER, |c| edit(c.field("lb_type", json!("LB_ROUNDROBIN"))));
+        .edit_cluster(CLUSTER, |c| {
+            edit(c.field("lb_type", json!("LB_ROUNDROBIN")))
+        });
     if let Some(policy) = retry_policy {
         cfg = cfg.edit_listener("listener", |l| l.route_field("retry_policy", policy));
     }
@@ -135,12 +137,23 @@ async fn a_busy_host_is_retried_on_the_other_host(codec: Codec) {
     const CALLS: u64 = 20;
     for i in 0..CALLS {
         let r = client.rpc(SERVICE, format!("call-{i}")).await.unwrap();
-        assert_eq!(r.status(), Some(SUCCESS), "{codec:?} call {i}: no failed call");
+        assert_eq!(
+            r.status(),
+            Some(SUCCESS),
+            "{codec:?} call {i}: no failed call"
+        );
         assert_eq!(r.content(), format!("call-{i}").as_bytes());
     }
-    assert_eq!(good.counters().requests, CALLS, "every call reached the good host");
+    assert_eq!(
+        good.counters().requests,
+        CALLS,
+        "every call reached the good host"
+    );
     let busy_tries = busy.counters().requests;
-    assert!(busy_tries >= 1, "round robin sends some first tries to the busy host");
+    assert!(
+        busy_tries >= 1,
+        "round robin sends some first tries to the busy host"
+    );
     assert_eq!(busy_tries, p.cluster("request_retry_on_status").await);
     assert_eq!(busy_tries, p.cluster("request_retry").await);
 }
@@ -206,12 +219,16 @@ async fn max_pending_requests_refuses_a_request_that_would_wait_beyond_it() {
         let req = held(&client, "first");
         tokio::spawn(async move { client.call(&req).await.expect("answered").status() })
     };
-    assert!(app.wait_for(WAIT, |c| c.held == 1).await, "{:?}", app.counters());
+    assert!(
+        app.wait_for(WAIT, |c| c.held == 1).await,
+        "{:?}",
+        app.counters()
+    );
     // The second waits for it: the one pending request allowed.
     let second = {
         let client = client.clone();
-        let req = Request::rpc(client.next_id(), Some(SERVICE), "second")
-            .timeout_ms(HELD_TIMEOUT_MS);
+        let req =
+            Request::rpc(client.next_id(), Some(SERVICE), "second").timeout_ms(HELD_TIMEOUT_MS);
         tokio::spawn(async move { client.call(&req).await.expect("answered").status() })
     };
     let pending = eventually(async || p.cluster("request_pending").await, |n| *n == 1).await;
@@ -221,7 +238,11 @@ async fn max_pending_requests_refuses_a_request_that_would_wait_beyond_it() {
     assert_eq!(third.status(), Some(SERVER_THREADPOOL_BUSY));
     assert_eq!(p.cluster("request_max_pending_overflow").await, 1);
     assert_eq!(p.cluster("request_pending_overflow").await, 1);
-    assert_eq!(app.counters().requests, 1, "nothing else reached the app yet");
+    assert_eq!(
+        app.counters().requests,
+        1,
+        "nothing else reached the app yet"
+    );
 
     assert_eq!(app.release_held().await, 1);
     assert_eq!(first.await.unwrap(), Some(SUCCESS));
@@ -252,7 +273,11 @@ async fn max_retries_bounds_the_retries_running_at_once() {
             c.call(&req).await.expect("answered").status()
         }));
         let n = calls.len() as u64;
-        assert!(good.wait_for(WAIT, |c| c.held == n).await, "{:?}", good.counters());
+        assert!(
+            good.wait_for(WAIT, |c| c.held == n).await,
+            "{:?}",
+            good.counters()
+        );
         if p.cluster("request_retry").await == 1 {
             break;
         }
@@ -272,7 +297,10 @@ async fn max_retries_bounds_the_retries_running_at_once() {
             other => panic!("unexpected status {other:?}"),
         }
     }
-    assert!(relayed >= 1, "round robin sent some calls to the busy host first");
+    assert!(
+        relayed >= 1,
+        "round robin sent some calls to the busy host first"
+    );
     assert_eq!(p.cluster("request_retry_overflow").await, relayed);
     assert_eq!(p.cluster("request_retry").await, 1, "no other retry ran");
 
@@ -310,7 +338,11 @@ async fn tcp_pool_mode_gives_each_downstream_its_own_upstream_connection() {
             }));
         }
         let want = (1..=k as u64 + 1).sum::<u64>();
-        assert!(app.wait_for(WAIT, |c| c.held == want).await, "{:?}", app.counters());
+        assert!(
+            app.wait_for(WAIT, |c| c.held == want).await,
+            "{:?}",
+            app.counters()
+        );
         clients.push((client, pending));
     }
     let mut counts: Vec<usize> = app
@@ -319,7 +351,11 @@ async fn tcp_pool_mode_gives_each_downstream_its_own_upstream_connection() {
         .map(|c| c.request_ids.len())
         .collect();
     counts.sort_unstable();
-    assert_eq!(counts, [1, 2, 3], "one upstream connection per downstream connection");
+    assert_eq!(
+        counts,
+        [1, 2, 3],
+        "one upstream connection per downstream connection"
+    );
     assert_eq!(app.release_held().await, 6);
     for (_, pending) in &mut clients {
         for call in pending.drain(..) {

@@ -55,7 +55,15 @@ mod tests {
 
     #[test]
     fn response_statuses_map_back_like_mosn() {
-        let table = [(0, 200), (4, 503), (7, 504), (16, 502), (2, 500), (3, 500), (6, 500)];
+        let table = [
+            (0, 200),
+            (4, 503),
+            (7, 504),
+            (16, 502),
+            (2, 500),
+            (3, 500),
+            (6, 500),
+        ];
         for (status, code) in table {
             assert_eq!(response_code(status), code, "status {status}");
         }

@@ -84,9 +84,10 @@ impl CircuitBreaker {
 
     fn slot(&self, kind: Kind) -> Option<Slot<'_>> {
         // `then`, not `then_some`: a slot built for a refusal would release on drop.
-        self.resource(kind)
-            .acquire()
-            .then(|| Slot { breaker: self, kind })
+        self.resource(kind).acquire().then(|| Slot {
+            breaker: self,
+            kind,
+        })
     }
 
     /// Admits one request (`max_requests`); `None` on overflow.
