@@ -39,6 +39,14 @@ pub trait Codec {
         None
     }
 
+    /// The proxy's HTTP-like code (200, 500, 502, 503, 504, …) for `response`'s protocol
+    /// status: the reverse of the hijack mapping (MOSN's `MappingHeaderStatusCode`), which
+    /// retries on response statuses compare with `retry_policy.status_codes`. The default
+    /// is [`codec_abi::default_response_code`] (0 → 200, an HTTP code is kept, else 500).
+    fn response_code(&mut self, response: &Frame) -> u32 {
+        codec_abi::default_response_code(response.timeout_or_status())
+    }
+
     /// The plugin context counters of a codec that keeps guest contexts (Wasm); `None` for
     /// codecs that keep none.
     fn context_stats(&self) -> Option<ContextStats> {

@@ -183,6 +183,23 @@ impl PluginInstance {
         Ok(needed.filter(|&n| n > 0).map(|n| n as usize))
     }
 
+    /// The proxy code the guest gives a response with protocol `status`, through the
+    /// optional export, asked on the spare (next-decode) context, which names the root
+    /// (`None` when the module lacks the export or answers 0).
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn response_code(&mut self, status: u32) -> Result<Option<u32>, CodecError> {
+        let ctx = self.spare_ctx()?;
+        let sample = self.calls.begin();
+        let r = self.vm.response_code(ctx, status);
+        if !matches!(r, Ok(None)) {
+            self.calls.end(CallKind::Other, sample);
+        }
+        let code = self.check(codec_abi::optional_exports::RESPONSE_CODE, r)?;
+        Ok(code.filter(|&c| c > 0))
+    }
+
     /// Maps a guest call's outcome, poisoning the instance on any failure.
     fn check<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
         r.map_err(|e| {

@@ -138,6 +138,10 @@ impl<P: Protocol> Codec for NativeCodec<P> {
         self.protocol.frame_len(buf)
     }
 
+    fn response_code(&mut self, response: &Frame) -> u32 {
+        self.protocol.response_code(response.timeout_or_status())
+    }
+
     fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
         let edited = frame.headers_changed().then(|| frame.headers().clone());
         let command = command_mut::<P::Command>(frame.state_mut())?;

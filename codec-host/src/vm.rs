@@ -6,7 +6,7 @@
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::exports as ex;
-use codec_abi::optional_exports::DECODE_BYTES_NEEDED;
+use codec_abi::optional_exports::{DECODE_BYTES_NEEDED, RESPONSE_CODE};
 use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
 };
@@ -37,6 +37,8 @@ pub(crate) struct Vm {
     exports: TypedExports,
     /// The optional `rpc_sidecar_decode_bytes_needed` export, when the module has it.
     bytes_needed: Option<TypedFunction<u32, u32>>,
+    /// The optional `rpc_sidecar_response_code` export, when the module has it.
+    response_code: Option<TypedFunction<(u32, u32), u32>>,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -95,6 +97,12 @@ impl Vm {
                 VmError::Instantiate(format!("optional export {DECODE_BYTES_NEEDED}: {e}"))
             })?),
         };
+        let response_code = match x.get_function(RESPONSE_CODE) {
+            Err(_) => None,
+            Ok(f) => Some(f.typed(&store).map_err(|e| {
+                VmError::Instantiate(format!("optional export {RESPONSE_CODE}: {e}"))
+            })?),
+        };
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -103,6 +111,7 @@ impl Vm {
             env,
             exports,
             bytes_needed,
+            response_code,
             points_remaining,
             points_exhausted,
             budget,
@@ -164,6 +173,23 @@ impl Vm {
         self.arm()?;
         let r = match &self.bytes_needed {
             Some(f) => f.call(&mut self.store, ctx),
+            None => return Ok(None),
+        };
+        r.map(Some).map_err(|e| self.fail(e))
+    }
+
+    /// The optional `rpc_sidecar_response_code(ctx, status)` as one ABI operation;
+    /// `Ok(None)` when the module does not export it.
+    ///
+    /// # Errors
+    /// As [`Vm::call`].
+    pub(crate) fn response_code(&mut self, ctx: u32, status: u32) -> Result<Option<u32>, VmError> {
+        if self.response_code.is_none() {
+            return Ok(None);
+        }
+        self.arm()?;
+        let r = match &self.response_code {
+            Some(f) => f.call(&mut self.store, ctx, status),
             None => return Ok(None),
         };
         r.map(Some).map_err(|e| self.fail(e))

@@ -538,6 +538,26 @@ impl Codec for WasmCodec {
         }
     }
 
+    /// Asks the current instance's optional `rpc_sidecar_response_code` export; without it
+    /// (or when it answers 0, or the call fails) the host default,
+    /// [`codec_abi::default_response_code`]. A failed call counts as a codec error and
+    /// poisons the instance like any other.
+    fn response_code(&mut self, response: &Frame) -> u32 {
+        let status = response.timeout_or_status();
+        let asked = match self.ready() {
+            Ok(inst) => inst.response_code(status),
+            Err(e) => Err(e),
+        };
+        match self.counted(asked) {
+            Ok(Some(code)) => code,
+            Ok(None) => codec_abi::default_response_code(status),
+            Err(e) => {
+                tracing::warn!(status, cause = %e, "response code mapping failed; using the default");
+                codec_abi::default_response_code(status)
+            }
+        }
+    }
+
     fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
         let r = self.encode_frame(frame, id, out);
         self.counted(r)

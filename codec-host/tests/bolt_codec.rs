@@ -313,6 +313,38 @@ fn the_spec_vector_round_trips() {
 }
 
 #[test]
+fn response_statuses_map_back_like_mosn_in_wasm_and_native() {
+    let req = bolt_vectors()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("hessian4/request-echo.bin"))
+        .unwrap()
+        .1;
+    // Hijack code → Bolt status on the wire → code back (MOSN's BoltStatusMapping).
+    let table = [
+        (200, 200),
+        (503, 503),
+        (504, 504),
+        (502, 502),
+        (404, 500),
+        (500, 500),
+    ];
+    for (name, mut codec) in both() {
+        let request = decode_all(codec.as_mut(), &req).remove(0);
+        for (code, back) in table {
+            let mut out = BytesMut::new();
+            codec.hijack(&request, code, 9, &mut out).unwrap();
+            let response = decode_all(codec.as_mut(), &out).remove(0);
+            assert_eq!(response.kind(), FrameKind::Response, "{name}");
+            assert_eq!(
+                codec.response_code(&response),
+                back,
+                "{name}: hijack {code}"
+            );
+        }
+    }
+}
+
+#[test]
 fn keepalive_reply_and_hijack_agree_between_wasm_and_native() {
     let vectors = bolt_vectors();
     let find = |n: &str| {

@@ -260,6 +260,18 @@ fn reply_keepalive_wants_a_heartbeat() {
 }
 
 #[test]
+fn without_the_optional_export_response_codes_are_the_host_default() {
+    let mut c = codec();
+    let resp = decode_one(&mut c, &frame(5, 8, b""));
+    let status = resp.timeout_or_status();
+    assert_eq!(
+        c.response_code(&resp),
+        codec_abi::default_response_code(status)
+    );
+    assert_eq!(c.plugin_stats().errors, 0, "a missing export is no error");
+}
+
+#[test]
 fn a_trap_carries_the_guests_last_words_and_the_instance_is_replaced() {
     let mut c = codec();
     let mut before = decode_one(&mut c, &frame(1, 0, b"kept"));

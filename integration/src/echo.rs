@@ -15,8 +15,9 @@
 //! calls [`EchoServer::release_held`] (events in order, not by timing), `echo-status: N` sets the
 //! response status, `echo-silent: 1` never answers, `echo-counters: 1` answers with the server's
 //! [`EchoCounters`] as JSON (see [`query_counters`]; not counted itself). Bytes that are not
-//! Bolt v1 close the connection, and [`EchoOptions::close_after_requests`] makes the server drop
-//! each connection at a given request count.
+//! Bolt v1 close the connection, [`EchoOptions::close_after_requests`] makes the server drop
+//! each connection at a given request count, and [`EchoOptions::fail_with_status`] makes it a
+//! failing host answering every request with one status.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,6 +72,10 @@ pub struct EchoOptions {
     /// flushing answers still queued (a server that drops its connections, at a count the test
     /// knows instead of at a moment). The request is counted and recorded. `None` = never.
     pub close_after_requests: Option<u64>,
+    /// A failing host: answer every RPC request at once with this status, content echoed,
+    /// whatever its control headers say (`echo-counters` aside). `None` = behave by the
+    /// headers.
+    pub fail_with_status: Option<u16>,
 }
 
 impl Default for EchoOptions {
@@ -80,6 +85,7 @@ impl Default for EchoOptions {
             max_recorded_frames: 10_000,
             max_frame_len: crate::wire::DEFAULT_MAX_FRAME_LEN,
             close_after_requests: None,
+            fail_with_status: None,
         }
     }
 }
@@ -603,7 +609,14 @@ fn handle_frame(frame: &Frame, out: &mut BytesMut, tx: &mpsc::Sender<Bytes>, sha
             let _ = encode_response_raw(out, head, &[], &[], &[]);
         }
         (FrameType::Request, CMD_REQUEST) => {
-            let ctl = control(frame);
+            let mut ctl = control(frame);
+            if let Some(status) = shared.options.fail_with_status {
+                ctl = Control {
+                    status,
+                    counters: ctl.counters,
+                    ..Control::default()
+                };
+            }
             let head = ResponseHead {
                 id: frame.id(),
                 cmd_code: CMD_RESPONSE,

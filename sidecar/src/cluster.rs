@@ -5,12 +5,16 @@
 //! * [`LoadBalancer`] (one per cluster per worker), built from the host set: that worker's
 //!   LB state and per-host active-request counts, `!Sync`, in `Cell`s, so the request path
 //!   takes no lock;
-//! * [`CircuitBreaker`] (one per cluster per process): `max_requests` across all workers.
+//! * [`CircuitBreaker`] (one per cluster per process): `max_requests`,
+//!   `max_pending_requests` and `max_retries` across all workers (`breaker.rs`).
 
+mod breaker;
 mod lb;
 
+pub use breaker::{CircuitBreaker, Slot};
+
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -307,6 +311,28 @@ impl LoadBalancer {
         algorithm.pick(&view, rng)
     }
 
+    /// Like [`LoadBalancer::choose`], but never `avoid` (the host a retry just failed on)
+    /// while another host can be chosen; `avoid` itself when it is the only candidate.
+    pub fn choose_avoiding(&self, avoid: Option<usize>) -> Option<usize> {
+        let Some(avoid) = avoid else {
+            return self.choose();
+        };
+        let health = &self.settings.health;
+        let panic = health.in_panic();
+        let healthy = |i: usize| i != avoid && (panic || health.is_healthy(i));
+        let view = HostView {
+            weights: &self.weights,
+            healthy: &healthy,
+            active: &self.active,
+        };
+        let picked = {
+            let mut state = self.state.borrow_mut();
+            let (algorithm, rng) = &mut *state;
+            algorithm.pick(&view, rng)
+        };
+        picked.or_else(|| self.choose())
+    }
+
     /// The cluster's hosts.
     pub fn hosts(&self) -> &[HostConfig] {
         &self.settings.config.hosts
@@ -361,45 +387,6 @@ pub struct ActiveRequest<'a> {
 impl Drop for ActiveRequest<'_> {
     fn drop(&mut self) {
         self.balancer.request_finished(self.index);
-    }
-}
-
-/// The `max_requests` circuit breaker of a cluster: requests in flight across all workers.
-#[derive(Debug)]
-pub struct CircuitBreaker {
-    max_requests: usize,
-    active: AtomicUsize,
-}
-
-impl CircuitBreaker {
-    /// A breaker admitting at most `max_requests` at once (0 = unlimited).
-    pub fn new(max_requests: usize) -> CircuitBreaker {
-        CircuitBreaker {
-            max_requests,
-            active: AtomicUsize::new(0),
-        }
-    }
-
-    /// Admits one request; `None` on overflow. The slot is released when the returned guard
-    /// is dropped.
-    pub fn admit(&self) -> Option<Admission<'_>> {
-        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.max_requests != 0 && now > self.max_requests {
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Admission { breaker: self })
-    }
-}
-
-/// A request counted against a [`CircuitBreaker`]; released on drop.
-pub struct Admission<'a> {
-    breaker: &'a CircuitBreaker,
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.breaker.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -481,18 +468,18 @@ mod tests {
     }
 
     #[test]
-    fn the_breaker_admits_up_to_its_limit_and_releases_on_drop() {
-        let breaker = CircuitBreaker::new(2);
-        let a = breaker.admit().expect("first");
-        let _b = breaker.admit().expect("second");
-        assert!(breaker.admit().is_none(), "third overflows");
-        drop(a);
-        assert!(breaker.admit().is_some(), "a released slot is reused");
-        let unlimited = CircuitBreaker::new(0);
-        let held: Vec<_> = (0..1000)
-            .map(|_| unlimited.admit().expect("unlimited"))
-            .collect();
-        assert_eq!(held.len(), 1000);
+    fn a_retry_avoids_the_host_it_failed_on_unless_it_is_the_only_one() {
+        for lb_type in [LbType::Random, LbType::RoundRobin, LbType::LeastRequest] {
+            let s = settings(lb_type, &[1, 1, 1]);
+            let lb = s.balancer_with_rng(fastrand::Rng::with_seed(7));
+            for _ in 0..200 {
+                let first = lb.choose().unwrap();
+                assert_ne!(lb.choose_avoiding(Some(first)), Some(first), "{lb_type:?}");
+            }
+            let one = settings(lb_type, &[1]);
+            let lb = one.balancer_with_rng(fastrand::Rng::with_seed(7));
+            assert_eq!(lb.choose_avoiding(Some(0)), Some(0), "{lb_type:?}");
+        }
     }
 
     #[test]

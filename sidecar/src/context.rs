@@ -21,7 +21,7 @@ use crate::framed::{CodecRef, FrameSink};
 use crate::overload::{Admission, WorkerLoad};
 use crate::plan::{Plan, SharedCluster};
 use crate::stats::{ClusterShard, DownstreamStats, HostStats, ListenerStats, WorkerStats};
-use crate::upstream::HostPool;
+use crate::upstream::{HostPool, OwnedSlot};
 
 /// A socket accepted by a listener, handed to a worker.
 pub struct Accepted {
@@ -47,6 +47,11 @@ pub struct WorkerCluster {
     pub balancer: LoadBalancer,
     /// One pool per host, index-aligned with `shared.hosts`.
     pub pools: Vec<HostPool>,
+    /// The cluster's index in the plan.
+    pub index: usize,
+    /// This worker's codec for the cluster's protocol (what decoded its responses: asked
+    /// for a response's proxy code when a retry may depend on it).
+    pub codec: CodecRef,
 }
 
 /// Everything one worker owns.
@@ -110,6 +115,8 @@ impl WorkerContext {
                 stats: shard,
                 balancer: shared.host_set.balancer(),
                 pools,
+                index: c,
+                codec,
             });
         }
         Ok(WorkerContext {
@@ -189,6 +196,8 @@ pub struct DownstreamConn {
     wanted_in_flight: Cell<Option<usize>>,
     slots: Notify,
     last_active: Cell<Instant>,
+    /// Its own upstream connections (`tcp` pool mode), by (cluster, host) index.
+    owned_upstreams: RefCell<HashMap<(usize, usize), Rc<OwnedSlot>>>,
 }
 
 impl DownstreamConn {
@@ -209,6 +218,25 @@ impl DownstreamConn {
             wanted_in_flight: Cell::new(None),
             slots: Notify::new(),
             last_active: Cell::new(Instant::now()),
+            owned_upstreams: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// This connection's own upstream connection slot to host `host` of cluster `cluster`
+    /// (`tcp` pool mode), created empty on first use.
+    pub fn owned_upstream(&self, cluster: usize, host: usize) -> Rc<OwnedSlot> {
+        self.owned_upstreams
+            .borrow_mut()
+            .entry((cluster, host))
+            .or_default()
+            .clone()
+    }
+
+    /// Closes this connection's own upstream connections (the downstream closed; also done
+    /// when it is dropped).
+    pub fn close_owned_upstreams(&self) {
+        for slot in self.owned_upstreams.borrow_mut().drain() {
+            slot.1.close();
         }
     }
 
@@ -273,5 +301,11 @@ async fn wait_for_zero(count: &Cell<usize>, notify: &Notify) {
             break;
         }
         notified.await;
+    }
+}
+
+impl Drop for DownstreamConn {
+    fn drop(&mut self) {
+        self.close_owned_upstreams();
     }
 }

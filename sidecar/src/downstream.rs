@@ -100,6 +100,8 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
         End::Shed => framed.abort(),
         End::Closed | End::Draining => framed.close().await,
     }
+    // `tcp` pool mode: this connection's own upstream connections close with it.
+    conn.close_owned_upstreams();
     stats.connection_active.dec();
     stats.connection_destroy.inc();
     worker.conns.leave();

@@ -50,8 +50,9 @@ pub struct SharedCluster {
     pub hosts: Vec<SocketAddr>,
     /// Pool settings per host (per worker).
     pub pool: PoolSettings,
-    /// Circuit breaker: most requests in flight across all workers.
-    pub breaker: CircuitBreaker,
+    /// Circuit breaker: requests, requests waiting for a connection and retries in flight
+    /// across all workers (the pools hold it too, for the pending limit).
+    pub breaker: Arc<CircuitBreaker>,
     /// The hosts with their health flags, from which each worker builds its balancer.
     pub host_set: HostSet,
 }
@@ -332,15 +333,16 @@ impl Plan {
                     reason,
                 })?);
             }
+            let breaker = Arc::new(CircuitBreaker::new(&c.circuit_breakers));
             clusters.push(Arc::new(SharedCluster {
                 name: c.name.clone(),
                 protocol,
                 hosts,
                 pool: PoolSettings {
                     read_limits,
-                    ..PoolSettings::new(c, codec_mode)
+                    ..PoolSettings::new(c, codec_mode, breaker.clone())
                 },
-                breaker: CircuitBreaker::new(c.circuit_breakers.max_requests.unwrap_or(0) as usize),
+                breaker,
                 host_set: HostSet::new(
                     c.clone(),
                     stats

@@ -194,7 +194,7 @@ async fn forward(
         cluster.stats.counters.request_pending_overflow.inc();
         return Outcome::Failed(Failure::Overflow);
     };
-    let outcome = attempts(cluster, request, route.retry(), deadline, note).await;
+    let outcome = attempts(cluster, conn, request, route.retry(), deadline, note).await;
     if matches!(outcome, Outcome::Failed(Failure::Timeout)) {
         cluster.stats.counters.request_timeout.inc();
     }
@@ -223,27 +223,36 @@ async fn run_filters(
 }
 
 /// Tries hosts until one answers or the failure is final by the route's retry plan; each try
-/// is bounded by the request's deadline.
+/// is bounded by the request's deadline. A retry goes to another host when there is one,
+/// takes one of the cluster's `max_retries` slots (none free: no retry, the last answer or
+/// failure stands) and is counted. A response whose mapped code the plan retries is
+/// dropped and retried, except on the last attempt, where it is relayed as it is.
 async fn attempts(
     cluster: &WorkerCluster,
+    downstream: &DownstreamConn,
     request: &mut Frame,
     retry: &RetryPlan,
     deadline: Instant,
     note: Note<'_>,
 ) -> Outcome {
+    let counters = &cluster.stats.counters;
+    let total = retry.attempts();
     let mut last = Failure::NoHealthyHost;
-    for attempt in 0..retry.attempts() {
+    let mut tried = None;
+    // The retry slot of the attempt running now (replaced by the next retry's).
+    let mut _retrying = None;
+    for attempt in 0..total {
         if attempt > 0 {
-            cluster.stats.counters.request_retry.inc();
             tokio::time::sleep(RETRY_BACKOFF).await;
             if Instant::now() >= deadline {
                 return Outcome::Failed(Failure::Timeout);
             }
         }
-        let Some(host) = cluster.balancer.choose() else {
+        let Some(host) = cluster.balancer.choose_avoiding(tried) else {
             return Outcome::Failed(Failure::NoHealthyHost);
         };
-        let result = try_host(cluster, host, request, retry, deadline, note).await;
+        tried = Some(host);
+        let result = try_host(cluster, downstream, host, request, retry, deadline, note).await;
         // Outlier detection's streaks (nothing is written without it, nor on a success
         // after a success).
         let health = cluster.shared.host_set.health();
@@ -252,19 +261,46 @@ async fn attempts(
             Err(f) if f.counts_against_host() => health.record_try(host, false),
             Err(_) => {}
         }
+        let last_attempt = attempt + 1 == total;
         match result {
+            Ok(Outcome::Response(response)) if !last_attempt && retry.retries_responses() => {
+                let code = cluster.codec.borrow_mut().response_code(&response);
+                if !retry.retries_response(code) {
+                    return Outcome::Response(response);
+                }
+                let Some(slot) = cluster.shared.breaker.retry() else {
+                    counters.request_retry_overflow.inc();
+                    debug!(code, "max_retries reached; relaying the response");
+                    return Outcome::Response(response);
+                };
+                debug!(code, host, "retrying a response status on another host");
+                _retrying = Some(slot);
+                counters.request_retry.inc();
+                counters.request_retry_on_status.inc();
+                // The response is dropped (its codec context released) unrelayed.
+            }
             Ok(outcome) => return outcome,
-            Err(f) if retry.retries(f, Instant::now(), deadline) => last = f,
+            Err(f) if !last_attempt && retry.retries(f, Instant::now(), deadline) => {
+                let Some(slot) = cluster.shared.breaker.retry() else {
+                    counters.request_retry_overflow.inc();
+                    debug!(%f, "max_retries reached; not retrying");
+                    return Outcome::Failed(f);
+                };
+                _retrying = Some(slot);
+                counters.request_retry.inc();
+                last = f;
+            }
             Err(f) => return Outcome::Failed(f),
         }
     }
     Outcome::Failed(last)
 }
 
-/// One attempt on one host: a connection within the request's `deadline`, then the
-/// response within the try's deadline.
+/// One attempt on one host: a connection within the request's `deadline` (in `tcp` pool
+/// mode, the downstream connection's own), then the response within the try's deadline.
 async fn try_host(
     cluster: &WorkerCluster,
+    downstream: &DownstreamConn,
     host: usize,
     request: &mut Frame,
     retry: &RetryPlan,
@@ -272,7 +308,13 @@ async fn try_host(
     note: Note<'_>,
 ) -> Result<Outcome, Failure> {
     note.upstream(cluster.shared.hosts[host], None);
-    let lease = cluster.pools[host].lease(deadline).await?;
+    let pool = &cluster.pools[host];
+    let lease = if cluster.shared.pool.per_downstream() {
+        let slot = downstream.owned_upstream(cluster.index, host);
+        pool.lease_owned(&slot, deadline).await?
+    } else {
+        pool.lease(deadline).await?
+    };
     let upstream = lease.conn();
     note.upstream(upstream.addr(), upstream.local_addr());
     if request.kind() == FrameKind::Oneway {

@@ -6,6 +6,9 @@
 //!   are always retried.
 //! * An upstream close with the request in flight, and a per-try timeout, only with
 //!   `retry_on`.
+//! * A response, only with `retry_on`, when the codec maps its protocol status to a code in
+//!   `status_codes` (empty: any code ≥ 500), as MOSN's `doRetryCheck` with
+//!   `MappingHeaderStatusCode`. The response of the last attempt is relayed as it is.
 //! * Everything else (no route, overflow, the request's own deadline, …) is final.
 //! * Attempts: MOSN's `max(3, num_retries)`; 3 without a policy.
 
@@ -20,11 +23,23 @@ use crate::failure::Failure;
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(10);
 
 /// A route's compiled retry plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPlan {
     attempts: u32,
     retry_on: bool,
     per_try_timeout: Option<Duration>,
+    statuses: StatusRetry,
+}
+
+/// Which mapped response codes are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StatusRetry {
+    /// None (no `retry_on`).
+    Off,
+    /// Any code ≥ 500 (`retry_on` with no `status_codes`).
+    ServerErrors,
+    /// Exactly these codes (sorted).
+    Codes(Box<[u32]>),
 }
 
 impl RetryPlan {
@@ -36,6 +51,32 @@ impl RetryPlan {
             // Each try is capped by the request's own deadline, so a per-try timeout that is
             // not shorter than the request timeout simply never fires (§2.7).
             per_try_timeout: policy.and_then(|p| p.retry_timeout),
+            statuses: match policy {
+                Some(p) if p.retry_on && p.status_codes.is_empty() => StatusRetry::ServerErrors,
+                Some(p) if p.retry_on => {
+                    let mut codes = p.status_codes.clone();
+                    codes.sort_unstable();
+                    codes.dedup();
+                    StatusRetry::Codes(codes.into())
+                }
+                _ => StatusRetry::Off,
+            },
+        }
+    }
+
+    /// Whether some response could be retried (the proxy then asks the codec for the
+    /// response's code; otherwise it never does).
+    pub fn retries_responses(&self) -> bool {
+        self.statuses != StatusRetry::Off
+    }
+
+    /// Whether a response whose status the codec maps to proxy code `code` lets another
+    /// attempt run (attempts left permitting).
+    pub fn retries_response(&self, code: u32) -> bool {
+        match &self.statuses {
+            StatusRetry::Off => false,
+            StatusRetry::ServerErrors => code >= 500,
+            StatusRetry::Codes(codes) => codes.binary_search(&code).is_ok(),
         }
     }
 
@@ -77,6 +118,25 @@ mod tests {
             num_retries,
             status_codes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn responses_retry_only_with_retry_on_by_their_mapped_code() {
+        assert!(!RetryPlan::new(None).retries_responses());
+        assert!(!RetryPlan::new(None).retries_response(503));
+        let mut listed = policy(false, None, 0);
+        listed.status_codes = vec![503, 502, 503];
+        let off = RetryPlan::new(Some(&listed));
+        assert!(!off.retries_responses(), "status_codes need retry_on");
+        assert!(!off.retries_response(503));
+        listed.retry_on = true;
+        let on = RetryPlan::new(Some(&listed));
+        assert!(on.retries_responses());
+        assert!(on.retries_response(503) && on.retries_response(502));
+        assert!(!on.retries_response(500) && !on.retries_response(200));
+        let any = RetryPlan::new(Some(&policy(true, None, 0)));
+        assert!(any.retries_response(500) && any.retries_response(504));
+        assert!(!any.retries_response(200) && !any.retries_response(404));
     }
 
     #[test]

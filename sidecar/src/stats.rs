@@ -157,12 +157,23 @@ counters!(
         request_total,
         /// Requests whose timeout expired.
         request_timeout,
-        /// Requests retried.
+        /// Requests retried (every retry, whatever triggered it).
         request_retry,
+        /// Retries triggered by a response status (`retry_policy.status_codes`; part of
+        /// `request_retry`).
+        request_retry_on_status,
+        /// Retries not attempted because `max_retries` retries were running already.
+        request_retry_overflow,
         /// Requests failed because their connection closed.
         request_connection_closed,
-        /// Requests refused by a circuit breaker.
+        /// Requests refused by a circuit breaker (`max_requests` or
+        /// `max_pending_requests`).
         request_pending_overflow,
+        /// Requests refused because `max_pending_requests` requests were waiting for a
+        /// connection already (part of `request_pending_overflow`).
+        request_max_pending_overflow,
+        /// Gauge: requests waiting for an upstream connection now.
+        request_pending,
         /// Responses delivered to their request.
         response_received,
         /// Responses whose id matched nothing (late, after a timeout or reset): dropped.

@@ -8,5 +8,5 @@ pub mod pool;
 pub mod waiters;
 
 pub use connection::UpstreamConn;
-pub use pool::{HostPool, Lease, PoolSettings};
+pub use pool::{HostPool, Lease, OwnedSlot, PoolSettings};
 pub use waiters::{PendingResponse, ResponseResult};

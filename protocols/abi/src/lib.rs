@@ -70,6 +70,27 @@ pub mod optional_exports {
     /// (its fixed part is incomplete too). The host then waits for that many bytes before
     /// decoding again, so decode work stays proportional to the bytes that arrive.
     pub const DECODE_BYTES_NEEDED: &str = "rpc_sidecar_decode_bytes_needed";
+
+    /// `(ctx, status) -> u32`: the reverse of the hijack mapping, MOSN's
+    /// `MappingHeaderStatusCode`: the proxy's HTTP-like code (200, 500, 502, 503, 504, …) for
+    /// a response carrying protocol status `status` (what the decode result reported in its
+    /// timeout/status field). `ctx` is any live stream context; it names the root (the
+    /// plugin configuration) whose protocol answers. 0 = no mapping: the host then uses
+    /// [`crate::default_response_code`]. Retries on response statuses use it.
+    pub const RESPONSE_CODE: &str = "rpc_sidecar_response_code";
+}
+
+/// The proxy's HTTP-like code for a response with protocol status `status`, for a codec that
+/// defines no mapping of its own (no [`optional_exports::RESPONSE_CODE`] export, or a native
+/// codec without one): 0 is success (200); a status that already is an HTTP code (100–599) is
+/// kept; anything else is an internal error (500). Bolt, for one, maps its own statuses
+/// (0→200, 4→503, 7→504, 16→502, else 500).
+pub fn default_response_code(status: u32) -> u32 {
+    match status {
+        0 => 200,
+        100..=599 => status,
+        _ => 500,
+    }
 }
 
 /// Header a plugin adds to a decoded request whose frame is complete but whose header section
@@ -83,3 +104,18 @@ pub const HEADER_DECODE_ERROR: &str = "x-codec-header-error";
 /// configured pair of that name, so host and plugin enforce the same limit; a plugin that
 /// limits frame sizes reads it in `proxy_on_configure`.
 pub const MAX_FRAME_BYTES_KEY: &str = "max_frame_bytes";
+
+#[cfg(test)]
+mod tests {
+    use super::default_response_code;
+
+    #[test]
+    fn the_default_response_code_keeps_http_codes_and_fails_the_rest() {
+        assert_eq!(default_response_code(0), 200);
+        assert_eq!(default_response_code(200), 200);
+        assert_eq!(default_response_code(503), 503);
+        assert_eq!(default_response_code(4), 500);
+        assert_eq!(default_response_code(99), 500);
+        assert_eq!(default_response_code(600), 500);
+    }
+}

@@ -164,6 +164,10 @@ impl Protocol for Bolt {
         status::map_status(proxy_code)
     }
 
+    fn response_code(&self, status: u32) -> u32 {
+        status::response_code(status)
+    }
+
     /// An RPC response (cmdCode 2) with `status`, the request's id and version, and empty
     /// class, header and content (ver2 1, codec 1, as MOSN and the Go plugin).
     fn hijack(&mut self, request: &BoltCommand, status: u32) -> Result<BoltCommand, ProtocolError> {

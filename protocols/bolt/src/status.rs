@@ -1,6 +1,7 @@
 //! Bolt response statuses (sofa-bolt `ResponseStatus`, xprotocol spec
 //! (`docs/xprotocol-proxy-and-bolt.md`) §1.5) and the mapping of the proxy's HTTP-like codes onto
-//! them (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §2.6, as the Go SDK's bolt plugin).
+//! them (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §2.6, as the Go SDK's bolt plugin),
+//! and back (MOSN's `BoltStatusMapping`, used for retries on response statuses).
 
 /// SUCCESS.
 pub const SUCCESS: u32 = 0x00;
@@ -35,9 +36,42 @@ pub fn map_status(proxy_code: u32) -> u32 {
     }
 }
 
+/// Maps a Bolt response status to the proxy's HTTP-like code, as MOSN's
+/// `BoltStatusMapping.MappingHeaderStatusCode`: 0→200, 4 (SERVER_THREADPOOL_BUSY)→503,
+/// 7 (TIMEOUT)→504, 16 (CONNECTION_CLOSED)→502, anything else → 500.
+pub fn response_code(status: u32) -> u32 {
+    match status {
+        SUCCESS => 200,
+        SERVER_THREADPOOL_BUSY => 503,
+        TIMEOUT => 504,
+        CONNECTION_CLOSED => 502,
+        _ => 500,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_statuses_map_back_like_mosn() {
+        let table = [
+            (0, 200),
+            (4, 503),
+            (7, 504),
+            (16, 502),
+            (2, 500),
+            (3, 500),
+            (6, 500),
+        ];
+        for (status, code) in table {
+            assert_eq!(response_code(status), code, "status {status}");
+        }
+        // The hijack statuses of 503 and 504 map back to their codes.
+        for code in [503, 504, 502] {
+            assert_eq!(response_code(map_status(code)), code);
+        }
+    }
 
     #[test]
     fn maps_like_the_go_sdk() {

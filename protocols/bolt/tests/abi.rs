@@ -143,6 +143,28 @@ fn hijack_on_a_fresh_context_builds_the_mapped_response() {
 }
 
 #[test]
+fn response_statuses_map_back_to_proxy_codes_through_the_optional_export() {
+    let mut h = harness();
+    let ctx = h.create_context();
+    for (status, code) in [
+        (0u32, 200u32),
+        (4, 503),
+        (7, 504),
+        (16, 502),
+        (2, 500),
+        (6, 500),
+    ] {
+        assert_eq!(h.response_code(ctx, status), code, "status {status}");
+    }
+    assert_eq!(
+        h.response_code(ctx + 100, 4),
+        0,
+        "an unknown context maps nothing"
+    );
+    h.delete(ctx);
+}
+
+#[test]
 fn hijack_on_the_decoded_context_fails_at_encode_like_the_go_sdk() {
     let request = vector("sofa-rpc-node-hessian4/request-echo.bin");
     let mut h = harness();

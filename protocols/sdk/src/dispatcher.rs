@@ -241,6 +241,17 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
         }
     }
 
+    /// `rpc_sidecar_response_code` (optional export, `codec_abi::optional_exports`): the
+    /// proxy code the protocol of `ctx`'s root gives a response with `status`; 0 when `ctx`
+    /// is unknown (the host then uses its default mapping).
+    pub(crate) fn response_code(&mut self, ctx: u32, status: u32) -> u32 {
+        let Self { contexts, host, .. } = self;
+        match lookup(contexts, host, ctx, "response_code") {
+            Some((root, _)) => root.protocol.response_code(status),
+            None => 0,
+        }
+    }
+
     /// `proxy_encode_buffer_bytes` (§6.3): encodes the cached command with the host's id,
     /// headers and body; 0 with one §5.5 report, 7 empty input, 10 on any error.
     pub(crate) fn encode(&mut self, ctx: u32, input: &[u8]) -> u32 {
@@ -580,6 +591,7 @@ trait Abi {
     fn configure(&mut self, root: u32, size: usize) -> bool;
     fn decode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn decode_bytes_needed(&mut self, ctx: u32) -> u32;
+    fn response_code(&mut self, ctx: u32, status: u32) -> u32;
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn keepalive(&mut self, ctx: u32, id: u64) -> u32;
     fn reply_keepalive(&mut self, ctx: u32) -> u32;
@@ -604,6 +616,9 @@ impl<P: Protocol, H: Host> Abi for Dispatcher<P, H> {
     }
     fn decode_bytes_needed(&mut self, ctx: u32) -> u32 {
         Dispatcher::decode_bytes_needed(self, ctx)
+    }
+    fn response_code(&mut self, ctx: u32, status: u32) -> u32 {
+        Dispatcher::response_code(self, ctx, status)
     }
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32 {
         Dispatcher::encode(self, ctx, input)
@@ -787,6 +802,14 @@ mod wasm {
     #[unsafe(no_mangle)]
     pub extern "C" fn rpc_sidecar_decode_bytes_needed(ctx: u32) -> u32 {
         with(0, |d| d.decode_bytes_needed(ctx))
+    }
+
+    /// `(ctx, status) -> u32`: the proxy code for a response with protocol status `status`,
+    /// by the protocol of `ctx`'s root; 0 = unknown context (this host's optional extension,
+    /// `codec_abi::optional_exports::RESPONSE_CODE`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_response_code(ctx: u32, status: u32) -> u32 {
+        with(0, |d| d.response_code(ctx, status))
     }
 
     /// `(ctx, ptr, len) -> status` (§6.3).

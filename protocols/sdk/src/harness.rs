@@ -259,6 +259,12 @@ impl<P: Protocol> Harness<P> {
         self.dispatcher.decode_bytes_needed(ctx)
     }
 
+    /// `rpc_sidecar_response_code(ctx, status)` (optional export): the proxy code the
+    /// protocol of `ctx`'s root gives a response with `status`; 0 for an unknown context.
+    pub fn response_code(&mut self, ctx: u32, status: u32) -> u32 {
+        self.dispatcher.response_code(ctx, status)
+    }
+
     /// `proxy_encode_buffer_bytes(ctx, input)`; `input` is a §5.3 host command (build it with
     /// [`codec_abi::write_host_command`]).
     pub fn encode(&mut self, ctx: u32, input: &[u8]) -> Call {

@@ -116,6 +116,15 @@ pub trait Protocol: 'static {
         proxy_code
     }
 
+    /// The reverse of [`Protocol::map_status`] (MOSN's `MappingHeaderStatusCode`): the
+    /// proxy's HTTP-like code (200, 500, 502, 503, 504, …) for a response with protocol
+    /// status `status`; retries on response statuses use it (optional export
+    /// `rpc_sidecar_response_code`). The default is [`codec_abi::default_response_code`]:
+    /// 0 → 200, an HTTP code (100–599) is kept, anything else → 500.
+    fn response_code(&self, status: u32) -> u32 {
+        codec_abi::default_response_code(status)
+    }
+
     /// Builds a response to `request` carrying protocol status `status` (already mapped by
     /// [`Protocol::map_status`]), with the request's id.
     ///

@@ -214,6 +214,20 @@ pub(crate) fn parse_cluster(
             ClusterType::Simple
         }
     };
+    if kind == ClusterType::StrictDns {
+        warnings.push(
+            o.child("type"),
+            "STRICT_DNS host names are resolved once at start: no periodic re-resolution, no \
+             re-resolution on connect failure, and hosts never drain on a DNS change",
+        );
+    }
+    for key in ["dns_refresh_rate", "respect_dns_ttl"] {
+        o.warn_if_set(
+            key,
+            "DNS re-resolution is not implemented (hosts are resolved once at start); ignored",
+            warnings,
+        );
+    }
     let lb = match o.str("lb_type")? {
         None | Some("") | Some("LB_ROUNDROBIN") | Some("LB_WEIGHTED_ROUNDROBIN") => {
             LbType::RoundRobin
@@ -409,17 +423,6 @@ fn parse_circuit_breakers(
         max_requests: limit(t.u32("max_requests")?),
         max_retries: limit(t.u32("max_retries")?),
     };
-    for (key, set) in [
-        ("max_pending_requests", cb.max_pending_requests),
-        ("max_retries", cb.max_retries),
-    ] {
-        if set.is_some() {
-            warnings.push(
-                t.child(key),
-                "not implemented: only max_connections and max_requests are enforced",
-            );
-        }
-    }
     t.accept("priority");
     t.finish(warnings);
     Ok(cb)

@@ -400,10 +400,10 @@ fn parse_action(
             for s in &status_items {
                 status_codes.push(s.node().as_u32()?);
             }
-            if !status_codes.is_empty() {
+            if !status_codes.is_empty() && !retry_on {
                 warnings.push(
                     p.child("status_codes"),
-                    "retries on response status are not implemented: only connect failures, upstream closes (retry_on) and retry_timeout are retried",
+                    "status_codes take effect only with retry_on: true (as in MOSN); no response is retried",
                 );
             }
             p.finish(warnings);

@@ -2,7 +2,7 @@
 //! and warnings.
 
 use super::duration::format_go_duration as dur;
-use super::{ClusterTarget, CodecKind, Config, HeaderMatcherConfig, RouteMatch};
+use super::{ClusterTarget, CodecKind, Config, HeaderMatcherConfig, RetryPolicy, RouteMatch};
 use std::fmt::Write;
 
 /// Renders `config` as indented text.
@@ -96,15 +96,7 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
                         .join(", "),
                 };
                 let timeout = r.action.timeout.map_or("default".to_owned(), dur);
-                let retry = match &r.action.retry_policy {
-                    Some(p) if p.retry_on => format!(
-                        ", retry on ({} retries{})",
-                        p.num_retries,
-                        p.retry_timeout
-                            .map_or(String::new(), |t| format!(", per try {}", dur(t)))
-                    ),
-                    _ => String::new(),
-                };
+                let retry = retry_summary(r.action.retry_policy.as_ref());
                 writeln!(
                     out,
                     "      #{i} when {when} -> {to} (timeout {timeout}{retry})"
@@ -120,7 +112,8 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         writeln!(
             out,
             "  {} {} {} connect timeout {}, {} connection(s) per host per worker when \
-             multiplexed (ping-pong cap {}), max_requests {}{}",
+             multiplexed (ping-pong cap {}), max_requests {}, max_pending_requests {}, \
+             max_retries {}{}",
             cl.name,
             cl.kind,
             cl.lb,
@@ -128,6 +121,8 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
             cb.multiplex_connections_per_host(),
             limit(cb.max_connections),
             limit(cb.max_requests),
+            limit(cb.max_pending_requests),
+            limit(cb.max_retries),
             cl.pool_mode
                 .map_or(String::new(), |m| format!(", pool {m}")),
         )?;
@@ -215,6 +210,27 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         writeln!(out, "  {w}")?;
     }
     Ok(())
+}
+
+/// What a route's retries actually do (MOSN, xprotocol spec §2.8): the attempts (at least
+/// 3), and what triggers a retry.
+fn retry_summary(policy: Option<&RetryPolicy>) -> String {
+    let attempts = policy.map_or(3, |p| p.num_retries.max(3));
+    let Some(p) = policy.filter(|p| p.retry_on) else {
+        return format!(", {attempts} attempts on connect failures");
+    };
+    let statuses = if p.status_codes.is_empty() {
+        "code >= 500".to_owned()
+    } else {
+        let codes: Vec<String> = p.status_codes.iter().map(u32::to_string).collect();
+        format!("code in [{}]", codes.join(", "))
+    };
+    format!(
+        ", {attempts} attempts on connect failures, upstream closes, per-try timeouts{} and \
+         responses with {statuses}",
+        p.retry_timeout
+            .map_or(String::new(), |t| format!(" (per try {})", dur(t)))
+    )
 }
 
 fn codec_kind(c: &Config, kind: &CodecKind) -> String {

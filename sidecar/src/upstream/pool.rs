@@ -4,18 +4,24 @@
 //! * Multiplex (default): `slots` shared connections; requests from every downstream
 //!   connection of the worker are spread over them round-robin, each with its own upstream
 //!   id. A slot connects on first use; concurrent requests wait for the same connect.
-//! * Ping-pong (and `tcp`): one request per connection at a time; idle connections are reused LIFO and new
-//!   ones opened up to `max_connections` (0 = unlimited).
+//! * Ping-pong: one request per connection at a time; idle connections are reused LIFO and
+//!   new ones opened up to `max_connections` (0 = unlimited).
+//! * TCP: one connection per downstream connection (per host): the downstream's requests all
+//!   go over it, multiplexed by upstream id. The downstream owns the slot ([`OwnedSlot`],
+//!   kept in its `DownstreamConn`): the connection opens on first use and closes when the
+//!   downstream closes ([`OwnedSlot::close`]); [`HostPool::lease_owned`] leases it.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
 use super::connection::UpstreamConn;
+use crate::cluster::{CircuitBreaker, Slot};
 use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
 use crate::framed::{CodecRef, ReadLimits};
@@ -24,10 +30,10 @@ use crate::stats::HostStats;
 /// What a pool needs to open connections.
 #[derive(Clone)]
 pub struct PoolSettings {
-    /// Sharing mode (`tcp` is served as ping-pong: exclusive connections, never shared
-    /// between requests).
+    /// Sharing mode.
     pub mode: PoolMode,
-    /// Multiplex: connections per host (≥ 1). Ping-pong: cap (0 = unlimited).
+    /// Multiplex: connections per host (≥ 1). Ping-pong: cap (0 = unlimited). TCP: unused
+    /// (one per downstream connection).
     pub max_connections: usize,
     /// Connect timeout.
     pub connect_timeout: Duration,
@@ -35,16 +41,25 @@ pub struct PoolSettings {
     pub keepalive: KeepaliveConfig,
     /// What each connection's read side enforces (frame deadline, backpressure).
     pub read_limits: ReadLimits,
+    /// The cluster's circuit breaker: a request that has to wait for a connection (a
+    /// connect in progress, a busy ping-pong pool) takes a `max_pending_requests` slot.
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 impl PoolSettings {
-    /// The pool settings of `cluster`, whose protocol's codec defaults to `codec_mode`.
-    pub fn new(cluster: &ClusterConfig, codec_mode: PoolMode) -> PoolSettings {
+    /// The pool settings of `cluster`, whose protocol's codec defaults to `codec_mode`,
+    /// with the cluster's `breaker`.
+    pub fn new(
+        cluster: &ClusterConfig,
+        codec_mode: PoolMode,
+        breaker: Arc<CircuitBreaker>,
+    ) -> PoolSettings {
         let mode = cluster.effective_pool_mode(codec_mode);
         let limits = &cluster.circuit_breakers;
         let max_connections = match mode {
             PoolMode::Multiplex => limits.multiplex_connections_per_host() as usize,
-            PoolMode::PingPong | PoolMode::Tcp => limits.max_connections.unwrap_or(0) as usize,
+            PoolMode::PingPong => limits.max_connections.unwrap_or(0) as usize,
+            PoolMode::Tcp => 0,
         };
         PoolSettings {
             mode,
@@ -52,6 +67,7 @@ impl PoolSettings {
             connect_timeout: cluster.connect_timeout,
             keepalive: cluster.keepalive,
             read_limits: ReadLimits::default(),
+            breaker,
         }
     }
 
@@ -59,9 +75,31 @@ impl PoolSettings {
     fn shares_connections(&self) -> bool {
         self.mode == PoolMode::Multiplex
     }
+
+    /// True when each downstream connection has its own upstream connection (`tcp`).
+    pub fn per_downstream(&self) -> bool {
+        self.mode == PoolMode::Tcp
+    }
 }
 
 type ConnectCell = Rc<OnceCell<Result<Rc<UpstreamConn>, Failure>>>;
+
+/// The upstream connection one downstream connection owns to one host (`tcp` pool mode):
+/// opened on first use, reopened after it closed, closed by [`OwnedSlot::close`] when the
+/// downstream connection closes.
+#[derive(Default)]
+pub struct OwnedSlot {
+    cell: RefCell<ConnectCell>,
+}
+
+impl OwnedSlot {
+    /// Closes the connection, if one is open (the downstream connection closed).
+    pub fn close(&self) {
+        if let Some(Ok(c)) = self.cell.borrow().get() {
+            c.close(false);
+        }
+    }
+}
 
 /// A connection lent to one request; ping-pong connections go back to the pool on drop.
 pub struct Lease {
@@ -143,7 +181,8 @@ impl HostPool {
     ///
     /// # Errors
     /// [`Failure::ConnectFailed`] when connecting fails, [`Failure::Timeout`] when the
-    /// deadline passes first, [`Failure::Overflow`] never (ping-pong waits for a release).
+    /// deadline passes first, [`Failure::Overflow`] when the request would have to wait
+    /// for a connection and `max_pending_requests` are waiting already.
     pub async fn lease(&self, deadline: Instant) -> Result<Lease, Failure> {
         if self.inner.settings.shares_connections() {
             let conn = tokio::time::timeout_at(deadline, self.inner.multiplexed())
@@ -159,6 +198,18 @@ impl HostPool {
                 pool: Some(self.inner.clone()),
             })
         }
+    }
+
+    /// The connection of `slot` (a downstream connection's own, `tcp` pool mode), connecting
+    /// it first when needed, waiting at most until `deadline`.
+    ///
+    /// # Errors
+    /// As [`HostPool::lease`].
+    pub async fn lease_owned(&self, slot: &OwnedSlot, deadline: Instant) -> Result<Lease, Failure> {
+        let conn = tokio::time::timeout_at(deadline, self.inner.on_slot(&slot.cell))
+            .await
+            .map_err(|_| Failure::Timeout)??;
+        Ok(Lease { conn, pool: None })
     }
 
     /// Open connections of this pool (for tests and stats).
@@ -203,9 +254,17 @@ impl PoolInner {
     async fn multiplexed(&self) -> Result<Rc<UpstreamConn>, Failure> {
         let i = self.next.get() % self.slots.len();
         self.next.set(i + 1);
-        let slot = &self.slots[i];
+        self.on_slot(&self.slots[i]).await
+    }
+
+    /// The live connection in `slot`, connecting (or waiting for a connect in progress)
+    /// first when there is none.
+    async fn on_slot(&self, slot: &RefCell<ConnectCell>) -> Result<Rc<UpstreamConn>, Failure> {
         loop {
             let cell = slot.borrow().clone();
+            let ready = matches!(cell.get(), Some(Ok(c)) if !c.is_closed());
+            // Waiting for a connect (this request's or another's) is being pending.
+            let _pending = if ready { None } else { Some(self.pending()?) };
             let result = cell.get_or_init(|| self.connect()).await.clone();
             match result {
                 Ok(conn) if !conn.is_closed() => return Ok(conn),
@@ -221,13 +280,37 @@ impl PoolInner {
         }
     }
 
+    /// Counts a request as waiting for a connection until the returned slot drops;
+    /// `Failure::Overflow` (counted) when `max_pending_requests` are waiting already.
+    fn pending(&self) -> Result<PendingGuard<'_>, Failure> {
+        match self.settings.breaker.wait_for_connection() {
+            Some(slot) => {
+                self.stats.request_pending.inc();
+                Ok(PendingGuard {
+                    _slot: slot,
+                    stats: &self.stats,
+                })
+            }
+            None => {
+                self.stats.request_pending_overflow.inc();
+                self.stats.request_max_pending_overflow.inc();
+                Err(Failure::Overflow)
+            }
+        }
+    }
+
     async fn exclusive(&self) -> Result<Rc<UpstreamConn>, Failure> {
+        let mut pending = None;
         loop {
             while let Some(c) = self.idle.borrow_mut().pop() {
                 if !c.is_closed() {
                     return Ok(c);
                 }
                 self.open.set(self.open.get() - 1);
+            }
+            // No idle connection: this request waits (for a connect or a release).
+            if pending.is_none() {
+                pending = Some(self.pending()?);
             }
             let cap = self.settings.max_connections;
             if cap == 0 || self.open.get() < cap {
@@ -252,5 +335,18 @@ impl PoolInner {
             self.idle.borrow_mut().push(conn);
         }
         self.released.notify_one();
+    }
+}
+
+/// A request waiting for a connection: a `max_pending_requests` slot and the
+/// `request_pending` gauge, both released on drop.
+struct PendingGuard<'a> {
+    _slot: Slot<'a>,
+    stats: &'a HostStats,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.stats.request_pending.dec();
     }
 }
