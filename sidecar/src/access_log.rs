@@ -151,6 +151,9 @@ impl AccessLogs {
                 counters: Arc::new(LogCounters::default()),
             });
         }
+        // The channel's slots are allocated up front (records travel by value): without an
+        // access log nothing is ever sent, so hold no memory for one.
+        let capacity = if logs.is_empty() { 1 } else { capacity };
         let (tx, rx) = mpsc::sync_channel(capacity);
         AccessLogs {
             listeners,
