@@ -118,10 +118,8 @@ async fn pump(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        // A read error counts as the end of the stream.
+        let n = from.read(&mut buf).await.unwrap_or(0);
         let cut = shared.cut.load(Ordering::SeqCst);
         if n == 0 {
             if cut {
