@@ -354,3 +354,83 @@ async fn an_upstream_goaway_drains_that_connection_and_new_calls_use_a_new_one()
         "nothing needed a retry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_goaway_on_a_ping_pong_connection_busy_or_idle_retires_it() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (listen, admin) = (free_addr().unwrap(), free_addr().unwrap());
+    let cfg = MosnConfig::single_hop(listen, vec![app.local_addr()])
+        .admin(admin)
+        .edit_cluster("upstreamCluster", |c| {
+            c.field("pool_mode", json!("ping-pong"))
+                .field("circuit_breakers", json!([{"max_connections": 4}]))
+        });
+    let _sidecar = Sidecar::spawn(cfg.build()).expect("sidecar starts");
+    let client = connect(listen).await;
+
+    // Busy: the GoAway arrives while the connection carries a held call.
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .call(&held_request(&client, 0))
+                .await
+                .map(|r| r.status())
+        })
+    };
+    assert!(app.wait_for(WAIT, |c| c.held == 1).await);
+    assert_eq!(app.connections().len(), 1);
+    assert_eq!(app.send_goaway().await, 1);
+    let counted = eventually(
+        WAIT,
+        async || cluster_counter(admin, "upstream_goaway").await,
+        |n| *n >= 1,
+    )
+    .await;
+    assert_eq!(counted, 1);
+    assert_eq!(app.release_held().await, 1);
+    let status = tokio::time::timeout(WAIT, held)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(
+        status.unwrap(),
+        Some(SUCCESS),
+        "the call in flight finished"
+    );
+    let conns = eventually(WAIT, async || app.connections(), |c| !c[0].open).await;
+    assert!(
+        !conns[0].open,
+        "closed once its call was answered, not put back"
+    );
+    let r = client.call(&plain_request(&client, "next")).await.unwrap();
+    assert_eq!(r.status(), Some(SUCCESS));
+    let conns = app.connections();
+    assert_eq!(
+        conns.len(),
+        2,
+        "the next call took a new connection: {conns:?}"
+    );
+    assert_eq!(conns[1].request_ids.len(), 1);
+
+    // Idle: the GoAway arrives while the connection waits in the pool.
+    assert_eq!(app.send_goaway().await, 1);
+    let counted = eventually(
+        WAIT,
+        async || cluster_counter(admin, "upstream_goaway").await,
+        |n| *n >= 2,
+    )
+    .await;
+    assert_eq!(counted, 2);
+    let conns = eventually(WAIT, async || app.connections(), |c| !c[1].open).await;
+    assert!(!conns[1].open, "an idle connection closes at its GoAway");
+    let r = client
+        .call(&plain_request(&client, "after idle"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), Some(SUCCESS));
+    assert_eq!(app.connections().len(), 3);
+    assert_eq!(cluster_counter(admin, "request_retry").await, 0);
+}
