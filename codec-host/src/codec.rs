@@ -78,6 +78,16 @@ pub trait Codec {
     /// [`CodecError`] when the plugin fails.
     fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError>;
 
+    /// Builds the protocol's GoAway request with `id` (tells the peer to send no new
+    /// requests on this connection); `Ok(None)` (the default) when the protocol has none.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the plugin fails.
+    fn goaway(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        let _ = id;
+        Ok(None)
+    }
+
     /// Builds the ack of a decoded heartbeat request (same id) and appends it to `out`.
     ///
     /// # Errors
@@ -133,6 +143,7 @@ pub struct Frame {
     raw: Bytes,
     payload: Bytes,
     state: FrameState,
+    goaway: bool,
 }
 
 /// Codec-private state that travels with a frame (a plugin context, a native command).
@@ -172,7 +183,20 @@ impl Frame {
             raw: parts.raw,
             payload: parts.payload,
             state: parts.state,
+            goaway: false,
         }
+    }
+
+    /// Marks the frame as the protocol's GoAway (a codec that recognises one).
+    pub fn with_goaway(mut self, goaway: bool) -> Frame {
+        self.goaway = goaway;
+        self
+    }
+
+    /// True when the frame is the protocol's GoAway: the peer asks that no new requests be
+    /// sent on this connection. Such a frame is a request by its kind, and never forwarded.
+    pub fn is_goaway(&self) -> bool {
+        self.goaway
     }
 
     /// What the frame is.

@@ -183,6 +183,35 @@ impl PluginInstance {
         Ok(needed.filter(|&n| n > 0).map(|n| n as usize))
     }
 
+    /// After a decode on `ctx` answered a request: whether the guest says it is the
+    /// protocol's GoAway (false when the module lacks the optional export).
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn decode_is_goaway(&mut self, ctx: u32) -> Result<bool, CodecError> {
+        let sample = self.calls.begin();
+        let r = self.vm.decode_is_goaway(ctx);
+        if !matches!(r, Ok(None)) {
+            self.calls.end(CallKind::Other, sample);
+        }
+        let answer = self.check(codec_abi::optional_exports::DECODE_IS_GOAWAY, r)?;
+        Ok(answer == Some(1))
+    }
+
+    /// On a fresh `ctx`: asks the guest to cache a GoAway request with `id`; the status, or
+    /// `None` when the module lacks the optional export.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn goaway(&mut self, ctx: u32, id: u64) -> Result<Option<u32>, CodecError> {
+        let sample = self.calls.begin();
+        let r = self.vm.goaway(ctx, id);
+        if !matches!(r, Ok(None)) {
+            self.calls.end(CallKind::Other, sample);
+        }
+        self.check(codec_abi::optional_exports::GOAWAY, r)
+    }
+
     /// The proxy code the guest gives a response with protocol `status`, through the
     /// optional export, asked on the spare (next-decode) context, which names the root
     /// (`None` when the module lacks the export or answers 0).

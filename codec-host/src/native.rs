@@ -122,16 +122,20 @@ impl<P: Protocol> Codec for NativeCodec<P> {
             }
         };
         let (payload, header_section) = payload_and_headers(&raw, command.body(), section);
-        Ok(Some(Frame::new(FrameParts {
-            kind: command.kind(),
-            id: command.id(),
-            timeout_or_status: command.timeout_or_status(),
-            headers,
-            header_section,
-            raw,
-            payload,
-            state: Box::new(NativeFrameState { command }),
-        })))
+        let goaway = command.is_goaway();
+        Ok(Some(
+            Frame::new(FrameParts {
+                kind: command.kind(),
+                id: command.id(),
+                timeout_or_status: command.timeout_or_status(),
+                headers,
+                header_section,
+                raw,
+                payload,
+                state: Box::new(NativeFrameState { command }),
+            })
+            .with_goaway(goaway),
+        ))
     }
 
     fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
@@ -159,6 +163,14 @@ impl<P: Protocol> Codec for NativeCodec<P> {
 
     fn keepalive(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
         let Some(command) = self.protocol.keepalive(id) else {
+            return Ok(None);
+        };
+        self.encode_command(&command)?;
+        Ok(Some(Bytes::copy_from_slice(&self.scratch)))
+    }
+
+    fn goaway(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        let Some(command) = self.protocol.goaway(id) else {
             return Ok(None);
         };
         self.encode_command(&command)?;

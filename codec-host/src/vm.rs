@@ -6,7 +6,7 @@
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::exports as ex;
-use codec_abi::optional_exports::{DECODE_BYTES_NEEDED, RESPONSE_CODE};
+use codec_abi::optional_exports::{DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, RESPONSE_CODE};
 use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
 };
@@ -39,6 +39,10 @@ pub(crate) struct Vm {
     bytes_needed: Option<TypedFunction<u32, u32>>,
     /// The optional `rpc_sidecar_response_code` export, when the module has it.
     response_code: Option<TypedFunction<(u32, u32), u32>>,
+    /// The optional `rpc_sidecar_decode_is_goaway` export.
+    is_goaway: Option<TypedFunction<u32, u32>>,
+    /// The optional `rpc_sidecar_goaway` export.
+    goaway: Option<TypedFunction<(u32, u64), u32>>,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -103,6 +107,19 @@ impl Vm {
                 VmError::Instantiate(format!("optional export {RESPONSE_CODE}: {e}"))
             })?),
         };
+        let is_goaway = match x.get_function(DECODE_IS_GOAWAY) {
+            Err(_) => None,
+            Ok(f) => Some(f.typed(&store).map_err(|e| {
+                VmError::Instantiate(format!("optional export {DECODE_IS_GOAWAY}: {e}"))
+            })?),
+        };
+        let goaway = match x.get_function(GOAWAY) {
+            Err(_) => None,
+            Ok(f) => Some(
+                f.typed(&store)
+                    .map_err(|e| VmError::Instantiate(format!("optional export {GOAWAY}: {e}")))?,
+            ),
+        };
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -112,6 +129,8 @@ impl Vm {
             exports,
             bytes_needed,
             response_code,
+            is_goaway,
+            goaway,
             points_remaining,
             points_exhausted,
             budget,
@@ -173,6 +192,40 @@ impl Vm {
         self.arm()?;
         let r = match &self.bytes_needed {
             Some(f) => f.call(&mut self.store, ctx),
+            None => return Ok(None),
+        };
+        r.map(Some).map_err(|e| self.fail(e))
+    }
+
+    /// The optional `rpc_sidecar_decode_is_goaway(ctx)` as one ABI operation; `Ok(None)`
+    /// when the module does not export it.
+    ///
+    /// # Errors
+    /// As [`Vm::call`].
+    pub(crate) fn decode_is_goaway(&mut self, ctx: u32) -> Result<Option<u32>, VmError> {
+        if self.is_goaway.is_none() {
+            return Ok(None);
+        }
+        self.arm()?;
+        let r = match &self.is_goaway {
+            Some(f) => f.call(&mut self.store, ctx),
+            None => return Ok(None),
+        };
+        r.map(Some).map_err(|e| self.fail(e))
+    }
+
+    /// The optional `rpc_sidecar_goaway(ctx, id)` as one ABI operation; `Ok(None)` when the
+    /// module does not export it.
+    ///
+    /// # Errors
+    /// As [`Vm::call`].
+    pub(crate) fn goaway(&mut self, ctx: u32, id: u64) -> Result<Option<u32>, VmError> {
+        if self.goaway.is_none() {
+            return Ok(None);
+        }
+        self.arm()?;
+        let r = match &self.goaway {
+            Some(f) => f.call(&mut self.store, ctx, id),
             None => return Ok(None),
         };
         r.map(Some).map_err(|e| self.fail(e))

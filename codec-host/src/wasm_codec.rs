@@ -568,6 +568,11 @@ impl Codec for WasmCodec {
         self.counted(r)
     }
 
+    fn goaway(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        let r = self.goaway_frame(id);
+        self.counted(r)
+    }
+
     fn reply_keepalive(
         &mut self,
         request: &mut Frame,
@@ -667,17 +672,25 @@ impl WasmCodec {
             owner: Rc::clone(inst.dropped_queue()),
             released: false,
         };
+        let kind = FrameKind::from_flag(decoded.flag);
+        // The optional extension: only requests can be a GoAway (on an error, dropping
+        // `state` releases the context).
+        let goaway =
+            matches!(kind, FrameKind::Request | FrameKind::Oneway) && inst.decode_is_goaway(ctx)?;
         self.typical_frame = (self.typical_frame * 3 + decoded.raw.len()) / 4;
-        Ok(Some(Frame::new(FrameParts {
-            kind: FrameKind::from_flag(decoded.flag),
-            id: decoded.id,
-            timeout_or_status: decoded.timeout_or_status,
-            headers: decoded.headers,
-            header_section: decoded.header_section,
-            raw: decoded.raw,
-            payload: decoded.payload,
-            state: Box::new(state),
-        })))
+        Ok(Some(
+            Frame::new(FrameParts {
+                kind,
+                id: decoded.id,
+                timeout_or_status: decoded.timeout_or_status,
+                headers: decoded.headers,
+                header_section: decoded.header_section,
+                raw: decoded.raw,
+                payload: decoded.payload,
+                state: Box::new(state),
+            })
+            .with_goaway(goaway),
+        ))
     }
 
     fn encode_frame(
@@ -741,6 +754,30 @@ impl WasmCodec {
             }
             // ABI §6.4: encode the cached heartbeat with flag 0x60, replaced = command = id.
             codec.scratch_command(FrameKind::HeartbeatRequest.host_flag(), id, id, 0, &[]);
+            let mut out = BytesMut::new();
+            codec.encode_scratch(At::Current, ctx, &mut out)?;
+            Ok(Some(out.freeze()))
+        })
+    }
+
+    fn goaway_frame(&mut self, id: u64) -> Result<Option<Bytes>, CodecError> {
+        self.with_fresh_ctx(|codec, ctx| {
+            let inst = codec
+                .instance
+                .as_mut()
+                .ok_or(CodecError::Instance("no instance".into()))?;
+            match inst.goaway(ctx, id)? {
+                Some(0) => {}
+                None | Some(2) => return Ok(None),
+                Some(status) => {
+                    return Err(CodecError::Rejected {
+                        call: codec_abi::optional_exports::GOAWAY,
+                        status,
+                    })
+                }
+            }
+            // As the heartbeat (§6.4): encode the cached request, replaced = command = id.
+            codec.scratch_command(FrameKind::Request.host_flag(), id, id, 0, &[]);
             let mut out = BytesMut::new();
             codec.encode_scratch(At::Current, ctx, &mut out)?;
             Ok(Some(out.freeze()))

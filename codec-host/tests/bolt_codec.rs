@@ -508,3 +508,36 @@ fn a_frames_context_goes_back_right_after_its_encode_and_a_retry_still_works() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn goaway_round_trips_on_wasm_and_native_and_a_request_is_no_goaway() {
+    let vectors = bolt_vectors();
+    let req = vectors
+        .iter()
+        .find(|(f, _)| f.ends_with("hessian4/request-echo.bin"))
+        .unwrap()
+        .1
+        .clone();
+    let mut built = Vec::new();
+    for (name, mut codec) in both() {
+        let goaway = codec.goaway(0).unwrap().expect("bolt has a GoAway");
+        assert_eq!(
+            goaway.as_ref(),
+            &common::hex("01 01 0064 01 00000000 01 00000000 0000 0000 00000000")[..],
+            "{name}: MOSN's GoAway, cmdCode 100"
+        );
+        let back = decode_all(codec.as_mut(), &goaway);
+        assert!(back[0].is_goaway(), "{name}");
+        assert_eq!(
+            (back[0].kind(), back[0].id()),
+            (FrameKind::Request, 0),
+            "{name}"
+        );
+        let ka = codec.keepalive(5).unwrap().unwrap();
+        assert!(!decode_all(codec.as_mut(), &ka)[0].is_goaway(), "{name}");
+        let frames = decode_all(codec.as_mut(), &req);
+        assert!(!frames[0].is_goaway(), "{name}");
+        built.push(codec.goaway(77).unwrap().unwrap());
+    }
+    assert_eq!(built[0], built[1], "wasm and native agree");
+}

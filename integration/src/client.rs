@@ -4,10 +4,15 @@
 //! into as few writes as possible. When the connection ends, every call in flight fails with
 //! the reason at once: nothing hangs. Frames nobody waits for (late answers after a timeout,
 //! unknown ids, requests from the peer) are kept for [`BoltClient::next_unsolicited`].
+//!
+//! A GoAway from the peer (a request with cmdCode 100, MOSN's `CmdCodeGoAway`) is honoured:
+//! calls in flight still get their answers, new calls and oneways are refused with
+//! [`ClientError::GoAway`] without being written, and [`BoltClient::goaway_received`] /
+//! [`BoltClient::wait_goaway`] tell the caller to connect anew.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
 use crate::error::{ClientError, CloseReason};
-use crate::wire::{Frame, FrameReader, FrameType, Request, DEFAULT_MAX_FRAME_LEN};
+use crate::wire::{Frame, FrameReader, FrameType, Request, CMD_GOAWAY, DEFAULT_MAX_FRAME_LEN};
 
 /// Coalesced writes stop growing past this size.
 const MAX_WRITE_BATCH: usize = 256 * 1024;
@@ -60,6 +65,9 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     closed_tx: watch::Sender<Option<CloseReason>>,
+    /// Set (and never cleared) when the peer sent a GoAway.
+    goaway: AtomicBool,
+    goaway_tx: watch::Sender<bool>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -91,6 +99,9 @@ impl Shared {
         let mut st = lock(&self.state);
         if let Some(reason) = &st.closed {
             return Err(ClientError::ConnectionLost(reason.clone()));
+        }
+        if self.goaway.load(Ordering::Acquire) {
+            return Err(ClientError::GoAway);
         }
         if st.pending.contains_key(&id) {
             return Err(ClientError::DuplicateId(id));
@@ -143,6 +154,8 @@ impl BoltClient {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             closed_tx,
+            goaway: AtomicBool::new(false),
+            goaway_tx: watch::channel(false).0,
         });
         let (rd, wr) = sock.into_split();
         let (out, out_rx) = mpsc::unbounded_channel();
@@ -255,6 +268,9 @@ impl BoltClient {
     /// # Errors
     /// Connection loss or an unencodable request.
     pub fn send_oneway(&self, request: &Request) -> Result<(), ClientError> {
+        if self.goaway_received() {
+            return Err(ClientError::GoAway);
+        }
         let bytes = request
             .clone()
             .oneway()
@@ -298,6 +314,19 @@ impl BoltClient {
             Ok(Ok(reason)) => reason.clone(),
             _ => self.close_reason(),
         }
+    }
+
+    /// True once the peer sent a GoAway on this connection: new calls are refused
+    /// ([`ClientError::GoAway`]); the caller should connect anew.
+    pub fn goaway_received(&self) -> bool {
+        self.shared.goaway.load(Ordering::Acquire)
+    }
+
+    /// Waits until the peer sends a GoAway, up to `deadline`; false if none came by then.
+    pub async fn wait_goaway(&self, deadline: Duration) -> bool {
+        let mut rx = self.shared.goaway_tx.subscribe();
+        let seen = tokio::time::timeout(deadline, rx.wait_for(|g| *g)).await;
+        matches!(seen, Ok(Ok(_))) || self.goaway_received()
     }
 
     /// Number of calls waiting for an answer.
@@ -366,6 +395,19 @@ async fn read_loop(
 }
 
 fn deliver(frame: Frame, shared: &Shared, unsolicited: &mpsc::UnboundedSender<Frame>) {
+    if frame.is_request() && frame.cmd_code() == CMD_GOAWAY {
+        // Taken under the state lock, so a call registering concurrently either is in
+        // `pending` already (and gets its answer) or sees the flag (and is not written).
+        let _st = lock(&shared.state);
+        if !shared.goaway.swap(true, Ordering::AcqRel) {
+            debug!(
+                id = frame.id(),
+                "peer sent GoAway: no new calls on this connection"
+            );
+        }
+        shared.goaway_tx.send_replace(true);
+        return;
+    }
     let waiter = if frame.frame_type() == FrameType::Response {
         lock(&shared.state).pending.remove(&frame.id())
     } else {

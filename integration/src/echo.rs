@@ -10,6 +10,10 @@
 //! * oneway → nothing;
 //! * other command codes (e.g. GoAway) and stray responses are counted and ignored.
 //!
+//! [`EchoServer::send_goaway`] writes a Bolt GoAway (cmdCode 100) on every open connection, as
+//! a MOSN server does before it stops: the peer should send no new requests on them; requests
+//! already received are still answered.
+//!
 //! Control headers on a request: `echo-delay-ms: N` answers after N ms without holding up other
 //! requests (so answers can go out of order), `echo-hold: 1` holds the answer back until the test
 //! calls [`EchoServer::release_held`] (events in order, not by timing), `echo-status: N` sets the
@@ -182,6 +186,8 @@ struct ConnRecord {
     open: AtomicBool,
     ids: Mutex<Vec<u32>>,
     kill: watch::Sender<bool>,
+    /// The connection's writer queue, weakly (the writer ends when its last sender drops).
+    writer: Mutex<Option<mpsc::WeakSender<Bytes>>>,
 }
 
 /// An answer held back by `echo-hold`, with the writer queue of its connection.
@@ -322,6 +328,25 @@ impl EchoServer {
         released
     }
 
+    /// Writes a Bolt GoAway (cmdCode 100, id 0) on every open connection, each queued behind
+    /// the answers already queued on it before this returns; returns on how many. Requests
+    /// are still read and answered afterwards (the peer decides what to do with GoAway).
+    pub async fn send_goaway(&self) -> usize {
+        let goaway = Request::goaway(0).to_bytes().expect("GoAway encodes");
+        let writers: Vec<mpsc::Sender<Bytes>> = lock(&self.shared.conns)
+            .iter()
+            .filter(|c| c.open.load(Ordering::Acquire))
+            .filter_map(|c| lock(&c.writer).as_ref().and_then(mpsc::WeakSender::upgrade))
+            .collect();
+        let mut sent = 0;
+        for tx in writers {
+            if tx.send(goaway.clone()).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Turns heartbeat answers on (the default) or off, at once for every connection:
     /// while off, heartbeats are counted (`heartbeats`, `heartbeats_ignored`) and never
     /// answered; requests are answered as before.
@@ -412,6 +437,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         open: AtomicBool::new(true),
                         ids: Mutex::new(Vec::new()),
                         kill,
+                        writer: Mutex::new(None),
                     });
                     conns.push(record.clone());
                     record
@@ -436,6 +462,7 @@ fn spawn_connection(
 ) {
     let (rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    *lock(&record.writer) = Some(tx.downgrade());
     let writer = tokio::spawn(write_loop(wr, rx, kill_rx.clone()));
     tokio::spawn(async move {
         read_loop(rd, tx, kill_rx, &record, &shared).await;

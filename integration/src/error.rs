@@ -99,6 +99,10 @@ pub enum ClientError {
     /// The peer answered, but not with what the request asks for.
     #[error("unexpected answer: {0}")]
     BadAnswer(String),
+    /// The peer sent a GoAway on this connection: no new calls go out on it (calls already
+    /// in flight still get their answers); connect anew.
+    #[error("the peer sent a GoAway: no new calls on this connection")]
+    GoAway,
 }
 
 /// A failure to start, probe or stop a child process.

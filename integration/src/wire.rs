@@ -604,6 +604,24 @@ impl Request {
         }
     }
 
+    /// MOSN's Bolt GoAway (`CmdCodeGoAway`): a request with cmdCode 100, Hessian2, timeout 0
+    /// and no sections; it tells the peer to send no new requests on the connection.
+    pub fn goaway(id: u32) -> Self {
+        Request {
+            head: RequestHead {
+                id,
+                oneway: false,
+                cmd_code: CMD_GOAWAY,
+                ver2: VER2,
+                codec: CODEC_HESSIAN2,
+                timeout_ms: 0,
+            },
+            class: Bytes::new(),
+            headers: Vec::new(),
+            content: Bytes::new(),
+        }
+    }
+
     /// Makes it a oneway request.
     pub fn oneway(mut self) -> Self {
         self.head.oneway = true;

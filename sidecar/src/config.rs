@@ -1090,6 +1090,47 @@ mod tests {
     }
 
     #[test]
+    fn enable_bolt_goaway_is_read_from_extend_config_or_its_bolt_object() {
+        let ext = "/servers/0/listeners/0/filter_chains/0/filters/0/config/extend_config";
+        let c = parse(&base()).expect("valid");
+        assert!(
+            !c.listeners[0].proxy.goaway_on_drain,
+            "default false (MOSN)"
+        );
+
+        let mut v = base();
+        set(&mut v, &format!("{ext}/enable_bolt_goaway"), json!(true));
+        let c = parse(&v).expect("valid");
+        assert!(c.listeners[0].proxy.goaway_on_drain);
+        assert!(!c.listeners[1].proxy.goaway_on_drain, "per listener");
+        assert!(warning_paths(&c).is_empty(), "{:?}", warning_paths(&c));
+
+        let mut v = base();
+        set(
+            &mut v,
+            &format!("{ext}/bolt"),
+            json!({"enable_bolt_goaway": true}),
+        );
+        assert!(parse(&v).expect("valid").listeners[0].proxy.goaway_on_drain);
+        // The bolt object's value wins over the flat one.
+        set(&mut v, &format!("{ext}/enable_bolt_goaway"), json!(true));
+        set(
+            &mut v,
+            &format!("{ext}/bolt"),
+            json!({"enable_bolt_goaway": false}),
+        );
+        assert!(!parse(&v).expect("valid").listeners[0].proxy.goaway_on_drain);
+
+        let mut v = base();
+        set(&mut v, &format!("{ext}/enable_bolt_goaway"), json!("yes"));
+        expect_error(
+            &v,
+            "servers[0].listeners[0].filter_chains[0].filters[0].config.extend_config.enable_bolt_goaway",
+            "",
+        );
+    }
+
+    #[test]
     fn protocols_must_come_from_enabled_codecs() {
         let proxy = "/servers/0/listeners/0/filter_chains/0/filters/0/config";
         let mut v = base();

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use codec_host::{Frame, FrameKind};
 use tokio::net::TcpStream;
@@ -44,6 +45,14 @@ fn register(stream: std::net::TcpStream) -> std::io::Result<TcpStream> {
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
+
+/// How long a connection still reads after its GoAway went out: requests the client sent
+/// before it saw the GoAway are served, not left unread.
+pub const GOAWAY_GRACE: Duration = Duration::from_millis(500);
+
+/// The protocol id of a GoAway sent downstream (MOSN's stream layer gives it a fresh stream
+/// id; clients number their requests from 1, so 0 names none of them).
+const GOAWAY_ID: u64 = 0;
 
 /// Why a downstream connection's read loop ended.
 enum End {
@@ -121,6 +130,12 @@ async fn read_frames(
     // checked then), not per read.
     let idle = tokio::time::sleep_until(last_active(framed) + idle_timeout);
     tokio::pin!(idle);
+    // After a GoAway: requests the client wrote before it saw it are still read until this
+    // grace ends, then reading stops.
+    let goaway_on_drain = worker.plan.listeners[conn.listener].goaway_on_drain;
+    let mut goaway_grace: Option<Instant> = None;
+    let grace = tokio::time::sleep(GOAWAY_GRACE);
+    tokio::pin!(grace);
     loop {
         let read = tokio::select! {
             biased;
@@ -158,7 +173,26 @@ async fn read_frames(
                 }
                 return End::Closed;
             }
-            _ = worker.shutdown.cancelled() => return End::Draining,
+            _ = &mut grace, if goaway_grace.is_some() => return End::Draining,
+            _ = worker.shutdown.cancelled(), if goaway_grace.is_none() => {
+                if !goaway_on_drain {
+                    return End::Draining;
+                }
+                match conn.sink().goaway(GOAWAY_ID) {
+                    Ok(()) => {
+                        debug!("sent GoAway; reading on for the grace period");
+                        stats.goaway_sent.inc();
+                        let until = Instant::now() + GOAWAY_GRACE;
+                        goaway_grace = Some(until);
+                        grace.as_mut().reset(until);
+                        continue;
+                    }
+                    Err(e) => {
+                        debug!(cause = %e, "no GoAway for this connection; draining");
+                        return End::Draining;
+                    }
+                }
+            }
         };
         match read {
             Ok(true) => {}
@@ -183,6 +217,12 @@ async fn read_frames(
 
 fn dispatch(worker: &Rc<WorkerContext>, conn: &Rc<DownstreamConn>, mut frame: Frame) {
     let stats = worker.downstream_stats(conn.listener);
+    if frame.is_goaway() {
+        // xprotocol spec §2.2: a client's GoAway is logged and ignored.
+        debug!(id = frame.id(), "ignoring a GoAway sent by a client");
+        stats.unexpected_frame.inc();
+        return;
+    }
     match frame.kind() {
         FrameKind::HeartbeatRequest => match conn.sink().reply_keepalive(&mut frame) {
             Ok(()) => stats.heartbeat_replied.inc(),

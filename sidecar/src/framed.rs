@@ -210,6 +210,24 @@ impl FrameSink {
         }
     }
 
+    /// Builds the protocol's GoAway with `id` and queues it.
+    ///
+    /// # Errors
+    /// [`SendError::Unsupported`] when the protocol has no GoAway, as for
+    /// [`FrameSink::keepalive`] otherwise.
+    pub fn goaway(&self, id: u64) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let goaway = self.codec.borrow_mut().goaway(id);
+        match goaway {
+            Ok(Some(bytes)) if self.queue.push(&bytes) => Ok(()),
+            Ok(Some(_)) => Err(SendError::Closed),
+            Ok(None) => Err(SendError::Unsupported),
+            Err(e) => Err(SendError::Codec(e)),
+        }
+    }
+
     /// Fills the queue through the codec; returns the bytes queued.
     fn queue_with(
         &self,

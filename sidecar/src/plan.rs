@@ -36,6 +36,9 @@ pub struct ListenerPlan {
     pub idle_timeout: Duration,
     /// Its stream filters (rate limits, fault injection), shared by every worker.
     pub filters: FilterChain,
+    /// On a graceful stop, send the protocol's GoAway on each connection first
+    /// (`enable_bolt_goaway`).
+    pub goaway_on_drain: bool,
 }
 
 /// A cluster as every worker shares it: its settings and its live process-wide state (the
@@ -311,6 +314,7 @@ impl Plan {
                     .connection_idle_timeout
                     .unwrap_or(crate::config::DEFAULT_CONNECTION_IDLE_TIMEOUT),
                 filters,
+                goaway_on_drain: l.proxy.goaway_on_drain,
             });
         }
 

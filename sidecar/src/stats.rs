@@ -135,6 +135,8 @@ counters!(
         request_other_code,
         /// Heartbeats answered by the sidecar.
         heartbeat_replied,
+        /// GoAway frames sent to clients on a graceful stop (`enable_bolt_goaway`).
+        goaway_sent,
         /// Frames dropped because they are not requests (e.g. responses from a client).
         unexpected_frame,
     }

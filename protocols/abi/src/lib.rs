@@ -70,6 +70,16 @@ pub mod optional_exports {
     /// (its fixed part is incomplete too). The host then waits for that many bytes before
     /// decoding again, so decode work stays proportional to the bytes that arrive.
     pub const DECODE_BYTES_NEEDED: &str = "rpc_sidecar_decode_bytes_needed";
+    /// `(ctx) -> u32`: called right after `proxy_decode_buffer_bytes(ctx, …)` answered 0 with
+    /// a request: 1 when the decoded frame is the protocol's GoAway (the peer asks to stop
+    /// sending new requests on this connection), 0 otherwise. The standard report stays a
+    /// plain request, as MOSN's Go SDK reports it.
+    pub const DECODE_IS_GOAWAY: &str = "rpc_sidecar_decode_is_goaway";
+    /// `(ctx, id: i64) -> status`: on a fresh ctx, like `proxy_keepalive_buffer_bytes`:
+    /// 0 = a GoAway request with protocol id `id` is cached (a following
+    /// `proxy_encode_buffer_bytes(ctx, …)` with the request flag encodes it), 2 = the
+    /// protocol has no GoAway.
+    pub const GOAWAY: &str = "rpc_sidecar_goaway";
 
     /// `(ctx, status) -> u32`: the reverse of the hijack mapping, MOSN's
     /// `MappingHeaderStatusCode`: the proxy's HTTP-like code (200, 500, 502, 503, 504, …) for

@@ -6,7 +6,7 @@ use codec_sdk::{Command, Decoded, Protocol, ProtocolError};
 use crate::command::BoltCommand;
 use crate::error::BoltError;
 use crate::frame::{
-    self, Head, CMD_HEARTBEAT, CMD_RPC_RESPONSE, PROTO_V1, TYPE_REQUEST, TYPE_RESPONSE,
+    self, Head, CMD_GOAWAY, CMD_HEARTBEAT, CMD_RPC_RESPONSE, PROTO_V1, TYPE_REQUEST, TYPE_RESPONSE,
 };
 use crate::status;
 
@@ -145,6 +145,25 @@ impl Protocol for Bolt {
             id: id as u32,
             codec: frame::CODEC_HESSIAN2,
             timeout_or_status: u32::MAX,
+            class_len: 0,
+            header_len: 0,
+            content_len: 0,
+        }))
+    }
+
+    /// MOSN's Bolt GoAway: a v1 request with cmdCode 100, codec Hessian2, timeout 0 and no
+    /// class, header or content (`xprotocol spec §1.4`).
+    fn goaway(&mut self, id: u64) -> Option<BoltCommand> {
+        Some(BoltCommand::bare(Head {
+            proto: PROTO_V1,
+            ver1: 0,
+            switch: 0,
+            cmd_type: TYPE_REQUEST,
+            cmd_code: CMD_GOAWAY,
+            ver2: frame::DEFAULT_VER2,
+            id: id as u32,
+            codec: frame::CODEC_HESSIAN2,
+            timeout_or_status: 0,
             class_len: 0,
             header_len: 0,
             content_len: 0,

@@ -171,6 +171,11 @@ impl Command for BoltCommand {
         }
     }
 
+    /// A request (two-way or oneway) with cmdCode 100 (MOSN's `CmdCodeGoAway`).
+    fn is_goaway(&self) -> bool {
+        self.head.cmd_type != TYPE_RESPONSE && self.head.cmd_code == frame::CMD_GOAWAY
+    }
+
     fn id(&self) -> u64 {
         u64::from(self.id)
     }

@@ -471,3 +471,32 @@ fn max_frame_bytes_comes_from_the_plugin_configuration() {
         "no context 2 yet"
     );
 }
+
+#[test]
+fn goaway_then_encode_gives_mosns_goaway_and_decodes_back_as_one() {
+    // MOSN's CmdCodeGoAway: a v1 request, cmdCode 100, Hessian2, timeout 0, no sections.
+    let mut h = harness();
+    let ctx = h.create_context();
+    let call = h.goaway(ctx, 3);
+    assert_eq!((call.status, call.reports.len()), (0, 0), "{:?}", h.logs());
+    let call = h.encode(ctx, &encode_input(&[], FrameKind::Request, 3, 3, 0, &[]));
+    assert_eq!(call.status, 0, "{:?}", h.logs());
+    let e = call.encode_result().unwrap();
+    let want = hex("01 01 0064 01 00000003 01 00000000 0000 0000 00000000");
+    assert_eq!(e.frame, &want[..]);
+    h.delete(ctx);
+
+    // Decoded back: a request by the standard report, a GoAway by the optional export.
+    let ctx = h.create_context();
+    let call = h.decode(ctx, &want);
+    assert_eq!(call.status, 0, "{:?}", h.logs());
+    assert_eq!(call.decode_result().unwrap().flag, 0x41);
+    assert_eq!(h.decode_is_goaway(ctx), 1);
+    h.delete(ctx);
+
+    // A normal request is not a GoAway.
+    let ctx = h.create_context();
+    assert_eq!(h.decode(ctx, &hex(FRAME)).status, 0);
+    assert_eq!(h.decode_is_goaway(ctx), 0);
+    h.delete(ctx);
+}

@@ -332,3 +332,23 @@ fn oversized_sections_cannot_be_encoded() {
     let err = Bolt::default().encode(&c, &mut out).unwrap_err();
     assert!(err.message().contains("header section"), "{err}");
 }
+
+#[test]
+fn goaway_round_trips_and_only_cmd_code_100_requests_are_goaway() {
+    let goaway = Bolt::default().goaway(12).expect("bolt has a GoAway");
+    assert!(goaway.is_goaway());
+    let bytes = encode(&goaway);
+    assert_eq!(
+        bytes,
+        hex("01 01 0064 01 0000000c 01 00000000 0000 0000 00000000")
+    );
+    let back = decode(&bytes);
+    assert!(back.is_goaway());
+    assert_eq!(
+        (back.kind(), back.id(), back.cmd_code()),
+        (FrameKind::Request, 12, 100)
+    );
+    assert!(!decode(&Spec::request(12).build()).is_goaway());
+    assert!(!decode(&Spec::response(12, 0).build()).is_goaway());
+    assert!(!decode(&encode(&Bolt::default().keepalive(12).unwrap())).is_goaway());
+}

@@ -123,6 +123,8 @@ fn check(name: &str) {
         // This host's optional extension (codec_abi::optional_exports).
         ("rpc_sidecar_decode_bytes_needed", sig(&[I32], &[I32])),
         ("rpc_sidecar_response_code", sig(&[I32, I32], &[I32])),
+        ("rpc_sidecar_decode_is_goaway", sig(&[I32], &[I32])),
+        ("rpc_sidecar_goaway", sig(&[I32, I64], &[I32])),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_owned(), s))

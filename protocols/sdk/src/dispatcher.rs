@@ -300,6 +300,34 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
         }
     }
 
+    /// `rpc_sidecar_goaway` (optional export, `codec_abi::optional_exports::GOAWAY`): caches a
+    /// GoAway request with `id`; 2 when the protocol has none.
+    pub(crate) fn goaway(&mut self, ctx: u32, id: u64) -> u32 {
+        let Some((root, stream)) = lookup(&mut self.contexts, &mut self.host, ctx, "goaway") else {
+            return INTERNAL;
+        };
+        match root.protocol.goaway(id) {
+            Some(command) => {
+                stream.encoded = Some(command);
+                OK
+            }
+            None => BAD_ARGUMENT,
+        }
+    }
+
+    /// `rpc_sidecar_decode_is_goaway` (optional export,
+    /// `codec_abi::optional_exports::DECODE_IS_GOAWAY`): 1 when the command the last decode
+    /// on `ctx` reported is the protocol's GoAway, else 0.
+    pub(crate) fn decode_is_goaway(&mut self, ctx: u32) -> u32 {
+        let goaway = self
+            .contexts
+            .streams
+            .get(&ctx)
+            .and_then(|s| s.decoded.as_ref())
+            .is_some_and(Command::is_goaway);
+        u32::from(goaway)
+    }
+
     /// `proxy_reply_keepalive_buffer_bytes` (§6.5): caches the answer to the decoded heartbeat
     /// request (the host's ptr/len carry nothing).
     pub(crate) fn reply_keepalive(&mut self, ctx: u32) -> u32 {
@@ -592,6 +620,8 @@ trait Abi {
     fn decode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn decode_bytes_needed(&mut self, ctx: u32) -> u32;
     fn response_code(&mut self, ctx: u32, status: u32) -> u32;
+    fn decode_is_goaway(&mut self, ctx: u32) -> u32;
+    fn goaway(&mut self, ctx: u32, id: u64) -> u32;
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn keepalive(&mut self, ctx: u32, id: u64) -> u32;
     fn reply_keepalive(&mut self, ctx: u32) -> u32;
@@ -616,6 +646,12 @@ impl<P: Protocol, H: Host> Abi for Dispatcher<P, H> {
     }
     fn decode_bytes_needed(&mut self, ctx: u32) -> u32 {
         Dispatcher::decode_bytes_needed(self, ctx)
+    }
+    fn decode_is_goaway(&mut self, ctx: u32) -> u32 {
+        Dispatcher::decode_is_goaway(self, ctx)
+    }
+    fn goaway(&mut self, ctx: u32, id: u64) -> u32 {
+        Dispatcher::goaway(self, ctx, id)
     }
     fn response_code(&mut self, ctx: u32, status: u32) -> u32 {
         Dispatcher::response_code(self, ctx, status)
@@ -802,6 +838,20 @@ mod wasm {
     #[unsafe(no_mangle)]
     pub extern "C" fn rpc_sidecar_decode_bytes_needed(ctx: u32) -> u32 {
         with(0, |d| d.decode_bytes_needed(ctx))
+    }
+
+    /// `(ctx) -> u32`: 1 when the last decode on `ctx` reported the protocol's GoAway (this
+    /// host's optional extension, `codec_abi::optional_exports::DECODE_IS_GOAWAY`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_decode_is_goaway(ctx: u32) -> u32 {
+        with(0, |d| d.decode_is_goaway(ctx))
+    }
+
+    /// `(ctx, id: i64) -> status`: caches a GoAway request with `id`, 2 when the protocol
+    /// has none (optional extension, `codec_abi::optional_exports::GOAWAY`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_goaway(ctx: u32, id: u64) -> u32 {
+        with(INTERNAL, |d| d.goaway(ctx, id))
     }
 
     /// `(ctx, status) -> u32`: the proxy code for a response with protocol status `status`,

@@ -278,6 +278,18 @@ impl<P: Protocol> Harness<P> {
         self.call(status)
     }
 
+    /// `rpc_sidecar_goaway(ctx, id)` (optional export).
+    pub fn goaway(&mut self, ctx: u32, id: u64) -> Call {
+        let status = self.dispatcher.goaway(ctx, id);
+        self.call(status)
+    }
+
+    /// `rpc_sidecar_decode_is_goaway(ctx)` (optional export): 1 when the last decode on
+    /// `ctx` reported a GoAway.
+    pub fn decode_is_goaway(&mut self, ctx: u32) -> u32 {
+        self.dispatcher.decode_is_goaway(ctx)
+    }
+
     /// `proxy_reply_keepalive_buffer_bytes(ctx, 0, 0)`.
     pub fn reply_keepalive(&mut self, ctx: u32) -> Call {
         let status = self.dispatcher.reply_keepalive(ctx);

@@ -12,6 +12,14 @@ pub trait Command: Sized + 'static {
     /// What the frame is (request, oneway, response, heartbeat request or ack).
     fn kind(&self) -> FrameKind;
 
+    /// True when this request is the protocol's GoAway (the peer asks that no new requests
+    /// be sent on this connection). Reported through the optional export
+    /// `rpc_sidecar_decode_is_goaway`; the standard decode report stays a request. The
+    /// default: the protocol has no GoAway.
+    fn is_goaway(&self) -> bool {
+        false
+    }
+
     /// The protocol id, widened to `u64`.
     fn id(&self) -> u64;
 
@@ -99,6 +107,13 @@ pub trait Protocol: 'static {
     /// Builds a heartbeat request with `id`. `None` (the default) = the protocol has no
     /// heartbeat (ABI §6.4 status 2).
     fn keepalive(&mut self, id: u64) -> Option<Self::Command> {
+        let _ = id;
+        None
+    }
+
+    /// Builds a GoAway request with `id` (optional export `rpc_sidecar_goaway`). `None` (the
+    /// default) = the protocol has no GoAway (status 2).
+    fn goaway(&mut self, id: u64) -> Option<Self::Command> {
         let _ = id;
         None
     }

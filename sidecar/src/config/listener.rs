@@ -48,6 +48,9 @@ pub struct ProxyConfig {
     pub router_config_name: String,
     /// Index into [`super::Config::route_configs`].
     pub route_config: usize,
+    /// `extend_config.enable_bolt_goaway` (MOSN's name; any protocol with a GoAway): on a
+    /// graceful stop, send the protocol's GoAway on every downstream connection first.
+    pub goaway_on_drain: bool,
 }
 
 /// Parses one `listeners[i]`. `codecs` are the enabled codecs; `route_configs` maps
@@ -187,13 +190,16 @@ fn parse_proxy(
 ) -> Result<ProxyConfig, ConfigError> {
     let downstream = p.required_str("downstream_protocol")?;
     let mut sub_protocol = None;
+    // MOSN's bolt switch (`enable_bolt_goaway`, default false), read as MOSN's bolt config
+    // handler does: under the protocol's key (`bolt`) or directly in `extend_config`.
+    let mut goaway_on_drain = false;
     if let Some(mut ext) = p.obj("extend_config")? {
         sub_protocol = ext.str("sub_protocol")?.filter(|s| !s.is_empty());
-        ext.warn_if_set(
-            "enable_bolt_goaway",
-            "GoAway on shutdown is not supported; ignored",
-            warnings,
-        );
+        goaway_on_drain = ext.bool("enable_bolt_goaway")?.unwrap_or(false);
+        if let Some(mut bolt) = ext.obj("bolt")? {
+            goaway_on_drain = bolt.bool("enable_bolt_goaway")?.unwrap_or(goaway_on_drain);
+            bolt.finish(warnings);
+        }
         ext.finish(warnings);
     }
     let (protocol, protocol_path) = if downstream == "X" {
@@ -277,5 +283,6 @@ fn parse_proxy(
         codec,
         router_config_name,
         route_config,
+        goaway_on_drain,
     })
 }

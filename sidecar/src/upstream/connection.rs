@@ -28,6 +28,8 @@ pub struct UpstreamConn {
     sink: FrameSink,
     waiters: Waiters,
     closed: Cell<bool>,
+    /// Set by the upstream's GoAway: no new requests; closes once nothing is in flight.
+    draining: Cell<bool>,
     oneway_ids: Cell<u32>,
     stats: HostStats,
 }
@@ -73,6 +75,7 @@ impl UpstreamConn {
             sink: framed.sink().clone(),
             waiters: Waiters::default(),
             closed: Cell::new(false),
+            draining: Cell::new(false),
             oneway_ids: Cell::new(0),
             stats,
         });
@@ -98,6 +101,16 @@ impl UpstreamConn {
         self.closed.get()
     }
 
+    /// True when new requests may use this connection: open and not draining after a GoAway.
+    pub fn is_usable(&self) -> bool {
+        !self.closed.get() && !self.draining.get()
+    }
+
+    /// True once the upstream sent a GoAway (the connection finishes what is in flight).
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
     /// Requests (and heartbeats) in flight.
     pub fn in_flight(&self) -> usize {
         self.waiters.len()
@@ -112,7 +125,8 @@ impl UpstreamConn {
     /// [`Failure::Overflow`] when its id table is full, [`Failure::EncodeFailed`] when the
     /// codec cannot encode the frame.
     pub fn send(self: &Rc<Self>, frame: &mut Frame) -> Result<PendingResponse, Failure> {
-        if self.closed.get() {
+        // Draining: nothing was written, so another connection may take it (retryable).
+        if !self.is_usable() {
             return Err(Failure::ConnectFailed);
         }
         let (id, response) = self.waiters.request().ok_or(Failure::Overflow)?;
@@ -128,7 +142,7 @@ impl UpstreamConn {
     /// # Errors
     /// As [`UpstreamConn::send`].
     pub fn send_oneway(&self, frame: &mut Frame) -> Result<(), Failure> {
-        if self.closed.get() {
+        if !self.is_usable() {
             return Err(Failure::ConnectFailed);
         }
         let id = self.oneway_ids.get().wrapping_add(1).max(1);
@@ -207,11 +221,21 @@ impl UpstreamConn {
     }
 
     fn on_frame(&self, mut frame: Frame) {
+        if frame.is_goaway() {
+            self.on_goaway();
+            return;
+        }
         match frame.kind() {
             FrameKind::Response | FrameKind::HeartbeatResponse => {
                 match self.waiters.complete(frame) {
-                    Matched::Request => self.stats.response_received.inc(),
-                    Matched::Heartbeat => self.stats.keepalive_ack.inc(),
+                    Matched::Request => {
+                        self.stats.response_received.inc();
+                        self.close_if_drained();
+                    }
+                    Matched::Heartbeat => {
+                        self.stats.keepalive_ack.inc();
+                        self.close_if_drained();
+                    }
                     Matched::Late(frame) => {
                         self.stats.response_late_dropped.inc();
                         debug!(addr = %self.addr, id = frame.id(), "dropping response with unknown id");
@@ -231,6 +255,25 @@ impl UpstreamConn {
 }
 
 impl UpstreamConn {
+    /// The upstream's GoAway (xprotocol spec §2.9): the pool stops handing out this
+    /// connection; it closes once its requests in flight are answered.
+    fn on_goaway(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        self.stats.upstream_goaway.inc();
+        debug!(addr = %self.addr, in_flight = self.waiters.len(), "upstream sent GoAway: draining the connection");
+        self.close_if_drained();
+    }
+
+    /// Closes a draining connection with nothing left in flight.
+    fn close_if_drained(&self) {
+        if self.draining.get() && self.waiters.is_empty() {
+            debug!(addr = %self.addr, "drained after GoAway: closing");
+            self.close(false);
+        }
+    }
+
     fn on_keepalive_timer(&self, keepalive: &mut Keepalive, last_read: Instant) {
         let now = Instant::now();
         match keepalive.due(now, last_read) {
@@ -241,6 +284,10 @@ impl UpstreamConn {
                 let missed = self.waiters.forget(id);
                 if missed {
                     self.stats.keepalive_timeout.inc();
+                }
+                self.close_if_drained();
+                if self.closed.get() {
+                    return;
                 }
                 if keepalive.checked(missed) {
                     let misses = keepalive.misses();

@@ -267,9 +267,9 @@ impl PoolInner {
             let _pending = if ready { None } else { Some(self.pending()?) };
             let result = cell.get_or_init(|| self.connect()).await.clone();
             match result {
-                Ok(conn) if !conn.is_closed() => return Ok(conn),
+                Ok(conn) if conn.is_usable() => return Ok(conn),
                 outcome => {
-                    // Dead or failed: the next attempt (this one, or a later request) must
+                    // Dead, draining after a GoAway (it finishes on its own), or failed: the next attempt (this one, or a later request) must
                     // connect anew, unless someone already replaced the cell.
                     if Rc::ptr_eq(&slot.borrow(), &cell) {
                         *slot.borrow_mut() = Rc::new(OnceCell::new());
@@ -303,8 +303,11 @@ impl PoolInner {
         let mut pending = None;
         loop {
             while let Some(c) = self.idle.borrow_mut().pop() {
-                if !c.is_closed() {
+                if c.is_usable() {
                     return Ok(c);
+                }
+                if c.is_draining() {
+                    c.close(false);
                 }
                 self.open.set(self.open.get() - 1);
             }
