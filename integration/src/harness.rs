@@ -11,6 +11,7 @@ mod echo_process;
 mod mosn_config;
 mod ratelimit_process;
 mod sidecar;
+mod wait;
 
 pub use child::KEEP_LOGS_ENV;
 pub use echo_process::{EchoProcess, RelayProcess, BOLT_ECHO_BIN_ENV, TCP_RELAY_BIN_ENV};
@@ -23,6 +24,7 @@ pub use ratelimit_process::{
 pub use sidecar::{
     admin_get, admin_request, AdminAnswer, CheckOutput, Sidecar, SidecarOptions, SIDECAR_BIN_ENV,
 };
+pub use wait::eventually;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use integration::bench::procstat;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, SILENT_HEADER};
+use integration::harness::eventually;
 use integration::harness::{
     admin_get, admin_request, free_addr, ListenerSpec, MosnConfig, Sidecar, SidecarOptions,
 };
@@ -82,18 +83,6 @@ async fn metrics(admin: SocketAddr) -> String {
     a.body
 }
 
-/// Probes until `done` holds for what `probe` returns, or [`WAIT`] passed; the last value.
-async fn eventually<T>(mut probe: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
-    let start = Instant::now();
-    loop {
-        let v = probe().await;
-        if done(&v) || start.elapsed() > WAIT {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 const FORWARDED: usize = 20;
 const NO_ROUTE: usize = 5;
 const TIMED_OUT: usize = 3;
@@ -124,6 +113,7 @@ async fn metrics_count_what_the_traffic_did() {
     let total = (FORWARDED + NO_ROUTE + TIMED_OUT) as f64;
     // Outcomes are recorded as the responses are written: wait for the last one.
     let text = eventually(
+        WAIT,
         async || metrics(p.admin).await,
         |t| {
             sample(
@@ -335,7 +325,7 @@ async fn every_endpoint_answers_with_its_shape_and_status() {
     assert_eq!(get_level().await["stdout"], "DEBUG");
     // A hijack logs at DEBUG ("answering on the server's behalf").
     c.rpc("com.example.Unrouted:1.0", "x").await.unwrap();
-    let seen = eventually(async || debug_lines(), |n| *n > 0).await;
+    let seen = eventually(WAIT, async || debug_lines(), |n| *n > 0).await;
     assert!(seen > 0, "DEBUG lines appear after the change");
 }
 
@@ -362,7 +352,12 @@ async fn unfinished_admin_requests_neither_hold_fds_nor_block_the_api() {
         stalled.push(s);
     }
     // The admin thread accepts at most its cap; the rest wait in the kernel's backlog.
-    let held = eventually(async || fds(), |n| *n >= baseline + MAX_ADMIN_CONNECTIONS).await;
+    let held = eventually(
+        WAIT,
+        async || fds(),
+        |n| *n >= baseline + MAX_ADMIN_CONNECTIONS,
+    )
+    .await;
     assert!(
         held <= baseline + MAX_ADMIN_CONNECTIONS + 1,
         "{held} fds with {} stalled admin connections (baseline {baseline})",
@@ -383,7 +378,7 @@ async fn unfinished_admin_requests_neither_hold_fds_nor_block_the_api() {
             "stalled request answered"
         );
     }
-    let after = eventually(async || fds(), |n| *n <= baseline).await;
+    let after = eventually(WAIT, async || fds(), |n| *n <= baseline).await;
     assert!(after <= baseline, "fds back to {baseline}: {after}");
 }
 
@@ -414,7 +409,7 @@ async fn out_of_fds_the_admin_accept_loop_backs_off() {
     for _ in 0..MAX_FDS + 16 {
         clients.push(TcpStream::connect(listen).await.unwrap());
     }
-    let full = eventually(async || fds(), |n| *n >= MAX_FDS).await;
+    let full = eventually(WAIT, async || fds(), |n| *n >= MAX_FDS).await;
     assert!(
         full >= MAX_FDS,
         "the sidecar holds every fd it may open: {full}"
@@ -432,7 +427,7 @@ async fn out_of_fds_the_admin_accept_loop_backs_off() {
     // The admin loop meets EMFILE and backs off (10, 20, 40, 80 ms, …): five warnings
     // arrive within a few hundred ms; a loop spinning on the error would have written
     // thousands by the time a poll sees the fifth.
-    let seen = eventually(async || warnings(), |n| *n >= 5).await;
+    let seen = eventually(WAIT, async || warnings(), |n| *n >= 5).await;
     assert!(seen >= 5, "accept errors are logged");
     assert!(
         seen < 50,
@@ -444,6 +439,7 @@ async fn out_of_fds_the_admin_accept_loop_backs_off() {
     drop(clients);
     drop(waiting);
     let answered = eventually(
+        WAIT,
         async || admin_request(admin, "GET", "/api/v1/states", "").await.ok(),
         |a| a.as_ref().is_some_and(|a| a.status == 200),
     )

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, HOLD_HEADER};
+use integration::harness::eventually;
 use integration::harness::{admin_get, free_addr, MosnConfig, Sidecar};
 use integration::wire::Request;
 use integration::ClientError;
@@ -45,22 +46,6 @@ async fn connect(addr: SocketAddr) -> Arc<BoltClient> {
             .await
             .expect("connect"),
     )
-}
-
-/// Polls `probe` every 20 ms until `done` holds or `within` passes; returns the last value.
-async fn eventually<T>(
-    within: Duration,
-    mut probe: impl AsyncFnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let start = tokio::time::Instant::now();
-    loop {
-        let v = probe().await;
-        if done(&v) || start.elapsed() > within {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `kill -TERM <pid>`: the graceful stop.

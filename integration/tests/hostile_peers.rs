@@ -14,6 +14,7 @@ use bytes::{BufMut, BytesMut};
 use integration::bench::procstat;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
+use integration::harness::eventually;
 use integration::harness::{admin_get, free_addr, MosnConfig, Sidecar};
 use integration::wire::Request;
 use serde_json::{json, Value};
@@ -70,7 +71,7 @@ impl Proxy {
 
     /// Waits until `pred` holds for the overload counter `key`.
     async fn wait_overload(&self, key: &str, pred: impl Fn(u64) -> bool) -> u64 {
-        eventually(async || self.overload(key).await, |v| pred(*v)).await
+        eventually(WAIT, async || self.overload(key).await, |v| pred(*v)).await
     }
 
     fn rss_mib(&self) -> u64 {
@@ -85,18 +86,6 @@ impl Proxy {
         std::fs::read_dir(format!("/proc/{}/fd", self.sidecar.pid()))
             .unwrap()
             .count()
-    }
-}
-
-/// Probes until `done` holds for what `probe` returns, or [`WAIT`] passed; the last value.
-async fn eventually<T>(mut probe: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
-    let start = Instant::now();
-    loop {
-        let v = probe().await;
-        if done(&v) || start.elapsed() > WAIT {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -184,6 +173,7 @@ async fn trickle_through(plugin: &str) -> (u64, u64) {
     drop(bad);
     // The trickler's decode work is added to the stats when its connection closes.
     let destroyed = eventually(
+        WAIT,
         async || p.downstream("connection_destroy").await,
         |n| *n >= 1,
     )
@@ -375,6 +365,7 @@ async fn over_the_buffer_budget_the_largest_partial_frames_are_shed_and_new_conn
     // (if the process was over budget when it connected): which one depends on when the
     // shedder ran, so the test counts both.
     eventually(
+        WAIT,
         async || p.overload("shed_connections").await + p.overload("refused_connections").await,
         |n| *n >= (HOLDERS - 16) as u64,
     )
@@ -410,6 +401,7 @@ async fn over_the_buffer_budget_the_largest_partial_frames_are_shed_and_new_conn
     assert!(p.rss_mib() < 150, "RSS {} MiB", p.rss_mib());
     // The shed ones were closed; the well-behaved client never noticed.
     let closed = eventually(
+        WAIT,
         async || holders.iter().filter(|s| closed_by_peer(s)).count() as u64,
         |c| *c >= shed + refused,
     )
@@ -440,7 +432,7 @@ async fn connections_past_the_cap_are_refused_and_the_ones_served_are_unaffected
     // The 21st and later are closed at accept.
     for _ in 0..5 {
         let s = TcpStream::connect(p.listen).await.unwrap();
-        let refused = eventually(async || closed_by_peer(&s), |c| *c).await;
+        let refused = eventually(WAIT, async || closed_by_peer(&s), |c| *c).await;
         assert!(refused, "a connection past the cap was refused");
     }
     assert_eq!(p.overload("refused_connections").await, 5);
@@ -492,6 +484,7 @@ async fn a_request_that_makes_the_plugin_trap_costs_its_connection_and_a_swap_to
     }
     // The log is written off the workers: wait for the last line.
     let replaced = eventually(
+        WAIT,
         async || log_lines(&p, "replacing poisoned plugin instance"),
         |n| *n >= TRAPS,
     )

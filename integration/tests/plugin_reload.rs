@@ -11,10 +11,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
+use integration::harness::eventually;
 use integration::harness::{free_addr, patch, repo_root, MosnConfig, Sidecar};
 use integration::wire::Request;
 use md5::{Digest, Md5};
@@ -83,18 +84,6 @@ fn install(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename plugin");
 }
 
-/// Polls `probe` until `done` holds or [`WAIT`] passed; the last value.
-async fn eventually<T>(mut probe: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
-    let start = Instant::now();
-    loop {
-        let v = probe();
-        if done(&v) || start.elapsed() > WAIT {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The log lines containing `needle`.
 fn lines_with(sidecar: &Sidecar, needle: &str) -> Vec<String> {
     sidecar
@@ -107,7 +96,7 @@ fn lines_with(sidecar: &Sidecar, needle: &str) -> Vec<String> {
 
 /// Waits for the `n`-th log line containing `needle`; all of them.
 async fn wait_for_lines(sidecar: &Sidecar, needle: &str, n: usize) -> Vec<String> {
-    let lines = eventually(|| lines_with(sidecar, needle), |l| l.len() >= n).await;
+    let lines = eventually(WAIT, async || lines_with(sidecar, needle), |l| l.len() >= n).await;
     assert!(
         lines.len() >= n,
         "expected {n} log lines with {needle:?}, found {}:\n{}",
@@ -214,7 +203,7 @@ impl Load {
 
     /// Waits until `n` calls were answered in total.
     async fn wait_answered(&self, n: u64) {
-        let ok = eventually(|| self.ok.load(Ordering::Relaxed), |&v| v >= n).await;
+        let ok = eventually(WAIT, async || self.ok.load(Ordering::Relaxed), |&v| v >= n).await;
         assert!(ok >= n, "only {ok} of {n} calls answered");
     }
 

@@ -4,10 +4,11 @@
 //! a bounded `eventually`), never by timing.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoOptions, EchoServer, HOLD_HEADER};
+use integration::harness::eventually;
 use integration::harness::{admin_get, free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::Request;
 use serde_json::{json, Value};
@@ -84,18 +85,6 @@ impl Proxy {
         )
         .await
         .expect("connect")
-    }
-}
-
-/// Probes until `done` holds for what `probe` returns, or [`WAIT`] passed; the last value.
-async fn eventually<T>(mut probe: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
-    let start = Instant::now();
-    loop {
-        let v = probe().await;
-        if done(&v) || start.elapsed() > WAIT {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -231,7 +220,12 @@ async fn max_pending_requests_refuses_a_request_that_would_wait_beyond_it() {
             Request::rpc(client.next_id(), Some(SERVICE), "second").timeout_ms(HELD_TIMEOUT_MS);
         tokio::spawn(async move { client.call(&req).await.expect("answered").status() })
     };
-    let pending = eventually(async || p.cluster("request_pending").await, |n| *n == 1).await;
+    let pending = eventually(
+        WAIT,
+        async || p.cluster("request_pending").await,
+        |n| *n == 1,
+    )
+    .await;
     assert_eq!(pending, 1);
     // The third would wait too: refused at once.
     let third = client.rpc(SERVICE, "third").await.unwrap();
@@ -380,11 +374,21 @@ async fn tcp_pool_mode_gives_each_downstream_its_own_upstream_connection() {
         v
     };
     clients[1].0.close();
-    let state = eventually(async || open_by_count(&app), |v| v.iter().any(|c| !c.1)).await;
+    let state = eventually(
+        WAIT,
+        async || open_by_count(&app),
+        |v| v.iter().any(|c| !c.1),
+    )
+    .await;
     assert_eq!(state, [(2, true), (3, false), (4, true)]);
     for (client, _) in &clients {
         client.close();
     }
-    let state = eventually(async || open_by_count(&app), |v| v.iter().all(|c| !c.1)).await;
+    let state = eventually(
+        WAIT,
+        async || open_by_count(&app),
+        |v| v.iter().all(|c| !c.1),
+    )
+    .await;
     assert_eq!(state, [(2, false), (3, false), (4, false)]);
 }

@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use integration::blackhole::Blackhole;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, HOLD_HEADER};
+use integration::harness::eventually;
 use integration::harness::{admin_get, free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::{FrameReader, Request};
 use serde_json::json;
@@ -317,22 +318,6 @@ async fn cluster_counter(admin: SocketAddr, name: &str) -> u64 {
     stats["upstream"]["upstream.cluster.upstreamCluster"][name]
         .as_u64()
         .unwrap_or(0)
-}
-
-/// Polls `probe` every 20 ms until `done` holds or `within` passes; returns the last value.
-async fn eventually<T>(
-    within: Duration,
-    mut probe: impl AsyncFnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let start = tokio::time::Instant::now();
-    loop {
-        let v = probe().await;
-        if done(&v) || start.elapsed() > within {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

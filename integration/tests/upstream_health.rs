@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
+use integration::harness::eventually;
 use integration::harness::{admin_get, admin_request, free_addr, ClusterSpec, MosnConfig, Sidecar};
 use serde_json::{json, Value};
 
@@ -80,18 +81,6 @@ impl Proxy {
     }
 }
 
-/// Probes until `done` holds for what `probe` returns, or [`WAIT`] passed; the last value.
-async fn eventually<T>(mut probe: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
-    let start = Instant::now();
-    loop {
-        let v = probe().await;
-        if done(&v) || start.elapsed() > WAIT {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One call that must succeed.
 async fn call_ok(client: &BoltClient, what: &str) {
     let answer = client
@@ -123,6 +112,7 @@ async fn a_host_that_stops_acking_heartbeats_leaves_the_rotation_and_returns() {
     // Both hosts pass their first checks and both serve.
     for h in [ha, hb] {
         let passed = eventually(
+            WAIT,
             async || p.host(h, "health_check_success").await,
             |n| *n >= 1,
         )
@@ -143,6 +133,7 @@ async fn a_host_that_stops_acking_heartbeats_leaves_the_rotation_and_returns() {
     b.answer_heartbeats(false);
     let silenced = Instant::now();
     let left = eventually(
+        WAIT,
         async || {
             call_ok(&client, "while b goes unhealthy").await;
             calls += 1;
@@ -186,6 +177,7 @@ async fn a_host_that_stops_acking_heartbeats_leaves_the_rotation_and_returns() {
     // B acknowledges again: back after healthy_threshold passes, and it serves again.
     b.answer_heartbeats(true);
     let back = eventually(
+        WAIT,
         async || {
             call_ok(&client, "while b recovers").await;
             calls += 1;
@@ -196,6 +188,7 @@ async fn a_host_that_stops_acking_heartbeats_leaves_the_rotation_and_returns() {
     .await;
     assert_eq!(back, 1, "b is healthy again");
     let served = eventually(
+        WAIT,
         async || {
             call_ok(&client, "b back").await;
             calls += 1;
@@ -243,6 +236,7 @@ async fn consecutive_failures_eject_a_host_within_max_ejection_percent_and_it_re
     let mut failed = 0u64;
     let mut most_ejected = 0;
     let (ejected, overflow) = eventually(
+        WAIT,
         async || {
             let answer = client.rpc(SERVICE, "ping").await.expect("answered");
             match answer.status() {
@@ -278,6 +272,7 @@ async fn consecutive_failures_eject_a_host_within_max_ejection_percent_and_it_re
 
     // Without traffic nothing fails: the ejected host returns after its ejection time.
     let still = eventually(
+        WAIT,
         async || p.host(hb, "ejected").await + p.host(hc, "ejected").await,
         |n| *n == 0,
     )
@@ -302,7 +297,7 @@ async fn with_every_host_unhealthy_the_panic_threshold_still_sends_requests_to_t
     let p = proxy(vec![ha, hb], |c| {
         c.field("health_check", heartbeat_check("100ms", "200ms"))
     });
-    let panic = eventually(async || p.cluster("panic_mode").await, |n| *n == 1).await;
+    let panic = eventually(WAIT, async || p.cluster("panic_mode").await, |n| *n == 1).await;
     assert_eq!(panic, 1, "0 of 2 healthy is below 50%: panic mode");
     assert_eq!(p.cluster("healthy_hosts").await, 0);
     assert_eq!(p.host(ha, "healthy").await, 0);
@@ -323,7 +318,7 @@ async fn with_every_host_unhealthy_the_panic_threshold_still_sends_requests_to_t
 
     // One host recovers: 1 of 2 is not below 50%, so only it serves.
     a.answer_heartbeats(true);
-    let healthy = eventually(async || p.cluster("panic_mode").await, |n| *n == 0).await;
+    let healthy = eventually(WAIT, async || p.cluster("panic_mode").await, |n| *n == 0).await;
     assert_eq!(healthy, 0, "panic over");
     assert_eq!(p.host(ha, "healthy").await, 1);
     let b1 = b.counters().requests;
