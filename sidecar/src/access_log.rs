@@ -186,14 +186,15 @@ impl AccessLogs {
         self.listeners.get(index).map(|l| &l.counters)
     }
 
-    /// A record for `request` arriving on `listener`, or `None` when the listener has no
-    /// access log (then nothing is read or allocated).
+    /// A record for `request` arriving on `listener` at `start`, or `None` when the listener
+    /// has no access log (then nothing is read or allocated).
     pub fn begin(
         &self,
         listener: usize,
         local: Option<std::net::SocketAddr>,
         remote: std::net::SocketAddr,
         request: &Frame,
+        start: std::time::Instant,
     ) -> Option<Box<Record>> {
         let l = self.listeners.get(listener)?;
         if l.logs.is_empty() {
@@ -206,6 +207,7 @@ impl AccessLogs {
             remote,
             request,
             &l.request_headers,
+            start,
         )))
     }
 

@@ -36,14 +36,19 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
         stats.request_oneway_total.inc();
     }
     conn.request_started();
-    let log = worker
-        .plan
-        .access_logs
-        .begin(conn.listener, conn.local, conn.peer, &frame);
+    // One clock read for the request's duration and its access log record.
+    let started = Instant::now();
+    let log = worker.plan.access_logs.begin(
+        conn.listener,
+        conn.local,
+        conn.peer,
+        &frame,
+        started.into_std(),
+    );
     let ledger = Ledger {
         worker,
         conn,
-        started: Instant::now(),
+        started,
         done: false,
         log,
     };
@@ -325,7 +330,7 @@ async fn try_host(
     let _active = cluster.balancer.track(host);
     let sent = Instant::now();
     let response = upstream.send(request)?;
-    note.sent();
+    note.sent_at(sent.into_std());
     let try_deadline = retry.try_deadline(sent, deadline);
     match tokio::time::timeout_at(try_deadline, response).await {
         Ok(answer) => {

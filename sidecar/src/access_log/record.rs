@@ -60,19 +60,21 @@ fn copy_headers(headers: &HeaderMap, names: &[String]) -> Vec<Option<Box<[u8]>>>
 }
 
 impl Record {
-    /// A record for `request` as it arrives on `listener` from `remote`, copying the request
-    /// headers in `request_headers`.
+    /// A record for `request` as it arrives on `listener` from `remote` at `start` (the
+    /// request path's own clock read, shared), copying the request headers in
+    /// `request_headers`.
     pub(crate) fn begin(
         listener: usize,
         local: Option<SocketAddr>,
         remote: SocketAddr,
         request: &Frame,
         request_headers: &[String],
+        start: Instant,
     ) -> Record {
         Record {
             listener,
             start_wall: SystemTime::now(),
-            start: Instant::now(),
+            start,
             bytes_received: request.wire_len() as u64,
             downstream_local: local,
             downstream_remote: remote,
@@ -142,10 +144,19 @@ impl<'a> Note<'a> {
         }
     }
 
-    /// The request was queued toward the upstream.
+    /// The request was queued toward the upstream (now).
     pub fn sent(self) {
         if let Some(r) = self.record {
             r.sent_upstream.set(Some(r.since_start()));
+        }
+    }
+
+    /// The request was queued toward the upstream at `at` (a clock read the request path
+    /// made anyway).
+    pub fn sent_at(self, at: Instant) {
+        if let Some(r) = self.record {
+            r.sent_upstream
+                .set(Some(at.saturating_duration_since(r.start)));
         }
     }
 

@@ -108,8 +108,14 @@ fn line(logs: &AccessLogs, i: usize, record: &Record) -> String {
 
 fn request(logs: &AccessLogs, headers: &[(&str, &str)]) -> Box<Record> {
     let req = frame(FrameKind::Request, 3000, headers, 120);
-    logs.begin(0, Some(addr(LOCAL)), addr(CLIENT), &req)
-        .expect("the listener logs")
+    logs.begin(
+        0,
+        Some(addr(LOCAL)),
+        addr(CLIENT),
+        &req,
+        std::time::Instant::now(),
+    )
+    .expect("the listener logs")
 }
 
 #[test]
@@ -372,7 +378,9 @@ fn a_listener_without_access_logs_records_nothing() {
     let cfg = config(json!([]), &dir.0);
     let logs = Arc::new(AccessLogs::new(&cfg, 8));
     let req = frame(FrameKind::Request, 0, &[], 10);
-    assert!(logs.begin(0, None, addr(CLIENT), &req).is_none());
+    assert!(logs
+        .begin(0, None, addr(CLIENT), &req, std::time::Instant::now())
+        .is_none());
     assert!(logs.stats_sources().is_empty());
     logs.start().expect("nothing to start").stop();
 }
