@@ -100,14 +100,6 @@ pub(crate) fn parse_health_check(
     } else {
         HealthCheckKind::Heartbeat
     };
-    let positive = |o: &Obj<'_>, key: &str, v: Option<Duration>, default: Duration| match v {
-        Some(d) if d.is_zero() => Err(invalid(
-            o.child(key),
-            Invalid::Rule("must be greater than zero"),
-        )),
-        Some(d) => Ok(d),
-        None => Ok(default),
-    };
     let timeout = o.duration("timeout")?;
     let timeout = positive(&o, "timeout", timeout, DEFAULT_HEALTH_CHECK_TIMEOUT)?;
     let interval = o.duration("interval")?;
@@ -164,14 +156,6 @@ pub(crate) fn parse_outlier_detection(
         }
         Some(n) => n,
         None => DEFAULT_CONSECUTIVE_ERRORS,
-    };
-    let positive = |o: &Obj<'_>, key: &str, v: Option<Duration>, default: Duration| match v {
-        Some(d) if d.is_zero() => Err(invalid(
-            o.child(key),
-            Invalid::Rule("must be greater than zero"),
-        )),
-        Some(d) => Ok(d),
-        None => Ok(default),
     };
     let interval = o.duration("interval")?;
     let interval = positive(&o, "interval", interval, DEFAULT_OUTLIER_INTERVAL)?;
@@ -250,6 +234,24 @@ pub(crate) fn parse_panic_threshold(o: &mut Obj<'_>) -> Result<u32, ConfigError>
         ));
     }
     Ok(value.round() as u32)
+}
+
+/// A duration that must be greater than zero when given: `v` as read from `key` of `o`, or
+/// `default` when absent.
+fn positive(
+    o: &Obj<'_>,
+    key: &str,
+    v: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        Some(d) if d.is_zero() => Err(invalid(
+            o.child(key),
+            Invalid::Rule("must be greater than zero"),
+        )),
+        Some(d) => Ok(d),
+        None => Ok(default),
+    }
 }
 
 #[cfg(test)]
