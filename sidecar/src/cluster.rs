@@ -10,8 +10,10 @@
 
 mod breaker;
 mod lb;
+mod slots;
 
 pub use breaker::{CircuitBreaker, Slot};
+pub use slots::{DnsName, HostSlots, SlotChanges};
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
@@ -28,6 +30,9 @@ use lb::{Algorithm, HostView};
 const FAILED_ACTIVE_CHECK: u8 = 1;
 /// Flag: outlier detection ejected the host.
 const EJECTED: u8 = 2;
+/// Flag: the slot holds no address (a `STRICT_DNS` slot nobody resolved into). Never
+/// picked, not even in panic mode, and not counted among the cluster's hosts.
+const ABSENT: u8 = 4;
 
 #[derive(Debug, Default)]
 struct HostState {
@@ -81,12 +86,51 @@ impl HostHealth {
         health
     }
 
-    /// Whether host `index` is in rotation: passing its health checks and not ejected
-    /// (unknown indices are not).
+    /// Whether host `index` is in rotation: present, passing its health checks and not
+    /// ejected (unknown indices are not).
     pub fn is_healthy(&self, index: usize) -> bool {
         self.hosts
             .get(index)
             .is_some_and(|h| h.flags.load(Ordering::Relaxed) == 0)
+    }
+
+    /// Whether the balancer may pick host `index`: healthy, or in `panic` mode present.
+    fn pickable(&self, index: usize, panic: bool) -> bool {
+        self.hosts.get(index).is_some_and(|h| {
+            let flags = h.flags.load(Ordering::Relaxed);
+            flags == 0 || (panic && flags & ABSENT == 0)
+        })
+    }
+
+    /// Whether slot `index` holds a host (static hosts always; `STRICT_DNS` slots while
+    /// an address is resolved into them).
+    pub fn is_present(&self, index: usize) -> bool {
+        self.hosts
+            .get(index)
+            .is_some_and(|h| h.flags.load(Ordering::Relaxed) & ABSENT == 0)
+    }
+
+    /// Slot `index` got a new address (`true`: a new host, healthy and with no failure
+    /// streak, as any host starts) or lost it (`false`: out of rotation and of the counts).
+    pub fn set_present(&self, index: usize, present: bool) {
+        let Some(h) = self.hosts.get(index) else {
+            return;
+        };
+        h.consecutive_failures.store(0, Ordering::Relaxed);
+        h.flags
+            .store(if present { 0 } else { ABSENT }, Ordering::Relaxed);
+        if let Some(c) = self.counters.hosts.get(index) {
+            c.healthy.set(u64::from(present));
+            c.ejected.set(0);
+        }
+        self.refresh();
+    }
+
+    /// Hosts present now (slots holding an address).
+    pub fn present(&self) -> usize {
+        (0..self.hosts.len())
+            .filter(|&i| self.is_present(i))
+            .count()
     }
 
     /// Whether host `index` is ejected by outlier detection.
@@ -142,9 +186,12 @@ impl HostHealth {
 
     /// Recounts the healthy hosts and enters or leaves panic mode.
     fn refresh(&self) {
-        let total = self.hosts.len();
-        let healthy = (0..total).filter(|&i| self.is_healthy(i)).count();
+        let total = self.present();
+        let healthy = (0..self.hosts.len())
+            .filter(|&i| self.is_healthy(i))
+            .count();
         self.counters.cluster.healthy_hosts.set(healthy as u64);
+        self.counters.cluster.present_hosts.set(total as u64);
         let panic = in_panic(healthy, total, self.panic_threshold);
         self.counters.cluster.panic_mode.set(u64::from(panic));
         if self.panic.swap(panic, Ordering::Relaxed) != panic {
@@ -229,25 +276,46 @@ pub fn in_panic(healthy: usize, total: usize, threshold: u32) -> bool {
     threshold > 0 && total > 0 && (healthy as u64) * 100 < u64::from(threshold) * total as u64
 }
 
-/// A cluster's hosts (its config) and their live health flags, shared by every worker;
-/// each worker builds its own [`LoadBalancer`] from it. Cheap to clone.
+/// A cluster's hosts (its config, its host slots) and their live health flags, shared by
+/// every worker; each worker builds its own [`LoadBalancer`] from it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct HostSet {
     config: Arc<ClusterConfig>,
+    /// Each slot's host config (a `STRICT_DNS` name's for each of its slots).
+    hosts: Arc<[HostConfig]>,
+    slots: Arc<HostSlots>,
     health: Arc<HostHealth>,
 }
 
 impl HostSet {
-    /// Settings for `config`, every host healthy, health published into `counters`.
+    /// Settings for `config`: static hosts healthy, `STRICT_DNS` slots empty until their
+    /// name is resolved, health published into `counters` (one entry per slot:
+    /// [`HostSlots::labels`]).
     pub fn new(config: Arc<ClusterConfig>, counters: Arc<HealthCounters>) -> HostSet {
+        let (slots, hosts) = HostSlots::new(&config);
         let health = Arc::new(HostHealth::new(
             &config.name,
-            config.hosts.len(),
+            slots.len(),
             config.healthy_panic_threshold,
             config.outlier_detection.map(|o| o.consecutive_errors),
             counters,
         ));
-        HostSet { config, health }
+        for name in slots.names() {
+            for i in name.slots.clone() {
+                health.set_present(i, false);
+            }
+        }
+        HostSet {
+            config,
+            hosts: hosts.into(),
+            slots: Arc::new(slots),
+            health,
+        }
+    }
+
+    /// The host slots (addresses, `STRICT_DNS` names).
+    pub fn slots(&self) -> &Arc<HostSlots> {
+        &self.slots
     }
 
     /// The cluster config.
@@ -267,7 +335,7 @@ impl HostSet {
 
     /// A balancer for one worker drawing from `rng` (tests pass a seeded one).
     pub fn balancer_with_rng(&self, mut rng: fastrand::Rng) -> LoadBalancer {
-        let weights: Box<[u32]> = self.config.hosts.iter().map(|h| h.weight).collect();
+        let weights: Box<[u32]> = self.hosts.iter().map(|h| h.weight).collect();
         let algorithm = match self.config.lb {
             LbType::Random => Algorithm::Random,
             LbType::RoundRobin => Algorithm::round_robin(&weights, &mut rng),
@@ -299,7 +367,7 @@ impl LoadBalancer {
     pub fn choose(&self) -> Option<usize> {
         let health = &self.settings.health;
         let panic = health.in_panic();
-        let healthy = |i: usize| panic || health.is_healthy(i);
+        let healthy = |i: usize| health.pickable(i, panic);
         let view = HostView {
             weights: &self.weights,
             healthy: &healthy,
@@ -319,7 +387,7 @@ impl LoadBalancer {
         };
         let health = &self.settings.health;
         let panic = health.in_panic();
-        let healthy = |i: usize| i != avoid && (panic || health.is_healthy(i));
+        let healthy = |i: usize| i != avoid && health.pickable(i, panic);
         let view = HostView {
             weights: &self.weights,
             healthy: &healthy,
@@ -333,14 +401,14 @@ impl LoadBalancer {
         picked.or_else(|| self.choose())
     }
 
-    /// The cluster's hosts.
+    /// The cluster's host slots' configs.
     pub fn hosts(&self) -> &[HostConfig] {
-        &self.settings.config.hosts
+        &self.settings.hosts
     }
 
-    /// Host `index`.
+    /// Host slot `index`'s config.
     pub fn host(&self, index: usize) -> Option<&HostConfig> {
-        self.settings.config.hosts.get(index)
+        self.settings.hosts.get(index)
     }
 
     /// The cluster config.
@@ -444,6 +512,7 @@ mod tests {
                 health_check: None,
                 outlier_detection,
                 healthy_panic_threshold,
+                dns: None,
                 json_path: "c".into(),
             }),
             counters,

@@ -8,6 +8,7 @@
 mod access_log;
 mod cluster;
 mod codec;
+mod dns;
 mod dump;
 mod duration;
 mod error;
@@ -38,6 +39,10 @@ pub use cluster::{
     HOST_WEIGHT_RANGE,
 };
 pub use codec::{CodecConfig, CodecKind, NativeCodec, PoolMode, WasmCodecConfig};
+pub use dns::{
+    DnsConfig, DnsServers, LookupFamily, DEFAULT_DNS_ATTEMPTS, DEFAULT_DNS_MAX_HOSTS,
+    DEFAULT_DNS_PORT, DEFAULT_DNS_REFRESH_RATE, DEFAULT_DNS_TIMEOUT,
+};
 pub use duration::{format_go_duration, parse_go_duration, DurationError};
 pub use error::{ConfigError, ConfigWarning, Invalid};
 pub use filter::{
@@ -692,12 +697,10 @@ mod tests {
         assert_eq!(cl.pool_mode, Some(PoolMode::PingPong));
         assert_eq!(
             warning_paths(&c),
-            [
-                // STRICT_DNS names are resolved once: said so.
-                "cluster_manager.clusters[0].type",
-                "cluster_manager.clusters[0].hosts[0].weight",
-            ]
+            ["cluster_manager.clusters[0].hosts[0].weight"]
         );
+        // STRICT_DNS without DNS fields: MOSN's defaults (system resolver, every 5 s).
+        assert_eq!(cl.dns, Some(DnsConfig::default()));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct WorkerCluster {
     pub stats: Arc<ClusterShard>,
     /// This worker's load balancer for the cluster (its own state, no locks).
     pub balancer: LoadBalancer,
-    /// One pool per host, index-aligned with `shared.hosts`.
+    /// One pool per host slot, index-aligned with `shared.host_set.slots()`.
     pub pools: Vec<HostPool>,
     /// The cluster's index in the plan.
     pub index: usize,
@@ -101,13 +101,17 @@ impl WorkerContext {
                     shared.name, shared.protocol
                 )
             })?;
-            let pools = shared
-                .hosts
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
+            let slots = shared.host_set.slots();
+            let pools = (0..slots.len())
+                .map(|i| {
                     let host_stats = HostStats::new(shard.clone(), i);
-                    HostPool::new(*h, shared.pool.clone(), codec.clone(), host_stats)
+                    HostPool::new(
+                        slots.clone(),
+                        i,
+                        shared.pool.clone(),
+                        codec.clone(),
+                        host_stats,
+                    )
                 })
                 .collect();
             clusters.push(WorkerCluster {

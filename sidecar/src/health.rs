@@ -1,14 +1,17 @@
-//! Upstream host health, off the request path: one `health` thread (a current-thread
-//! runtime of its own, never a worker) runs one active-check task per host of every cluster
-//! with `health_check` ([`active`] over [`probe`]) and one ejector task per cluster with
-//! `outlier_detection` ([`outlier`]). They write the clusters' shared [`HostHealth`]
-//! flags, which every worker's balancer reads on each pick; nothing else crosses threads.
+//! Upstream hosts, off the request path: one `health` thread (a current-thread runtime of
+//! its own, never a worker) runs one active-check task per host of every cluster with
+//! `health_check` ([`active`] over [`probe`]), one ejector task per cluster with
+//! `outlier_detection` ([`outlier`]), and one resolver task per `STRICT_DNS` name
+//! ([`resolve`]). They write the clusters' shared [`HostHealth`] flags and [`HostSlots`]
+//! addresses, which every worker's balancer and pools read; nothing else crosses threads.
 //!
 //! [`HostHealth`]: crate::cluster::HostHealth
+//! [`HostSlots`]: crate::cluster::HostSlots
 
 pub mod active;
 pub mod outlier;
 pub mod probe;
+pub mod resolve;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -61,14 +64,19 @@ pub struct HealthThread {
 }
 
 impl HealthThread {
-    /// Starts the checks and ejectors of `plan`; `None` when no cluster has either.
+    /// Starts the checks, ejectors and name resolution of `plan`, after resolving every
+    /// `STRICT_DNS` name once; `None` when no cluster needs any of them.
     ///
     /// # Errors
     /// [`HealthError`] when the thread cannot start or a protocol check's codec does not.
     pub fn start(plan: &Arc<Plan>) -> Result<Option<HealthThread>, HealthError> {
         let wanted = plan.clusters.iter().any(|c| {
             let cfg = c.host_set.config();
-            !c.hosts.is_empty() && (cfg.health_check.is_some() || cfg.outlier_detection.is_some())
+            let slots = c.host_set.slots();
+            !slots.is_empty()
+                && (cfg.health_check.is_some()
+                    || cfg.outlier_detection.is_some()
+                    || !slots.names().is_empty())
         });
         if !wanted {
             return Ok(None);
@@ -130,7 +138,7 @@ fn serve(plan: &Plan, stop: &CancellationToken, ready: &Ready) {
         }
     };
     let local = tokio::task::LocalSet::new();
-    if let Err(e) = local.block_on(&rt, async { spawn_tasks(plan) }) {
+    if let Err(e) = local.block_on(&rt, spawn_tasks(plan)) {
         error!(cause = %e, "health checks cannot start");
         let _ = ready.send(Err(e));
         return;
@@ -139,14 +147,33 @@ fn serve(plan: &Plan, stop: &CancellationToken, ready: &Ready) {
     local.block_on(&rt, stop.cancelled());
 }
 
-/// Spawns every task on the current `LocalSet`.
-fn spawn_tasks(plan: &Plan) -> Result<(), HealthError> {
+/// Resolves every `STRICT_DNS` name once, then spawns every task on the current
+/// `LocalSet`.
+async fn spawn_tasks(plan: &Plan) -> Result<(), HealthError> {
     let mut codecs: HashMap<String, ProbeCodec> = HashMap::new();
     for cluster in &plan.clusters {
         let config = cluster.host_set.config();
         let health = cluster.host_set.health();
-        if cluster.hosts.is_empty() {
+        let slots = cluster.host_set.slots();
+        if slots.is_empty() {
             continue;
+        }
+        if let (Some(dns), false) = (&config.dns, slots.names().is_empty()) {
+            let names = Arc::new(resolve::ClusterNames {
+                cluster: cluster.name.clone(),
+                slots: slots.clone(),
+                health: health.clone(),
+                config: dns.clone(),
+            });
+            let resolver = crate::dns::Resolver::new(dns);
+            for (i, name) in slots.names().iter().enumerate() {
+                let wait = names.refresh(&resolver, i).await;
+                info!(cluster = %cluster.name, name = %name.host,
+                    hosts = name.slots.clone().filter(|&s| slots.addr(s).is_some()).count(),
+                    refresh_rate = ?dns.refresh_rate, respect_dns_ttl = dns.respect_ttl,
+                    "STRICT_DNS name resolved; re-resolving periodically and on connect failure");
+                tokio::task::spawn_local(resolve::run(names.clone(), i, wait));
+            }
         }
         if let Some(hc) = &config.health_check {
             let probe = match hc.kind {
@@ -173,13 +200,13 @@ fn spawn_tasks(plan: &Plan) -> Result<(), HealthError> {
                 timeout = ?hc.timeout, unhealthy_threshold = hc.unhealthy_threshold,
                 healthy_threshold = hc.healthy_threshold,
                 service = hc.service_name.as_deref().unwrap_or(""),
-                hosts = cluster.hosts.len(), "active health checks started");
+                hosts = health.present(), "active health checks started");
             let probe = Rc::new(probe);
-            for (index, addr) in cluster.hosts.iter().enumerate() {
+            for index in 0..slots.len() {
                 let host = CheckedHost {
                     health: health.clone(),
+                    slots: slots.clone(),
                     index,
-                    addr: *addr,
                 };
                 tokio::task::spawn_local(active::run(host, probe.clone(), hc.clone()));
             }
@@ -188,7 +215,7 @@ fn spawn_tasks(plan: &Plan) -> Result<(), HealthError> {
             info!(cluster = %cluster.name, consecutive_errors = od.consecutive_errors,
                 base_ejection_time = ?od.base_ejection_time,
                 max_ejection_percent = od.max_ejection_percent, "outlier detection started");
-            tokio::task::spawn_local(outlier::run(health.clone(), cluster.hosts.clone(), od));
+            tokio::task::spawn_local(outlier::run(health.clone(), slots.clone(), od));
         }
     }
     Ok(())

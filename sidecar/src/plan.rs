@@ -2,17 +2,15 @@
 //! runtime uses on the request path (compiled routes, cluster settings with their counters,
 //! loaded plugins), shared read-only by every worker.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use codec_host::{Codec, CodecError, HeaderMap};
 
 use crate::access_log::{AccessLogs, CHANNEL_RECORDS};
-use crate::cluster::{CircuitBreaker, HostSet};
-use crate::config::{
-    ClusterRef, ClusterTarget, CodecKind, Config, HostAddress, PluginConfig, PoolMode,
-};
+use crate::cluster::{CircuitBreaker, HostSet, HostSlots};
+use crate::config::{ClusterRef, ClusterTarget, CodecKind, Config, PluginConfig, PoolMode};
 use crate::control::WorkerControl;
 use crate::filter::FilterChain;
 use crate::framed::ReadLimits;
@@ -49,8 +47,6 @@ pub struct SharedCluster {
     pub name: String,
     /// Protocol spoken to its hosts.
     pub protocol: String,
-    /// Its hosts' addresses (index-aligned with the load balancer's hosts).
-    pub hosts: Vec<SocketAddr>,
     /// Pool settings per host (per worker).
     pub pool: PoolSettings,
     /// Circuit breaker: requests, requests waiting for a connection and retries in flight
@@ -205,10 +201,7 @@ impl Plan {
             clusters: config
                 .clusters
                 .iter()
-                .map(|c| {
-                    let hosts = c.hosts.iter().map(|h| h.address.to_string()).collect();
-                    (c.name.clone(), hosts)
-                })
+                .map(|c| (c.name.clone(), HostSlots::labels(c)))
                 .collect(),
             workers,
         };
@@ -330,18 +323,10 @@ impl Plan {
             let codec_mode = config
                 .codec(&protocol)
                 .map_or(PoolMode::Multiplex, |k| k.pool_mode);
-            let mut hosts = Vec::new();
-            for h in &c.hosts {
-                hosts.push(resolve(&h.address).map_err(|reason| PlanError::Cluster {
-                    name: c.name.clone(),
-                    reason,
-                })?);
-            }
             let breaker = Arc::new(CircuitBreaker::new(&c.circuit_breakers));
             clusters.push(Arc::new(SharedCluster {
                 name: c.name.clone(),
                 protocol,
-                hosts,
                 pool: PoolSettings {
                     read_limits,
                     ..PoolSettings::new(c, codec_mode, breaker.clone())
@@ -349,10 +334,9 @@ impl Plan {
                 breaker,
                 host_set: HostSet::new(
                     c.clone(),
-                    stats
-                        .health(i)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::new(HealthCounters::new(c.hosts.len()))),
+                    stats.health(i).cloned().unwrap_or_else(|| {
+                        Arc::new(HealthCounters::new(HostSlots::labels(c).len()))
+                    }),
                 ),
             }));
         }
@@ -390,17 +374,5 @@ impl Plan {
             })?;
         }
         Ok(())
-    }
-}
-
-/// Resolves a host address once, at start-up.
-fn resolve(addr: &HostAddress) -> Result<SocketAddr, String> {
-    match addr {
-        HostAddress::Ip(a) => Ok(*a),
-        HostAddress::Dns { host, port } => (host.as_str(), *port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host}:{port} resolves to no address")),
     }
 }

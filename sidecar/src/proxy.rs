@@ -312,8 +312,10 @@ async fn try_host(
     deadline: Instant,
     note: Note<'_>,
 ) -> Result<Outcome, Failure> {
-    note.upstream(cluster.shared.hosts[host], None);
     let pool = &cluster.pools[host];
+    if let Some(addr) = pool.addr() {
+        note.upstream(addr, None);
+    }
     let lease = if cluster.shared.pool.per_downstream() {
         let slot = downstream.owned_upstream(cluster.index, host);
         pool.lease_owned(&slot, deadline).await?

@@ -227,6 +227,15 @@ counters!(
         panic_mode,
         /// Ejections that `max_ejection_percent` did not allow.
         outlier_ejections_overflow,
+        /// Gauge: hosts present (static hosts, and the addresses `STRICT_DNS` names
+        /// resolve to now).
+        present_hosts,
+        /// `STRICT_DNS` resolutions run (periodic, and after connect failures).
+        dns_resolutions,
+        /// Resolutions no server answered (the hosts were kept).
+        dns_failures,
+        /// Resolutions that changed the hosts (some joined or left).
+        dns_host_changes,
     }
 );
 
@@ -394,6 +403,7 @@ pub const GAUGES: &[&str] = &[
     "ejected",
     "healthy_hosts",
     "panic_mode",
+    "present_hosts",
 ];
 
 /// Counter values summed over shards, in `T::NAMES` order.

@@ -202,7 +202,8 @@ impl ClusterSpec {
             .iter()
             .map(|h| json!({"address": h.to_string()}))
             .collect();
-        c.insert("hosts".into(), Value::Array(hosts));
+        // A `hosts` field set explicitly (e.g. DNS names) wins over `self.hosts`.
+        c.entry("hosts").or_insert(Value::Array(hosts));
         Value::Object(c)
     }
 }

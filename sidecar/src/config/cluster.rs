@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::codec::PoolMode;
+use super::dns::{parse_dns, DnsConfig};
 use super::error::{invalid, ConfigError, Invalid, Warnings};
 use super::health::{
     parse_health_check, parse_outlier_detection, parse_panic_threshold, HealthCheckConfig,
@@ -59,6 +60,8 @@ pub struct ClusterConfig {
     /// Below this share of healthy hosts (percent) the balancer uses every host
     /// (`healthy_panic_threshold`; 0 = never).
     pub healthy_panic_threshold: u32,
+    /// Name resolution of a `STRICT_DNS` cluster; `None` for static hosts.
+    pub dns: Option<DnsConfig>,
     /// JSON path of this cluster, for messages.
     pub json_path: String,
 }
@@ -214,20 +217,7 @@ pub(crate) fn parse_cluster(
             ClusterType::Simple
         }
     };
-    if kind == ClusterType::StrictDns {
-        warnings.push(
-            o.child("type"),
-            "STRICT_DNS host names are resolved once at start: no periodic re-resolution, no \
-             re-resolution on connect failure, and hosts never drain on a DNS change",
-        );
-    }
-    for key in ["dns_refresh_rate", "respect_dns_ttl"] {
-        o.warn_if_set(
-            key,
-            "DNS re-resolution is not implemented (hosts are resolved once at start); ignored",
-            warnings,
-        );
-    }
+    let dns = parse_dns(&mut o, kind == ClusterType::StrictDns, warnings)?;
     let lb = match o.str("lb_type")? {
         None | Some("") | Some("LB_ROUNDROBIN") | Some("LB_WEIGHTED_ROUNDROBIN") => {
             LbType::RoundRobin
@@ -331,6 +321,7 @@ pub(crate) fn parse_cluster(
         health_check,
         outlier_detection,
         healthy_panic_threshold,
+        dns,
         json_path,
     })
 }

@@ -199,6 +199,9 @@ pub enum Invalid {
     /// A rule the config cannot satisfy, explained in words.
     #[error("{0}")]
     Rule(&'static str),
+    /// A value that cannot be used, with the reason (e.g. a file that cannot be read).
+    #[error("{0}")]
+    Message(String),
     /// An access log `log_format` that does not compile (an unknown variable, …).
     #[error("access log of listener {listener:?}: {source}")]
     AccessLogFormat {

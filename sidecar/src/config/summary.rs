@@ -163,6 +163,31 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
             )?,
             None => writeln!(out, "    outlier detection: off")?,
         }
+        if let Some(dns) = &cl.dns {
+            let servers = match &dns.servers {
+                super::DnsServers::System => "the system resolver".to_owned(),
+                super::DnsServers::Servers(s) => {
+                    let list: Vec<String> = s.iter().map(ToString::to_string).collect();
+                    format!("{} over UDP", list.join(", "))
+                }
+            };
+            writeln!(
+                out,
+                "    dns: {} via {}, every {}{}, on connect failure, up to {} hosts per name, \
+                 timeout {} x {} attempts",
+                dns.family,
+                servers,
+                dur(dns.refresh_rate),
+                if dns.respect_ttl {
+                    " (or TTL + 1s)"
+                } else {
+                    ""
+                },
+                dns.max_hosts,
+                dur(dns.timeout),
+                dns.attempts
+            )?;
+        }
         writeln!(
             out,
             "    panic threshold: {}",

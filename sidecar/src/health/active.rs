@@ -1,7 +1,6 @@
 //! Active health checks of one host: MOSN's threshold rule ([`ActiveCheck`], a pure state
 //! machine) and the task that runs [`Probe`]s on a timer and writes the host's flag.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::probe::Probe;
-use crate::cluster::HostHealth;
+use crate::cluster::{HostHealth, HostSlots};
 use crate::config::{HealthCheckConfig, FIRST_CHECK_AFTER};
 
 /// A state change of a host by its checks.
@@ -83,23 +82,25 @@ impl ActiveCheck {
     }
 }
 
-/// One host under active checks.
+/// One host slot under active checks.
 pub struct CheckedHost {
     /// The cluster's health flags.
     pub health: Arc<HostHealth>,
-    /// The host's index in the cluster.
+    /// The cluster's host slots (where to connect: read before every check).
+    pub slots: Arc<HostSlots>,
+    /// The host's slot in the cluster.
     pub index: usize,
-    /// Where to connect.
-    pub addr: SocketAddr,
 }
 
 /// Checks `host` forever: the first check after `min(interval, 1 s)` (MOSN's first
-/// interval), then one `interval` (plus up to `interval_jitter`) after each check ends.
+/// interval), then one `interval` (plus up to `interval_jitter`) after each check ends. An
+/// empty slot (a `STRICT_DNS` name resolved to fewer addresses) is not checked; a new
+/// address in the slot starts a new host's streaks.
 pub async fn run(host: CheckedHost, probe: Rc<Probe>, config: HealthCheckConfig) {
     let CheckedHost {
         health,
+        slots,
         index,
-        addr,
     } = host;
     let Some(counters) = health.counters().hosts.get(index) else {
         return;
@@ -113,10 +114,25 @@ pub async fn run(host: CheckedHost, probe: Rc<Probe>, config: HealthCheckConfig)
     let mut check = ActiveCheck::new(config.healthy_threshold, config.unhealthy_threshold);
     tokio::time::sleep(config.interval.min(FIRST_CHECK_AFTER) + jitter(&mut rng)).await;
     let mut id: u64 = 0;
+    let mut generation = slots.generation(index);
     loop {
+        let seen = slots.generation(index);
+        if seen != generation {
+            generation = seen;
+            check = ActiveCheck::new(config.healthy_threshold, config.unhealthy_threshold);
+        }
+        let Some(addr) = slots.addr(index) else {
+            tokio::time::sleep(config.interval + jitter(&mut rng)).await;
+            continue;
+        };
         id = id.wrapping_add(1).max(1);
         counters.health_check_attempt.inc();
-        match probe.check(addr, config.timeout, id).await {
+        let result = probe.check(addr, config.timeout, id).await;
+        if slots.generation(index) != generation {
+            // The address changed during the check: its result is about the old host.
+            continue;
+        }
+        match result {
             Ok(()) => {
                 counters.health_check_success.inc();
                 if check.passed() == Transition::BecameHealthy {
@@ -213,8 +229,8 @@ mod tests {
             let task = tokio::task::spawn_local(run(
                 CheckedHost {
                     health: health.clone(),
+                    slots: Arc::new(HostSlots::fixed(&[addr])),
                     index: 0,
-                    addr,
                 },
                 Rc::new(Probe::TcpConnect),
                 config,

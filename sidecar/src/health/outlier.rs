@@ -6,14 +6,13 @@
 //! host always may be), and lets it back when the time has passed. [`Ejector`] is the
 //! decision, over explicit instants; [`run`] the task.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::cluster::HostHealth;
+use crate::cluster::{HostHealth, HostSlots};
 use crate::config::OutlierDetectionConfig;
 
 /// What [`Ejector::try_eject`] decided.
@@ -61,9 +60,10 @@ impl Ejector {
     }
 
     /// Ejects host `index` at `now` unless that would eject more than
-    /// `max_ejection_percent` of the hosts (the first ejection is always allowed).
-    pub fn try_eject(&mut self, index: usize, now: Instant) -> Verdict {
-        let total = self.hosts.len() as u64;
+    /// `max_ejection_percent` of the `total` hosts present (the first ejection is always
+    /// allowed).
+    pub fn try_eject(&mut self, index: usize, now: Instant, total: usize) -> Verdict {
+        let total = total as u64;
         let ejected = self.ejected() as u64;
         let Some(h) = self.hosts.get_mut(index) else {
             return Verdict::AlreadyEjected;
@@ -110,13 +110,13 @@ impl Ejector {
     }
 }
 
-/// Runs outlier ejection for the cluster of `health` (whose hosts are at `addrs`, for logs)
+/// Runs outlier ejection for the cluster of `health` (whose hosts are in `slots`, for logs)
 /// until the health thread stops.
-pub async fn run(health: Arc<HostHealth>, addrs: Vec<SocketAddr>, config: OutlierDetectionConfig) {
+pub async fn run(health: Arc<HostHealth>, slots: Arc<HostSlots>, config: OutlierDetectionConfig) {
     let host = |i: usize| {
-        addrs
-            .get(i)
-            .map_or_else(|| i.to_string(), |a| a.to_string())
+        slots
+            .addr(i)
+            .map_or_else(|| format!("slot {i}"), |a| a.to_string())
     };
     let cluster = health.cluster().to_owned();
     let counters = health.counters().clone();
@@ -147,7 +147,7 @@ pub async fn run(health: Arc<HostHealth>, addrs: Vec<SocketAddr>, config: Outlie
             }
             // A new streak is needed either way: the next decision is after `n` more.
             health.reset_failures(i);
-            match ejector.try_eject(i, now) {
+            match ejector.try_eject(i, now, health.present()) {
                 Verdict::Ejected(time) => {
                     health.set_ejected(i, true);
                     if let Some(c) = counters.hosts.get(i) {
@@ -189,11 +189,11 @@ mod tests {
         let mut now = t0;
         let mut times = Vec::new();
         for _ in 0..4 {
-            let Verdict::Ejected(d) = e.try_eject(0, now) else {
+            let Verdict::Ejected(d) = e.try_eject(0, now, 2) else {
                 panic!("ejects");
             };
             times.push(d.as_secs());
-            assert_eq!(e.try_eject(0, now), Verdict::AlreadyEjected);
+            assert_eq!(e.try_eject(0, now, 2), Verdict::AlreadyEjected);
             assert_eq!(e.next_return(), Some(now + d));
             assert!(e.returns(now + d - Duration::from_millis(1)).is_empty());
             now += d;
@@ -209,7 +209,7 @@ mod tests {
         e.sweep();
         e.sweep();
         assert_eq!(
-            e.try_eject(0, now),
+            e.try_eject(0, now, 2),
             Verdict::Ejected(Duration::from_secs(90))
         );
         // An ejected host's multiplier does not shrink.
@@ -217,7 +217,7 @@ mod tests {
         let back = now + Duration::from_secs(90);
         assert_eq!(e.returns(back), [0]);
         assert_eq!(
-            e.try_eject(0, back),
+            e.try_eject(0, back, 2),
             Verdict::Ejected(Duration::from_secs(100))
         );
     }
@@ -226,24 +226,28 @@ mod tests {
     fn max_ejection_percent_bounds_the_ejected_share_but_one_host_always_may_go() {
         let now = Instant::now();
         let mut e = Ejector::new(config(50), 4);
-        assert!(matches!(e.try_eject(0, now), Verdict::Ejected(_)));
+        assert!(matches!(e.try_eject(0, now, 4), Verdict::Ejected(_)));
         assert!(
-            matches!(e.try_eject(1, now), Verdict::Ejected(_)),
+            matches!(e.try_eject(1, now, 4), Verdict::Ejected(_)),
             "2 of 4 = 50%"
         );
-        assert_eq!(e.try_eject(2, now), Verdict::Overflow, "3 of 4 > 50%");
+        assert_eq!(e.try_eject(2, now, 4), Verdict::Overflow, "3 of 4 > 50%");
         assert_eq!(e.ejected(), 2);
 
         let mut three = Ejector::new(config(50), 3);
-        assert!(matches!(three.try_eject(0, now), Verdict::Ejected(_)));
-        assert_eq!(three.try_eject(1, now), Verdict::Overflow, "2 of 3 > 50%");
+        assert!(matches!(three.try_eject(0, now, 3), Verdict::Ejected(_)));
+        assert_eq!(
+            three.try_eject(1, now, 3),
+            Verdict::Overflow,
+            "2 of 3 > 50%"
+        );
 
         let mut tiny = Ejector::new(config(10), 2);
         assert!(
-            matches!(tiny.try_eject(1, now), Verdict::Ejected(_)),
+            matches!(tiny.try_eject(1, now, 2), Verdict::Ejected(_)),
             "10% of 2 hosts is less than one, but one host may always be ejected"
         );
-        assert_eq!(tiny.try_eject(0, now), Verdict::Overflow);
+        assert_eq!(tiny.try_eject(0, now, 2), Verdict::Overflow);
     }
 
     /// The task with paused time: failures reported through the shared health eject at the
@@ -263,10 +267,10 @@ mod tests {
                 Some(3),
                 Arc::new(HealthCounters::new(3)),
             ));
-            let addrs = (1..=3)
-                .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-                .collect();
-            let task = tokio::spawn(run(health.clone(), addrs, config(50)));
+            let addrs: Vec<std::net::SocketAddr> =
+                (1..=3).map(|p| ([127, 0, 0, 1], p).into()).collect();
+            let slots = Arc::new(HostSlots::fixed(&addrs));
+            let task = tokio::spawn(run(health.clone(), slots, config(50)));
             let settle = || tokio::time::sleep(Duration::from_millis(1));
             for _ in 0..2 {
                 health.record_try(1, false);

@@ -28,7 +28,8 @@ pub struct UpstreamConn {
     sink: FrameSink,
     waiters: Waiters,
     closed: Cell<bool>,
-    /// Set by the upstream's GoAway: no new requests; closes once nothing is in flight.
+    /// Set by the upstream's GoAway or a host address change: no new requests; closes once
+    /// nothing is in flight.
     draining: Cell<bool>,
     oneway_ids: Cell<u32>,
     stats: HostStats,
@@ -263,6 +264,15 @@ impl UpstreamConn {
         }
         self.stats.upstream_goaway.inc();
         debug!(addr = %self.addr, in_flight = self.waiters.len(), "upstream sent GoAway: draining the connection");
+        self.close_if_drained();
+    }
+
+    /// Stops handing out this connection (its host's address changed): requests in flight
+    /// finish, then it closes.
+    pub fn drain(&self) {
+        if !self.draining.replace(true) {
+            debug!(addr = %self.addr, in_flight = self.waiters.len(), "host address changed: draining the connection");
+        }
         self.close_if_drained();
     }
 

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
 use super::connection::UpstreamConn;
-use crate::cluster::{CircuitBreaker, Slot};
+use crate::cluster::{CircuitBreaker, HostSlots, Slot};
 use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
 use crate::framed::{CodecRef, ReadLimits};
@@ -129,7 +129,12 @@ pub struct HostPool {
 }
 
 struct PoolInner {
-    addr: SocketAddr,
+    /// The cluster's host slots and this pool's slot in them.
+    host: Arc<HostSlots>,
+    index: usize,
+    /// The slot's address as this pool last saw it, and the slot generation it saw.
+    addr: Cell<Option<SocketAddr>>,
+    generation: Cell<u32>,
     settings: PoolSettings,
     codec: CodecRef,
     stats: HostStats,
@@ -143,9 +148,11 @@ struct PoolInner {
 }
 
 impl HostPool {
-    /// A pool for `addr`; connects lazily.
+    /// A pool for slot `index` of `host` (its address is read from the slot, again whenever
+    /// the slot's generation changes); connects lazily.
     pub fn new(
-        addr: SocketAddr,
+        host: Arc<HostSlots>,
+        index: usize,
         settings: PoolSettings,
         codec: CodecRef,
         stats: HostStats,
@@ -157,7 +164,10 @@ impl HostPool {
         };
         HostPool {
             inner: Rc::new(PoolInner {
-                addr,
+                addr: Cell::new(host.addr(index)),
+                generation: Cell::new(host.generation(index)),
+                host,
+                index,
                 codec,
                 stats,
                 slots: (0..slots)
@@ -172,9 +182,10 @@ impl HostPool {
         }
     }
 
-    /// The host address.
-    pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
+    /// The host's current address (`None`: its slot is empty).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.inner.follow_address();
+        self.inner.addr.get()
     }
 
     /// A connection for one request, waiting at most until `deadline`.
@@ -184,6 +195,7 @@ impl HostPool {
     /// deadline passes first, [`Failure::Overflow`] when the request would have to wait
     /// for a connection and `max_pending_requests` are waiting already.
     pub async fn lease(&self, deadline: Instant) -> Result<Lease, Failure> {
+        self.inner.follow_address();
         if self.inner.settings.shares_connections() {
             let conn = tokio::time::timeout_at(deadline, self.inner.multiplexed())
                 .await
@@ -206,6 +218,7 @@ impl HostPool {
     /// # Errors
     /// As [`HostPool::lease`].
     pub async fn lease_owned(&self, slot: &OwnedSlot, deadline: Instant) -> Result<Lease, Failure> {
+        self.inner.follow_address();
         let conn = tokio::time::timeout_at(deadline, self.inner.on_slot(&slot.cell))
             .await
             .map_err(|_| Failure::Timeout)??;
@@ -239,16 +252,50 @@ impl HostPool {
 }
 
 impl PoolInner {
+    /// Picks up a change of the slot's address (one atomic load when there is none): the
+    /// connections to the old address drain (requests in flight finish on them), idle ones
+    /// close, and the next connect goes to the new address.
+    fn follow_address(&self) {
+        let generation = self.host.generation(self.index);
+        if generation == self.generation.get() {
+            return;
+        }
+        self.generation.set(generation);
+        self.addr.set(self.host.addr(self.index));
+        for slot in &self.slots {
+            if let Some(Ok(c)) = slot.borrow().get() {
+                c.drain();
+            }
+        }
+        for c in self.idle.borrow_mut().drain(..) {
+            c.close(false);
+            self.open.set(self.open.get() - 1);
+        }
+    }
+
+    /// Whether `conn` goes to the slot's current address (a `tcp`-mode connection a
+    /// downstream kept across an address change does not).
+    fn is_current(&self, conn: &UpstreamConn) -> bool {
+        self.addr.get() == Some(conn.addr())
+    }
+
     async fn connect(&self) -> Result<Rc<UpstreamConn>, Failure> {
-        UpstreamConn::connect(
-            self.addr,
+        let Some(addr) = self.addr.get() else {
+            return Err(Failure::NoHealthyHost);
+        };
+        let result = UpstreamConn::connect(
+            addr,
             self.settings.connect_timeout,
             self.codec.clone(),
             self.settings.keepalive,
             self.settings.read_limits.never_pause(),
             self.stats.clone(),
         )
-        .await
+        .await;
+        if matches!(result, Err(Failure::ConnectFailed)) {
+            self.host.connect_failed(self.index);
+        }
+        result
     }
 
     async fn multiplexed(&self) -> Result<Rc<UpstreamConn>, Failure> {
@@ -267,8 +314,13 @@ impl PoolInner {
             let _pending = if ready { None } else { Some(self.pending()?) };
             let result = cell.get_or_init(|| self.connect()).await.clone();
             match result {
-                Ok(conn) if conn.is_usable() => return Ok(conn),
+                Ok(conn) if conn.is_usable() && self.is_current(&conn) => return Ok(conn),
                 outcome => {
+                    if let Ok(conn) = &outcome {
+                        if conn.is_usable() {
+                            conn.drain();
+                        }
+                    }
                     // Dead, draining after a GoAway (it finishes on its own), or failed: the next attempt (this one, or a later request) must
                     // connect anew, unless someone already replaced the cell.
                     if Rc::ptr_eq(&slot.borrow(), &cell) {
@@ -303,10 +355,11 @@ impl PoolInner {
         let mut pending = None;
         loop {
             while let Some(c) = self.idle.borrow_mut().pop() {
-                if c.is_usable() {
+                if c.is_usable() && self.is_current(&c) {
                     return Ok(c);
                 }
-                if c.is_draining() {
+                // Draining after a GoAway, or to an address the host no longer has.
+                if !c.is_closed() {
                     c.close(false);
                 }
                 self.open.set(self.open.get() - 1);
