@@ -209,6 +209,20 @@ impl Config {
         root.accept("inherit_old_mosnconfig");
         root.finish(&mut warnings);
 
+        // MOSN's `instance_num` sizes a plugin's instance pool; here each worker runs one
+        // instance, so the count that runs is the worker count.
+        let workers = parsed.settings.processor.max(1);
+        for p in plugins.iter().filter(|p| p.instance_num != workers) {
+            warnings.push(
+                format!("{}.instance_num", p.json_path),
+                format!(
+                    "instance_num {} is not used: each of the {workers} worker threads runs one \
+                     instance of the plugin",
+                    p.instance_num
+                ),
+            );
+        }
+
         Ok(Config {
             server: parsed.settings,
             listeners: parsed.listeners,
@@ -1391,7 +1405,11 @@ mod tests {
         );
         assert_eq!(
             warning_paths(&c),
-            ["third_part_codec.codecs[0].config.plugin_generate_id"]
+            [
+                "third_part_codec.codecs[0].config.plugin_generate_id",
+                // 2 instances asked for; one per worker runs.
+                "wasm_global_plugins[0].instance_num",
+            ]
         );
         set(
             &mut v,

@@ -205,12 +205,12 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
     for p in &c.plugins {
         writeln!(
             out,
-            "  {} engine {} file {} ({}), {} instance(s){}",
+            "  {} engine {} file {} ({}), one instance per worker ({}){}",
             p.name,
             p.vm.engine.as_str(),
             p.vm.path,
             p.vm.resolved_path.display(),
-            p.instance_num,
+            c.server.processor.max(1),
             if p.vm.md5.is_empty() {
                 ""
             } else {
