@@ -16,7 +16,7 @@ use std::time::Duration;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
 use integration::harness::eventually;
-use integration::harness::{free_addr, patch, repo_root, MosnConfig, Sidecar};
+use integration::harness::{admin_get, free_addr, patch, repo_root, MosnConfig, Sidecar};
 use integration::wire::Request;
 use md5::{Digest, Md5};
 
@@ -377,4 +377,52 @@ async fn an_md5_mismatch_is_refused_and_the_old_plugin_keeps_serving() {
     assert_eq!(field(&reloaded[0], "md5"), Some(md5_hex(&bolt)));
     calls_succeed(listen, 20, "after").await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_health_checks_follow_a_reload() {
+    let bolt = built_plugin("bolt");
+    let dir = plugin_dir("health");
+    let plugin = dir.join("codec.wasm");
+    install(&plugin, &bolt);
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (listen, admin) = (free_addr().unwrap(), free_addr().unwrap());
+    let cfg = MosnConfig::single_hop(listen, vec![app.local_addr()])
+        .wasm_plugin(&plugin.display().to_string())
+        .admin(admin)
+        .edit_cluster("upstreamCluster", |c| {
+            c.field(
+                "health_check",
+                serde_json::json!({"protocol": "bolt", "interval": "100ms", "timeout": "2s"}),
+            )
+        })
+        .build();
+    let mut sidecar = Sidecar::spawn(cfg).expect("starts");
+    let host = format!("upstream.host.upstreamCluster.{}", app.local_addr());
+    let checks = async || -> (u64, u64) {
+        let stats: serde_json::Value = admin_get(admin, "/api/v1/stats?key=upstream")
+            .await
+            .expect("stats");
+        let get = |k: &str| stats[&host][k].as_u64().unwrap_or(0);
+        (get("health_check_success"), get("health_check_failure"))
+    };
+    let (before, _) = eventually(WAIT, checks, |(ok, _)| *ok >= 2).await;
+    assert!(before >= 2, "heartbeat checks pass before the reload");
+    let heartbeats_before = app.counters().heartbeats;
+
+    // The same protocol, other bytes: a reload the health thread must follow.
+    install(&plugin, &with_custom_section(&bolt, "health-follows"));
+    sidecar.signal("HUP").expect("SIGHUP");
+    wait_for_lines(&sidecar, RELOADED, 1).await;
+    let followed = wait_for_lines(&sidecar, "health checks use the reloaded plugin", 1).await;
+    assert_eq!(field(&followed[0], "generation").as_deref(), Some("1"));
+
+    // Checks keep passing on the new instance: heartbeats it encodes reach the app and
+    // its decoder reads the acks.
+    let (after, failed) = eventually(WAIT, checks, |(ok, _)| *ok >= before + 3).await;
+    assert!(after >= before + 3, "checks go on after the reload");
+    assert_eq!(failed, 0, "no check failed across the reload");
+    assert!(app.counters().heartbeats > heartbeats_before);
 }

@@ -13,7 +13,6 @@ pub mod outlier;
 pub mod probe;
 pub mod resolve;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::HealthCheckKind;
-use crate::plan::Plan;
+use crate::plan::{CodecPlan, Plan};
 use active::CheckedHost;
-use probe::{has_heartbeat, Probe, ProbeCodec};
+use probe::{has_heartbeat, FollowingCodec, Probe, ProbeCodec};
 
 /// Why the health thread could not start.
 #[derive(Debug, thiserror::Error)]
@@ -230,12 +229,13 @@ fn new_codec(plan: &Plan, cluster: &str, protocol: &str) -> Result<ProbeCodec, H
             cluster: cluster.to_owned(),
             protocol: protocol.to_owned(),
         })?;
-    let codec = codec_plan
-        .new_codec()
-        .map_err(|source| HealthError::Codec {
-            cluster: cluster.to_owned(),
-            protocol: protocol.to_owned(),
-            source,
-        })?;
-    Ok(Rc::new(RefCell::new(codec)))
+    let codec = match codec_plan {
+        CodecPlan::Wasm { slot, .. } => FollowingCodec::following(slot.clone()),
+        CodecPlan::Native { .. } => codec_plan.new_codec().map(FollowingCodec::fixed),
+    };
+    codec.map_err(|source| HealthError::Codec {
+        cluster: cluster.to_owned(),
+        protocol: protocol.to_owned(),
+        source,
+    })
 }

@@ -2,19 +2,86 @@
 //! heartbeat and its ack. Each check opens its own connection and closes it (never one of
 //! the workers' pooled connections), so a check sees what a new connection would see.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, RefMut};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use codec_host::{Codec, CodecError, FrameKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing::{info, warn};
 
-/// The codec a heartbeat probe speaks; the health thread's own instance, shared by its
-/// host tasks (never borrowed across an await).
-pub type ProbeCodec = Rc<RefCell<Box<dyn Codec>>>;
+use crate::plugin_slot::PluginSlot;
+
+/// The codec a heartbeat probe speaks: the health thread's own instance, shared by its host
+/// tasks (never borrowed across an await). A Wasm codec follows live plugin reloads: the
+/// first check after a reload makes a new instance of the new plugin.
+pub type ProbeCodec = Rc<FollowingCodec>;
+
+/// A codec instance that follows its plugin slot's reloads (or a native codec: fixed).
+pub struct FollowingCodec {
+    codec: RefCell<Box<dyn Codec>>,
+    slot: Option<Arc<PluginSlot>>,
+    generation: Cell<u64>,
+}
+
+impl FollowingCodec {
+    /// A codec that never changes (native codecs; tests).
+    pub fn fixed(codec: Box<dyn Codec>) -> ProbeCodec {
+        Rc::new(FollowingCodec {
+            codec: RefCell::new(codec),
+            slot: None,
+            generation: Cell::new(0),
+        })
+    }
+
+    /// An instance of `slot`'s current plugin, replaced after each reload.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the instance cannot be created.
+    pub fn following(slot: Arc<PluginSlot>) -> Result<ProbeCodec, CodecError> {
+        let generation = slot.generation();
+        let codec = slot.current().new_codec()?;
+        Ok(Rc::new(FollowingCodec {
+            codec: RefCell::new(Box::new(codec)),
+            slot: Some(slot),
+            generation: Cell::new(generation),
+        }))
+    }
+
+    /// The instance, for one call (never held across an await).
+    pub fn codec(&self) -> RefMut<'_, Box<dyn Codec>> {
+        self.codec.borrow_mut()
+    }
+
+    /// Switches to the slot's plugin if it was reloaded since the last switch (checks call
+    /// this before each check, so one check speaks one instance throughout). An instance
+    /// that cannot be made is retried after the next reload; the old one keeps serving.
+    pub fn follow_reloads(&self) {
+        let Some(slot) = &self.slot else {
+            return;
+        };
+        let generation = slot.generation();
+        if generation == self.generation.get() {
+            return;
+        }
+        self.generation.set(generation);
+        match slot.current().new_codec() {
+            Ok(codec) => {
+                *self.codec.borrow_mut() = Box::new(codec);
+                info!(
+                    protocol = slot.protocol(),
+                    generation, "health checks use the reloaded plugin"
+                );
+            }
+            Err(e) => warn!(protocol = slot.protocol(), generation, cause = %e,
+                "health checks keep the previous plugin: the reloaded one does not start"),
+        }
+    }
+}
 
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +150,10 @@ impl Probe {
             Probe::TcpConnect => return Ok(()),
             Probe::Heartbeat(codec) => codec,
         };
+        codec.follow_reloads();
         let _ = stream.set_nodelay(true);
         let heartbeat = codec
-            .borrow_mut()
+            .codec()
             .keepalive(id)
             .map_err(ProbeError::Codec)?
             .ok_or(ProbeError::NoHeartbeat)?;
@@ -94,10 +162,7 @@ impl Probe {
         loop {
             // Every complete frame in the buffer; anything but our ack is skipped.
             loop {
-                let frame = codec
-                    .borrow_mut()
-                    .decode(&mut buf)
-                    .map_err(ProbeError::Codec)?;
+                let frame = codec.codec().decode(&mut buf).map_err(ProbeError::Codec)?;
                 let Some(frame) = frame else {
                     break;
                 };
@@ -117,7 +182,7 @@ impl Probe {
 
 /// Whether `codec` can build a heartbeat (a protocol without one is checked by TCP connect).
 pub fn has_heartbeat(codec: &ProbeCodec) -> bool {
-    matches!(codec.borrow_mut().keepalive(1), Ok(Some(_)))
+    matches!(codec.codec().keepalive(1), Ok(Some(_)))
 }
 
 #[cfg(test)]
@@ -127,7 +192,7 @@ mod tests {
 
     fn bolt() -> ProbeCodec {
         let codec = codec_host::native_codec("bolt", &codec_host::Limits::new()).expect("bolt");
-        Rc::new(RefCell::new(codec))
+        FollowingCodec::fixed(codec)
     }
 
     /// A Bolt server answering heartbeats through the codec's own `reply_keepalive`, or
@@ -146,14 +211,14 @@ mod tests {
                             Ok(0) | Err(_) => return,
                             Ok(_) => {}
                         }
-                        let frame = codec.borrow_mut().decode(&mut buf).expect("decodes");
+                        let frame = codec.codec().decode(&mut buf).expect("decodes");
                         let Some(mut frame) = frame else { continue };
                         if !answer {
                             continue;
                         }
                         let mut out = BytesMut::new();
                         codec
-                            .borrow_mut()
+                            .codec()
                             .reply_keepalive(&mut frame, &mut out)
                             .expect("ack");
                         s.write_all(&out).await.expect("write");
