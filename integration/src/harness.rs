@@ -7,6 +7,7 @@
 //! server must keep running meanwhile.
 
 mod child;
+mod counters;
 mod echo_process;
 mod mosn_config;
 mod ratelimit_process;
@@ -14,6 +15,7 @@ mod sidecar;
 mod wait;
 
 pub use child::KEEP_LOGS_ENV;
+pub use counters::{cluster_counter, host_counter};
 pub use echo_process::{EchoProcess, RelayProcess, BOLT_ECHO_BIN_ENV, TCP_RELAY_BIN_ENV};
 pub use mosn_config::{
     mosn_config, patch, ClusterSpec, CodecChoice, ListenerSpec, MosnConfig, DEFAULT_PLUGIN_PATH,

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, HOLD_HEADER};
+use integration::harness;
 use integration::harness::eventually;
 use integration::harness::{admin_get, free_addr, MosnConfig, Sidecar};
 use integration::wire::Request;
@@ -119,9 +120,8 @@ async fn listener_counter(admin: SocketAddr, name: &str) -> Option<u64> {
 
 /// A counter of `upstreamCluster` from the admin API (0 when absent).
 async fn cluster_counter(admin: SocketAddr, name: &str) -> u64 {
-    let stats = admin_get(admin, "/api/v1/stats").await.expect("stats");
-    stats["upstream"]["upstream.cluster.upstreamCluster"][name]
-        .as_u64()
+    harness::cluster_counter(admin, "upstreamCluster", name)
+        .await
         .unwrap_or(0)
 }
 

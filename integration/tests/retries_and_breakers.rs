@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoOptions, EchoServer, HOLD_HEADER};
-use integration::harness::eventually;
-use integration::harness::{admin_get, free_addr, ClusterSpec, MosnConfig, Sidecar};
+use integration::harness::{cluster_counter, eventually};
+use integration::harness::{free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::Request;
 use serde_json::{json, Value};
 
@@ -66,12 +66,9 @@ fn proxy(
 impl Proxy {
     /// Counter `key` of `upstream.cluster.<cluster>`.
     async fn cluster(&self, key: &str) -> u64 {
-        let stats = admin_get(self.admin, "/api/v1/stats?key=upstream")
+        cluster_counter(self.admin, CLUSTER, key)
             .await
-            .expect("stats");
-        let v = &stats[format!("upstream.cluster.{CLUSTER}")][key];
-        v.as_u64()
-            .unwrap_or_else(|| panic!("no cluster counter {key}: {v}"))
+            .unwrap_or_else(|| panic!("no cluster counter {key}"))
     }
 
     async fn client(&self) -> BoltClient {

@@ -11,8 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use integration::blackhole::Blackhole;
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, HOLD_HEADER};
+use integration::harness;
 use integration::harness::eventually;
-use integration::harness::{admin_get, free_addr, ClusterSpec, MosnConfig, Sidecar};
+use integration::harness::{free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::{FrameReader, Request};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -312,11 +313,10 @@ async fn a_plugin_that_traps_loops_or_exhausts_memory_costs_only_that_connection
     }
 }
 
-/// One counter of `upstreamCluster` from the admin API (0 when absent).
+/// A counter of `upstreamCluster` from the admin API (0 when absent).
 async fn cluster_counter(admin: SocketAddr, name: &str) -> u64 {
-    let stats = admin_get(admin, "/api/v1/stats").await.expect("stats");
-    stats["upstream"]["upstream.cluster.upstreamCluster"][name]
-        .as_u64()
+    harness::cluster_counter(admin, "upstreamCluster", name)
+        .await
         .unwrap_or(0)
 }
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 use integration::client::{BoltClient, ClientOptions};
 use integration::dns::DnsServer;
 use integration::echo::{EchoServer, HOLD_HEADER};
-use integration::harness::{admin_get, eventually, free_addr, MosnConfig, Sidecar};
+use integration::harness::{cluster_counter, eventually, free_addr, MosnConfig, Sidecar};
 use integration::wire::Request;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SERVICE: &str = "com.alipay.test.TestService:1.0";
 const SUCCESS: u16 = 0;
@@ -73,12 +73,9 @@ fn proxy(dns: &DnsServer, port: u16, refresh: &str) -> Proxy {
 impl Proxy {
     /// Counter `key` of `upstream.cluster.<cluster>`.
     async fn cluster(&self, key: &str) -> u64 {
-        let stats: Value = admin_get(self.admin, "/api/v1/stats?key=upstream")
+        cluster_counter(self.admin, CLUSTER, key)
             .await
-            .expect("stats");
-        let v = &stats[format!("upstream.cluster.{CLUSTER}")][key];
-        v.as_u64()
-            .unwrap_or_else(|| panic!("no cluster counter {key}: {v}"))
+            .unwrap_or_else(|| panic!("no cluster counter {key}"))
     }
 
     async fn client(&self) -> BoltClient {

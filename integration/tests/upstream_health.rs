@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
-use integration::harness::eventually;
 use integration::harness::{admin_get, admin_request, free_addr, ClusterSpec, MosnConfig, Sidecar};
+use integration::harness::{cluster_counter, eventually, host_counter};
 use serde_json::{json, Value};
 
 const SERVICE: &str = "com.alipay.test.TestService:1.0";
@@ -46,25 +46,18 @@ fn proxy(hosts: Vec<SocketAddr>, edit: impl FnOnce(ClusterSpec) -> ClusterSpec) 
 }
 
 impl Proxy {
-    async fn upstream(&self) -> Value {
-        // `?key=<type>` answers that type's namespaces.
-        admin_get(self.admin, "/api/v1/stats?key=upstream")
-            .await
-            .expect("stats")
-    }
-
     /// Counter `key` of host `host` in `upstream.host.<cluster>.<host>`.
     async fn host(&self, host: SocketAddr, key: &str) -> u64 {
-        let v = &self.upstream().await[format!("upstream.host.{CLUSTER}.{host}")][key];
-        v.as_u64()
-            .unwrap_or_else(|| panic!("no host counter {key}: {v}"))
+        host_counter(self.admin, CLUSTER, &host.to_string(), key)
+            .await
+            .unwrap_or_else(|| panic!("no host counter {key}"))
     }
 
     /// Counter `key` of `upstream.cluster.<cluster>`.
     async fn cluster(&self, key: &str) -> u64 {
-        let v = &self.upstream().await[format!("upstream.cluster.{CLUSTER}")][key];
-        v.as_u64()
-            .unwrap_or_else(|| panic!("no cluster counter {key}: {v}"))
+        cluster_counter(self.admin, CLUSTER, key)
+            .await
+            .unwrap_or_else(|| panic!("no cluster counter {key}"))
     }
 
     async fn client(&self) -> BoltClient {
