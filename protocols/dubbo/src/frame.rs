@@ -154,8 +154,14 @@ mod tests {
         );
         let mut negative = bytes;
         negative[12] = 0x80;
-        assert!(matches!(parse_head(&negative, 100), Err(DubboError::NegativeLength(_))));
-        assert_eq!(parse_head(&[0xca, 0xfe], 100), Err(DubboError::BadMagic(0xcafe)));
+        assert!(matches!(
+            parse_head(&negative, 100),
+            Err(DubboError::NegativeLength(_))
+        ));
+        assert_eq!(
+            parse_head(&[0xca, 0xfe], 100),
+            Err(DubboError::BadMagic(0xcafe))
+        );
         assert_eq!(check_magic(&[0x01]), Err(DubboError::BadMagic(0x0100)));
         assert_eq!(check_magic(&[0xda]), Ok(false));
         assert_eq!(check_magic(&[]), Ok(false));
