@@ -21,6 +21,7 @@ pub mod bench;
 pub mod blackhole;
 pub mod client;
 pub mod dns;
+pub mod dubbo_wire;
 pub mod echo;
 pub mod error;
 pub mod harness;
