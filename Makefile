@@ -4,10 +4,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 PLUGIN_DIR := target/$(WASM_TARGET)/plugin
-PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/misbehave.wasm
+PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/dubbo.wasm $(PLUGIN_DIR)/misbehave.wasm
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
-.PHONY: all run test plugins wasm-target build build-release peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
+.PHONY: all run test plugins wasm-target build build-release peers dubbo-peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: build
 
@@ -16,6 +16,7 @@ help:
 	@echo "make test    lint + all tests (unit, plugin, integration, real SOFA peers)"
 	@echo "make bench   codec micro-benchmark + end-to-end benchmark (writes bench-results/)"
 	@echo "make plugins build the Wasm codec plugins into $(PLUGIN_DIR)"
+	@echo "make dubbo-peers build the Apache Dubbo test peers (Java 17 + Maven)"
 	@echo "make layers  check every crate for import cycles and imports against layers.txt"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each (cargo-fuzz, nightly)"
 	@echo "make fuzz-smoke  every fuzz target for FUZZ_SMOKE_SECONDS (default $(FUZZ_SMOKE_SECONDS)) each (part of make test)"
@@ -25,7 +26,7 @@ wasm-target:
 	rustup target add $(WASM_TARGET)
 
 plugins: wasm-target
-	$(CARGO) build --target $(WASM_TARGET) --profile plugin -p bolt -p misbehave
+	$(CARGO) build --target $(WASM_TARGET) --profile plugin -p bolt -p dubbo -p misbehave
 
 build: plugins
 	$(CARGO) build --workspace --bins
@@ -35,6 +36,11 @@ build-release: plugins
 
 peers:
 	cd integration/peers && if [ -n "$$CI" ] || [ ! -d node_modules ]; then npm ci --no-audit --no-fund; fi
+
+# The Apache Dubbo 3.3.6 provider and consumer of the Dubbo end-to-end tests (Java 17, Maven;
+# dependencies from Maven Central into ~/.m2): target/classes and target/classpath.txt.
+dubbo-peers:
+	cd integration/peers/dubbo && mvn -q -B package
 
 # Redis (Debian package) and Envoy's rate limit service (built from the Go module proxy) for
 # the global rate limit tests; idempotent.
@@ -53,7 +59,7 @@ lint: layers
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p misbehave -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p codec-sdk -p bolt -p dubbo -p misbehave -- -D warnings
 
 # Import cycles between the modules of each crate, and imports against the order declared in
 # layers.txt (see tools/check_layers.py for the rules).
@@ -65,7 +71,7 @@ layers:
 # The tests run inside `tools/services.sh run`: it starts Redis and the rate limit service on
 # free loopback ports, passes their addresses (RATELIMIT_ADDR, ...) and stops both afterwards,
 # also when a test fails.
-unit: plugins peers services
+unit: plugins peers dubbo-peers services
 	python3 -m unittest tools/test_check_layers.py
 	tools/services.sh run -- $(CARGO) test --workspace
 

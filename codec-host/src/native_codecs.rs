@@ -4,6 +4,7 @@
 //! frame limit the same way ([`NativeCodec::with_limits`]).
 
 use bolt::Bolt;
+use dubbo::Dubbo;
 
 use crate::codec::Codec;
 use crate::error::CodecError;
@@ -14,9 +15,14 @@ use crate::native::NativeCodec;
 type Constructor = fn(&Limits) -> Result<Box<dyn Codec>, CodecError>;
 
 /// Every native codec: name and constructor.
-const NATIVE_CODECS: [(&str, Constructor); 1] = [("bolt", |limits| {
-    Ok(Box::new(NativeCodec::with_limits(Bolt::default(), limits)?))
-})];
+const NATIVE_CODECS: [(&str, Constructor); 2] = [
+    ("bolt", |limits| {
+        Ok(Box::new(NativeCodec::with_limits(Bolt::default(), limits)?))
+    }),
+    ("dubbo", |limits| {
+        Ok(Box::new(NativeCodec::with_limits(Dubbo::default(), limits)?))
+    }),
+];
 
 /// The names of [`NATIVE_CODECS`], in order.
 static NAMES: [&str; NATIVE_CODECS.len()] = {
@@ -30,7 +36,8 @@ static NAMES: [&str; NATIVE_CODECS.len()] = {
 };
 
 /// A new native codec named `name` (one of [`native_codec_names`]; `bolt` is SOFA Bolt
-/// v1/v2 from `protocols/bolt`, protocol `x-bolt`), enforcing `limits.max_frame_bytes` as a
+/// v1/v2 from `protocols/bolt`, protocol `x-bolt`; `dubbo` is Dubbo 2 from
+/// `protocols/dubbo`, protocol `dubbo`), enforcing `limits.max_frame_bytes` as a
 /// Wasm plugin would. One per worker, like a Wasm codec.
 ///
 /// ```
@@ -65,7 +72,7 @@ mod tests {
 
     #[test]
     fn every_name_builds_a_codec() {
-        assert_eq!(native_codec_names(), ["bolt"]);
+        assert_eq!(native_codec_names(), ["bolt", "dubbo"]);
         for name in native_codec_names() {
             native_codec(name, &Limits::new()).unwrap();
         }
@@ -80,7 +87,7 @@ mod tests {
         let err = native_codec("x-bolt", &Limits::new()).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "no native codec named \"x-bolt\" (this build has: bolt)"
+            "no native codec named \"x-bolt\" (this build has: bolt, dubbo)"
         );
     }
 

@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod blackhole;
 pub mod client;
+pub mod dubbo_wire;
 pub mod echo;
 pub mod error;
 pub mod harness;
