@@ -20,7 +20,10 @@ const NATIVE_CODECS: [(&str, Constructor); 2] = [
         Ok(Box::new(NativeCodec::with_limits(Bolt::default(), limits)?))
     }),
     ("dubbo", |limits| {
-        Ok(Box::new(NativeCodec::with_limits(Dubbo::default(), limits)?))
+        Ok(Box::new(NativeCodec::with_limits(
+            Dubbo::default(),
+            limits,
+        )?))
     }),
 ];
 

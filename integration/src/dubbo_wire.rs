@@ -104,7 +104,9 @@ mod tests {
 
     #[test]
     fn splits_frames_and_keeps_a_partial_one() {
-        let mut frame = vec![0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, b'N', b'N'];
+        let mut frame = vec![
+            0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, b'N', b'N',
+        ];
         let mut buf = frame.clone();
         buf.extend_from_slice(&frame[..5]);
         let frames = split_frames(&mut buf).unwrap();

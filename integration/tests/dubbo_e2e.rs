@@ -65,7 +65,13 @@ fn must<T>(r: Result<T>) -> T {
 fn java(main: &str, args: &[String], log: &Path) -> Result<Child> {
     let stderr = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     Command::new("java")
-        .args(["-Xss512k", "-XX:TieredStopAtLevel=1", "-cp", &class_path(), main])
+        .args([
+            "-Xss512k",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            &class_path(),
+            main,
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -134,7 +140,12 @@ impl Provider {
     }
 
     /// Waits for a stdout line matching `pred` (earlier lines count).
-    fn wait_for(&mut self, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) -> Result<()> {
+    fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut checked = 0;
         loop {
@@ -288,7 +299,8 @@ fn sidecar_config(ports: &Ports) -> Result<Value> {
         ("clientListener", ports.client_listener),
         ("serverListener", ports.server_listener),
     ] {
-        let l = find_named(&mut config, listener).with_context(|| format!("listener {listener}"))?;
+        let l =
+            find_named(&mut config, listener).with_context(|| format!("listener {listener}"))?;
         l["address"] = json!(format!("127.0.0.1:{port}"));
     }
     set_cluster_host(&mut config, "clientCluster", ports.server_listener)?;
@@ -322,7 +334,8 @@ impl Topology {
         let green = must(Provider::start(ports.green, "green", None));
         let blue = must(Provider::start(ports.blue, "blue", Some("blue")));
         let config = must(sidecar_config(&ports));
-        let sidecar = Sidecar::spawn(config).unwrap_or_else(|e| panic!("starting the sidecar: {e}"));
+        let sidecar =
+            Sidecar::spawn(config).unwrap_or_else(|e| panic!("starting the sidecar: {e}"));
         Topology {
             ports,
             green,
@@ -355,7 +368,10 @@ fn sync_and_async_calls_and_200_in_flight_pass_both_hops() {
 
     let sync = t.call(&["--method", "echo", "--arg", "sync", "--count", "50"]);
     assert_eq!((sync.ok(), sync.failed()), (50, 0), "{:?}", sync.calls);
-    assert_eq!(sync.summary["mismatched"], 0, "every answer is its own call's argument");
+    assert_eq!(
+        sync.summary["mismatched"], 0,
+        "every answer is its own call's argument"
+    );
     assert_eq!(sync.calls[49]["value"], "sync-49");
 
     let one_async = t.call(&["--method", "echoAsync", "--arg", "future"]);
@@ -364,12 +380,20 @@ fn sync_and_async_calls_and_200_in_flight_pass_both_hops() {
     // 200 CompletableFuture calls started before any is awaited: in flight together on the
     // consumer's single connection; each answer must match its own request id.
     let flight = t.call(&["--method", "echoAsync", "--arg", "flight", "--count", "200"]);
-    assert_eq!((flight.ok(), flight.failed()), (200, 0), "{:?}", flight.summary);
+    assert_eq!(
+        (flight.ok(), flight.failed()),
+        (200, 0),
+        "{:?}",
+        flight.summary
+    );
     assert_eq!(flight.summary["mismatched"], 0);
 
     // Arguments of most Hessian2 types, skipped by the plugin to reach the attachments.
     let mixed = t.call(&["--method", "mixed"]);
-    let value = mixed.only()["value"].as_str().unwrap_or_default().to_owned();
+    let value = mixed.only()["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(
         value,
         "-5,-9000000000,12.375,false,1700000000123,40000,9,13,first,true,40011,true"
@@ -385,7 +409,11 @@ fn a_provider_exception_reaches_the_consumer_as_itself() {
     assert_eq!((run.ok(), run.failed()), (0, 3));
     for (i, call) in run.calls.iter().enumerate() {
         assert_eq!(call["error"], "org.example.dubbo.EchoException", "{call}");
-        assert_eq!(call["message"], format!("fail(boom-{i}) on green"), "{call}");
+        assert_eq!(
+            call["message"],
+            format!("fail(boom-{i}) on green"),
+            "{call}"
+        );
     }
     let after = t.call(&["--method", "echo", "--arg", "after"]);
     assert_eq!(after.only()["value"], "after-0");
@@ -400,15 +428,28 @@ fn a_call_slower_than_the_route_timeout_gets_the_sidecars_timeout() {
     // therefore is the sidecar's hijack (status 31 SERVER_TIMEOUT with its message), which
     // the consumer turns into a timeout RpcException carrying that message.
     let run = t.call(&[
-        "--method", "slow", "--arg", "4000", "--timeout", "60000", "--count", "2",
+        "--method",
+        "slow",
+        "--arg",
+        "4000",
+        "--timeout",
+        "60000",
+        "--count",
+        "2",
     ]);
     assert_eq!((run.ok(), run.failed()), (0, 2), "{:?}", run.calls);
     for call in &run.calls {
         assert_eq!(call["error"], "org.apache.dubbo.rpc.RpcException", "{call}");
         assert_eq!(call["timeout"], true, "{call}");
         let message = call["message"].as_str().unwrap_or_default();
-        assert!(message.contains("rpc sidecar: upstream timed out"), "{call}");
-        assert!(!message.contains("Waiting server-side response timeout"), "{call}");
+        assert!(
+            message.contains("rpc sidecar: upstream timed out"),
+            "{call}"
+        );
+        assert!(
+            !message.contains("Waiting server-side response timeout"),
+            "{call}"
+        );
     }
     let after = t.call(&["--method", "slow", "--arg", "10"]);
     assert_eq!(after.only()["value"], "green", "a short call still passes");
@@ -421,12 +462,20 @@ fn calls_are_routed_by_service_and_by_group_attachment() {
     let mut t = Topology::start();
     let green = t.call(&["--method", "whoami", "--count", "5"]);
     assert_eq!(green.ok(), 5);
-    assert!(green.calls.iter().all(|c| c["value"] == "green"), "{:?}", green.calls);
+    assert!(
+        green.calls.iter().all(|c| c["value"] == "green"),
+        "{:?}",
+        green.calls
+    );
 
     // The group travels as an attachment: the route on `group` sends it to blue.
     let blue = t.call(&["--method", "whoami", "--group", "blue", "--count", "5"]);
     assert_eq!(blue.ok(), 5, "{:?}", blue.calls);
-    assert!(blue.calls.iter().all(|c| c["value"] == "blue"), "{:?}", blue.calls);
+    assert!(
+        blue.calls.iter().all(|c| c["value"] == "blue"),
+        "{:?}",
+        blue.calls
+    );
 
     // Another service path: the route on `service` sends it to blue.
     let info = t.call(&["--service", "info", "--count", "3"]);
@@ -441,7 +490,10 @@ fn calls_are_routed_by_service_and_by_group_attachment() {
     let call = none.only();
     assert_eq!(call["ok"], false);
     let message = call["message"].as_str().unwrap_or_default();
-    assert!(message.contains("rpc sidecar: no route for this service"), "{call}");
+    assert!(
+        message.contains("rpc sidecar: no route for this service"),
+        "{call}"
+    );
     t.assert_alive();
 }
 
@@ -451,9 +503,13 @@ fn oneway_calls_reach_the_provider_and_get_no_answer() {
     let mut t = Topology::start();
     let run = t.call(&["--method", "fire", "--arg", "ping", "--count", "20"]);
     assert_eq!((run.ok(), run.failed()), (20, 0), "{:?}", run.calls);
-    must(t.green.wait_for(CONSUMER_RUN, "20 oneway calls on the provider", |l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == "fired" && v["count"] == 20)
-    }));
+    must(
+        t.green
+            .wait_for(CONSUMER_RUN, "20 oneway calls on the provider", |l| {
+                serde_json::from_str::<Value>(l)
+                    .is_ok_and(|v| v["event"] == "fired" && v["count"] == 20)
+            }),
+    );
     let fired = t.call(&["--method", "fired"]);
     assert_eq!(fired.only()["value"], "20");
     t.assert_alive();

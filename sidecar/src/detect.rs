@@ -318,6 +318,66 @@ mod tests {
         );
     }
 
+    /// `sniff` over a loopback connection whose peer wrote `bytes` (and keeps it open).
+    async fn sniff_bytes(bytes: &[u8], candidates: &[CodecRef], max_bytes: usize) -> Sniffed {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (peer, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut peer = peer.unwrap();
+        let (mut stream, _) = accepted.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut peer, bytes)
+            .await
+            .unwrap();
+        let limits = SniffLimits {
+            max_bytes,
+            timeout: Duration::from_secs(60),
+        };
+        let sniffed = sniff(
+            &mut stream,
+            candidates,
+            limits,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await;
+        drop(peer);
+        sniffed
+    }
+
+    #[test]
+    fn at_the_cap_one_waiting_candidate_wins_and_two_waiting_is_no_match() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (waits, _) = candidate("waits", |_| Detect::NeedMore);
+            let (waits_too, _) = candidate("waits too", |_| Detect::NeedMore);
+            let (refuses, _) = candidate("refuses", |_| Detect::NoMatch);
+            let bytes = [7u8; 100];
+            match sniff_bytes(&bytes, &[refuses.clone(), waits.clone()], 64).await {
+                Sniffed::Detected { index, buf } => {
+                    assert_eq!(index, 1);
+                    assert!(
+                        buf.len() >= 64 && bytes.starts_with(&buf),
+                        "every byte read is kept"
+                    );
+                }
+                _ => panic!("the one waiting candidate wins at the cap"),
+            }
+            assert!(matches!(
+                sniff_bytes(&bytes, &[waits, waits_too], 64).await,
+                Sniffed::NoMatch { .. }
+            ));
+            // Below the cap a match decides at once, whatever the bytes' length.
+            let (matches, _) = candidate("matches", |_| Detect::Match);
+            assert!(matches!(
+                sniff_bytes(&[1], &[matches], 64).await,
+                Sniffed::Detected { index: 0, .. }
+            ));
+        });
+    }
+
     #[test]
     fn first_bytes_are_logged_in_hex_and_bounded() {
         assert_eq!(FirstBytes(&[0xda, 0xbb, 0x02]).to_string(), "dabb02");

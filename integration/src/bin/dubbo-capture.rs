@@ -66,7 +66,8 @@ fn write_frame(dir: &Path, name: &str, frame: &[u8]) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     integration::process::runtime(Some(1))?.block_on(async {
         let listener = TcpListener::bind(args.listen)
             .await

@@ -161,6 +161,9 @@ mod tests {
         ));
         let mut trailing = body.clone();
         trailing.push(0x90);
-        assert_eq!(parse_request(&trailing), Err(HessianError::TrailingBytes(1)));
+        assert_eq!(
+            parse_request(&trailing),
+            Err(HessianError::TrailingBytes(1))
+        );
     }
 }

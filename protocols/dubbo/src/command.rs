@@ -131,7 +131,11 @@ impl DubboCommand {
             .ok()
             .filter(|&n| n <= i32::MAX as u32)
             .ok_or(DubboError::BodyTooLong(body.len()))?;
-        Head { body_len, ..self.head }.write(out, self.id);
+        Head {
+            body_len,
+            ..self.head
+        }
+        .write(out, self.id);
         out.extend_from_slice(body);
         Ok(())
     }

@@ -4,6 +4,8 @@
 //! Flag byte: 0x80 request (else response), 0x40 two-way (a response is expected), 0x20
 //! event (heartbeat; "R" body: read-only), low five bits the serialization id (2 Hessian2).
 
+use codec_abi::Detect;
+
 use crate::error::DubboError;
 
 /// The magic number.
@@ -95,6 +97,21 @@ pub fn check_magic(data: &[u8]) -> Result<bool, DubboError> {
     }
 }
 
+/// Auto-detection (optional export `rpc_sidecar_check`): whether `data`, the first bytes of
+/// a connection, start a Dubbo frame: the magic 0xdabb and a flag byte naming a
+/// serialization (its low five bits are not 0). Needs at most 3 bytes.
+pub fn check_prefix(data: &[u8]) -> Detect {
+    match check_magic(data) {
+        Err(_) => Detect::NoMatch,
+        Ok(false) => Detect::NeedMore,
+        Ok(true) => match data.get(2) {
+            None => Detect::NeedMore,
+            Some(flag) if flag & SERIALIZATION_MASK != 0 => Detect::Match,
+            Some(_) => Detect::NoMatch,
+        },
+    }
+}
+
 /// The header at the front of `data`, once its 16 bytes are there; checks the magic, the
 /// sign of the length and the limit on the whole frame.
 ///
@@ -154,8 +171,14 @@ mod tests {
         );
         let mut negative = bytes;
         negative[12] = 0x80;
-        assert!(matches!(parse_head(&negative, 100), Err(DubboError::NegativeLength(_))));
-        assert_eq!(parse_head(&[0xca, 0xfe], 100), Err(DubboError::BadMagic(0xcafe)));
+        assert!(matches!(
+            parse_head(&negative, 100),
+            Err(DubboError::NegativeLength(_))
+        ));
+        assert_eq!(
+            parse_head(&[0xca, 0xfe], 100),
+            Err(DubboError::BadMagic(0xcafe))
+        );
         assert_eq!(check_magic(&[0x01]), Err(DubboError::BadMagic(0x0100)));
         assert_eq!(check_magic(&[0xda]), Ok(false));
         assert_eq!(check_magic(&[]), Ok(false));

@@ -49,7 +49,9 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&mut self) -> Result<u8, HessianError> {
-        let b = self.peek().ok_or(HessianError::Truncated { at: self.pos })?;
+        let b = self
+            .peek()
+            .ok_or(HessianError::Truncated { at: self.pos })?;
         self.pos += 1;
         Ok(b)
     }
@@ -92,7 +94,13 @@ impl<'a> Reader<'a> {
                 let b = self.take(4)?;
                 i32::from_be_bytes([b[0], b[1], b[2], b[3]])
             }
-            _ => return Err(HessianError::Unexpected { at, code, wanted: "an int" }),
+            _ => {
+                return Err(HessianError::Unexpected {
+                    at,
+                    code,
+                    wanted: "an int",
+                })
+            }
         };
         Ok(value)
     }
@@ -120,11 +128,18 @@ impl<'a> Reader<'a> {
             let code = self.byte()?;
             let (chars, last) = match code {
                 0x00..=0x1f => (usize::from(code), true),
-                0x30..=0x33 => ((usize::from(code - 0x30) << 8) | usize::from(self.byte()?), true),
+                0x30..=0x33 => (
+                    (usize::from(code - 0x30) << 8) | usize::from(self.byte()?),
+                    true,
+                ),
                 b'S' => (self.u16()?, true),
                 b'R' => (self.u16()?, false),
                 _ => {
-                    let wanted = if at == start { "a string" } else { "a string chunk" };
+                    let wanted = if at == start {
+                        "a string"
+                    } else {
+                        "a string chunk"
+                    };
                     return Err(HessianError::Unexpected { at, code, wanted });
                 }
             };
@@ -147,8 +162,11 @@ impl<'a> Reader<'a> {
     /// As [`Reader::read_string_or_null`], and for null.
     pub fn read_string(&mut self) -> Result<String, HessianError> {
         let at = self.pos;
-        self.read_string_or_null()?
-            .ok_or(HessianError::Unexpected { at, code: b'N', wanted: "a string" })
+        self.read_string_or_null()?.ok_or(HessianError::Unexpected {
+            at,
+            code: b'N',
+            wanted: "a string",
+        })
     }
 
     /// The byte length of the next `chars` UTF-16 code units of UTF-8 text (Hessian counts
@@ -173,7 +191,9 @@ impl<'a> Reader<'a> {
             left -= units;
         }
         if at > self.data.len() {
-            return Err(HessianError::Truncated { at: self.data.len() });
+            return Err(HessianError::Truncated {
+                at: self.data.len(),
+            });
         }
         Ok(at - self.pos)
     }
@@ -184,12 +204,19 @@ impl<'a> Reader<'a> {
         loop {
             let (chars, last) = match code {
                 0x00..=0x1f => (usize::from(code), true),
-                0x30..=0x33 => ((usize::from(code - 0x30) << 8) | usize::from(self.byte()?), true),
+                0x30..=0x33 => (
+                    (usize::from(code - 0x30) << 8) | usize::from(self.byte()?),
+                    true,
+                ),
                 b'S' => (self.u16()?, true),
                 b'R' => (self.u16()?, false),
                 _ => {
                     let at = self.pos - 1;
-                    return Err(HessianError::Unexpected { at, code, wanted: "a string chunk" });
+                    return Err(HessianError::Unexpected {
+                        at,
+                        code,
+                        wanted: "a string chunk",
+                    });
                 }
             };
             let len = self.utf8_len(chars)?;
@@ -207,12 +234,19 @@ impl<'a> Reader<'a> {
         loop {
             let (len, last) = match code {
                 0x20..=0x2f => (usize::from(code - 0x20), true),
-                0x34..=0x37 => ((usize::from(code - 0x34) << 8) | usize::from(self.byte()?), true),
+                0x34..=0x37 => (
+                    (usize::from(code - 0x34) << 8) | usize::from(self.byte()?),
+                    true,
+                ),
                 b'B' => (self.u16()?, true),
                 b'A' => (self.u16()?, false),
                 _ => {
                     let at = self.pos - 1;
-                    return Err(HessianError::Unexpected { at, code, wanted: "a binary chunk" });
+                    return Err(HessianError::Unexpected {
+                        at,
+                        code,
+                        wanted: "a binary chunk",
+                    });
                 }
             };
             self.skip(len)?;
@@ -355,7 +389,11 @@ impl<'a> Reader<'a> {
                 self.skip_object(class, at, inner)
             }
             0x60..=0x6f => self.skip_object(usize::from(code - 0x60), at, inner),
-            _ => Err(HessianError::Unexpected { at, code, wanted: "a value" }),
+            _ => Err(HessianError::Unexpected {
+                at,
+                code,
+                wanted: "a value",
+            }),
         }
     }
 
@@ -372,7 +410,13 @@ impl<'a> Reader<'a> {
             b'N' => return Ok(Vec::new()),
             b'H' => {}
             b'M' => self.skip_type()?,
-            _ => return Err(HessianError::Unexpected { at, code, wanted: "a map" }),
+            _ => {
+                return Err(HessianError::Unexpected {
+                    at,
+                    code,
+                    wanted: "a map",
+                })
+            }
         }
         let mut entries = Vec::new();
         while self.peek() != Some(b'Z') {
@@ -521,7 +565,14 @@ mod tests {
     #[test]
     fn written_strings_read_back() {
         let long: String = "ab\u{e9}\u{1f600}".repeat(20_000);
-        for s in ["", "x", &"y".repeat(31), &"z".repeat(32), &"w".repeat(1024), &long] {
+        for s in [
+            "",
+            "x",
+            &"y".repeat(31),
+            &"z".repeat(32),
+            &"w".repeat(1024),
+            &long,
+        ] {
             let mut out = Vec::new();
             write_string(&mut out, s);
             let mut r = Reader::new(&out);
@@ -568,17 +619,32 @@ mod tests {
 
     #[test]
     fn malformed_values_are_errors() {
-        assert!(matches!(skip_all(&[0x40]), Err(HessianError::Unexpected { code: 0x40, .. })));
-        assert!(matches!(skip_all(&[b'Z']), Err(HessianError::Unexpected { .. })));
-        assert!(matches!(skip_all(&[0x61]), Err(HessianError::UnknownClass { class: 1, .. })));
+        assert!(matches!(
+            skip_all(&[0x40]),
+            Err(HessianError::Unexpected { code: 0x40, .. })
+        ));
+        assert!(matches!(
+            skip_all(&[b'Z']),
+            Err(HessianError::Unexpected { .. })
+        ));
+        assert!(matches!(
+            skip_all(&[0x61]),
+            Err(HessianError::UnknownClass { class: 1, .. })
+        ));
         assert!(matches!(
             skip_all(&[b'X', 0x8f]),
             Err(HessianError::Negative { value: -1, .. })
         ));
-        assert!(matches!(skip_all(&[b'W', 0x91]), Err(HessianError::Truncated { .. })));
+        assert!(matches!(
+            skip_all(&[b'W', 0x91]),
+            Err(HessianError::Truncated { .. })
+        ));
         let deep = vec![b'W'; MAX_DEPTH + 1];
         assert!(matches!(skip_all(&deep), Err(HessianError::TooDeep { .. })));
-        assert!(matches!(skip_all(&[]), Err(HessianError::Truncated { at: 0 })));
+        assert!(matches!(
+            skip_all(&[]),
+            Err(HessianError::Truncated { at: 0 })
+        ));
         assert!(matches!(
             skip_all(&[b'R', 0, 1, b'a', 0x91]),
             Err(HessianError::Unexpected { .. })

@@ -89,7 +89,14 @@ mod tests {
         for code in [200, 504, 503, 404, 400] {
             assert_eq!(response_code(map_status(code)), code);
         }
-        for (status, code) in [(30, 504), (50, 500), (70, 500), (80, 500), (90, 500), (300, 500)] {
+        for (status, code) in [
+            (30, 504),
+            (50, 500),
+            (70, 500),
+            (80, 500),
+            (90, 500),
+            (300, 500),
+        ] {
             assert_eq!(response_code(status), code, "status {status}");
         }
         assert!(message(SERVER_TIMEOUT).contains("timed out"));

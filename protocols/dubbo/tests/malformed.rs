@@ -27,12 +27,24 @@ fn bad_magic_is_refused_at_once() {
     let dubbo = Dubbo::default();
     let mut frame = bytes("request-echo");
     frame[1] = 0xbc;
-    assert_eq!(dubbo.decode_frame(&frame), Err(DubboError::BadMagic(0xdabc)));
-    assert_eq!(dubbo.decode_frame(&frame[..2]), Err(DubboError::BadMagic(0xdabc)));
-    assert_eq!(dubbo.decode_frame(b"GET / HTTP/1.1\r\n"), Err(DubboError::BadMagic(0x4745)));
+    assert_eq!(
+        dubbo.decode_frame(&frame),
+        Err(DubboError::BadMagic(0xdabc))
+    );
+    assert_eq!(
+        dubbo.decode_frame(&frame[..2]),
+        Err(DubboError::BadMagic(0xdabc))
+    );
+    assert_eq!(
+        dubbo.decode_frame(b"GET / HTTP/1.1\r\n"),
+        Err(DubboError::BadMagic(0x4745))
+    );
     assert_eq!(dubbo.frame_len(&frame), None);
     let message = Dubbo::default().decode(&frame).unwrap_err().to_string();
-    assert_eq!(message, "bad magic 0xdabc (a dubbo frame starts with 0xdabb)");
+    assert_eq!(
+        message,
+        "bad magic 0xdabc (a dubbo frame starts with 0xdabb)"
+    );
 }
 
 #[test]
@@ -41,10 +53,16 @@ fn an_oversized_or_negative_length_is_refused_from_the_header() {
     let mut head = bytes("request-mixed")[..16].to_vec();
     assert_eq!(
         dubbo.decode_frame(&head),
-        Err(DubboError::FrameTooLarge { len: 80668, max: 1000 })
+        Err(DubboError::FrameTooLarge {
+            len: 80668,
+            max: 1000
+        })
     );
     head[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    assert_eq!(dubbo.decode_frame(&head), Err(DubboError::NegativeLength(-1)));
+    assert_eq!(
+        dubbo.decode_frame(&head),
+        Err(DubboError::NegativeLength(-1))
+    );
     head[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(Dubbo::default().decode_frame(&head).is_err());
 }
@@ -62,7 +80,10 @@ fn a_truncated_or_corrupt_body_decodes_with_the_reason_as_its_only_header() {
         assert_eq!(c.kind(), FrameKind::Request);
         assert_eq!(c.headers().len(), 1, "cut {cut}");
         let reason = c.headers().get_str(HEADER_DECODE_ERROR).unwrap();
-        assert!(reason.contains("hessian2") || reason.contains("descriptor"), "cut {cut}: {reason}");
+        assert!(
+            reason.contains("hessian2") || reason.contains("descriptor"),
+            "cut {cut}: {reason}"
+        );
         // Still forwarded untouched (the id rewritten).
         let mut out = Vec::new();
         dubbo.encode(&c, &mut out).unwrap();
@@ -93,10 +114,15 @@ impl Rng {
 fn garbage_and_mutated_frames_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut dubbo = Dubbo::default();
-    let seeds: Vec<Vec<u8>> = ["request-echo", "oneway-fire", "request-fail", "heartbeat-request"]
-        .into_iter()
-        .map(bytes)
-        .collect();
+    let seeds: Vec<Vec<u8>> = [
+        "request-echo",
+        "oneway-fire",
+        "request-fail",
+        "heartbeat-request",
+    ]
+    .into_iter()
+    .map(bytes)
+    .collect();
     let mut decoded = 0;
     for round in 0..20_000 {
         let mut input = seeds[round % seeds.len()].clone();
@@ -121,7 +147,10 @@ fn garbage_and_mutated_frames_never_panic() {
             assert_eq!(out, input[..d.consumed]);
         }
     }
-    assert!(decoded > 10_000, "most mutations keep the framing: {decoded}");
+    assert!(
+        decoded > 10_000,
+        "most mutations keep the framing: {decoded}"
+    );
 }
 
 #[test]
@@ -129,7 +158,11 @@ fn the_abi_reports_an_error_for_bad_bytes_and_recovers_on_a_fresh_context() {
     let mut h = Harness::new(Dubbo::default).unwrap();
     let ctx = h.create_context();
     assert_eq!(h.decode(ctx, b"\x00\x01garbage garbage").status, 10);
-    assert!(h.logs().iter().any(|l| l.message.contains("bad magic")), "{:?}", h.logs());
+    assert!(
+        h.logs().iter().any(|l| l.message.contains("bad magic")),
+        "{:?}",
+        h.logs()
+    );
     let ctx = h.create_context();
     assert_eq!(h.decode(ctx, &bytes("request-echo")).status, 0);
 }

@@ -24,16 +24,56 @@ struct Vector {
 
 const VECTORS: [Vector; 11] = [
     v("request-echo", FrameKind::Request, 0x045c_db59_fb74_ccd4, 0),
-    v("response-echo", FrameKind::Response, 0x045c_db59_fb74_ccd4, 20),
-    v("heartbeat-request", FrameKind::HeartbeatRequest, 0x045c_db59_fb74_ccd5, 0),
-    v("heartbeat-response", FrameKind::HeartbeatResponse, 0x045c_db59_fb74_ccd5, 20),
+    v(
+        "response-echo",
+        FrameKind::Response,
+        0x045c_db59_fb74_ccd4,
+        20,
+    ),
+    v(
+        "heartbeat-request",
+        FrameKind::HeartbeatRequest,
+        0x045c_db59_fb74_ccd5,
+        0,
+    ),
+    v(
+        "heartbeat-response",
+        FrameKind::HeartbeatResponse,
+        0x045c_db59_fb74_ccd5,
+        20,
+    ),
     v("request-fail", FrameKind::Request, 0x2742_03f2_a035_5081, 0),
-    v("response-exception", FrameKind::Response, 0x2742_03f2_a035_5081, 20),
+    v(
+        "response-exception",
+        FrameKind::Response,
+        0x2742_03f2_a035_5081,
+        20,
+    ),
     v("oneway-fire", FrameKind::Oneway, 0xb6bf_93bf_8961_0cae, 0),
-    v("request-mixed", FrameKind::Request, 0x9432_c165_2e0b_7db7, 0),
-    v("response-mixed", FrameKind::Response, 0x9432_c165_2e0b_7db7, 20),
-    v("request-unknown-version", FrameKind::Request, 0x5655_a049_d1fc_e5d9, 0),
-    v("response-bad-request", FrameKind::Response, 0x5655_a049_d1fc_e5d9, 40),
+    v(
+        "request-mixed",
+        FrameKind::Request,
+        0x9432_c165_2e0b_7db7,
+        0,
+    ),
+    v(
+        "response-mixed",
+        FrameKind::Response,
+        0x9432_c165_2e0b_7db7,
+        20,
+    ),
+    v(
+        "request-unknown-version",
+        FrameKind::Request,
+        0x5655_a049_d1fc_e5d9,
+        0,
+    ),
+    v(
+        "response-bad-request",
+        FrameKind::Response,
+        0x5655_a049_d1fc_e5d9,
+        40,
+    ),
 ];
 
 const fn v(file: &'static str, kind: FrameKind, id: u64, timeout_or_status: u32) -> Vector {
@@ -113,7 +153,12 @@ fn every_frame_decodes_with_its_kind_id_and_status() {
         assert!(!c.is_goaway(), "{}", v.file);
         assert_eq!(dubbo.frame_len(&frame), Some(frame.len()), "{}", v.file);
         if !matches!(v.kind, FrameKind::Request | FrameKind::Oneway) {
-            assert!(c.headers().is_empty(), "{}: {:?}", v.file, sorted(c.headers()));
+            assert!(
+                c.headers().is_empty(),
+                "{}: {:?}",
+                v.file,
+                sorted(c.headers())
+            );
         }
     }
 }
@@ -121,14 +166,24 @@ fn every_frame_decodes_with_its_kind_id_and_status() {
 #[test]
 fn requests_expose_service_version_method_and_attachments() {
     let cases = [
-        ("request-echo", call_headers("echo", "1.0.0", &[("app.tag", "blue")])),
+        (
+            "request-echo",
+            call_headers("echo", "1.0.0", &[("app.tag", "blue")]),
+        ),
         ("request-fail", call_headers("fail", "1.0.0", &[])),
         ("oneway-fire", call_headers("fire", "1.0.0", &[])),
         ("request-mixed", call_headers("mixed", "1.0.0", &[])),
-        ("request-unknown-version", call_headers("echo", "9.9.9", &[])),
+        (
+            "request-unknown-version",
+            call_headers("echo", "9.9.9", &[]),
+        ),
     ];
     for (file, want) in cases {
-        let c = Dubbo::default().decode(&bytes(file)).unwrap().unwrap().command;
+        let c = Dubbo::default()
+            .decode(&bytes(file))
+            .unwrap()
+            .unwrap()
+            .command;
         assert_eq!(sorted(c.headers()), want, "{file}");
     }
 }
@@ -163,7 +218,11 @@ fn every_frame_reencodes_byte_identically_and_with_a_new_id() {
             dubbo.encode(&c, &mut out).unwrap();
             assert_eq!(out, with_id(&frame, id), "{}", v.file);
             let differing = (0..out.len()).filter(|&i| out[i] != frame[i]);
-            assert!(differing.into_iter().all(|i| (4..12).contains(&i)), "{}", v.file);
+            assert!(
+                differing.into_iter().all(|i| (4..12).contains(&i)),
+                "{}",
+                v.file
+            );
         }
     }
 }
@@ -175,7 +234,13 @@ fn every_frame_decodes_and_reencodes_through_the_abi() {
         let frame = bytes(v.file);
         let ctx = h.create_context();
         let call = h.decode(ctx, &frame);
-        assert_eq!(call.known_status(), Some(Status::Ok), "{}: {:?}", v.file, h.logs());
+        assert_eq!(
+            call.known_status(),
+            Some(Status::Ok),
+            "{}: {:?}",
+            v.file,
+            h.logs()
+        );
         let r = call.decode_result().unwrap();
         assert_eq!(FrameKind::from_flag(r.flag), v.kind, "{}", v.file);
         assert_eq!(r.id, v.id, "{}", v.file);
@@ -219,16 +284,29 @@ fn every_split_point_needs_more_data_until_the_frame_is_whole() {
         let ctx = h.create_context();
         // The big frame: every split in its header and near its end, a sample in between.
         let cuts: Vec<usize> = if frame.len() > 4096 {
-            (0..64).chain((64..frame.len()).step_by(997)).chain(frame.len() - 64..frame.len()).collect()
+            (0..64)
+                .chain((64..frame.len()).step_by(997))
+                .chain(frame.len() - 64..frame.len())
+                .collect()
         } else {
             (0..frame.len()).collect()
         };
         for cut in cuts {
-            assert_eq!(dubbo.decode_frame(&frame[..cut]), Ok(None), "{} cut {cut}", v.file);
+            assert_eq!(
+                dubbo.decode_frame(&frame[..cut]),
+                Ok(None),
+                "{} cut {cut}",
+                v.file
+            );
             let want = (cut >= 16).then_some(frame.len());
             assert_eq!(dubbo.frame_len(&frame[..cut]), want, "{} cut {cut}", v.file);
             if cut > 0 {
-                assert_eq!(h.decode(ctx, &frame[..cut]).status, 99, "{} cut {cut}", v.file);
+                assert_eq!(
+                    h.decode(ctx, &frame[..cut]).status,
+                    99,
+                    "{} cut {cut}",
+                    v.file
+                );
             }
         }
         assert_eq!(h.decode(ctx, &frame).status, 0, "{}", v.file);
@@ -246,7 +324,12 @@ fn frames_back_to_back_decode_one_at_a_time() {
     let mut rest = &stream[..];
     for v in &VECTORS {
         let d = dubbo.decode(rest).unwrap().unwrap();
-        assert_eq!((d.command.id(), d.command.kind()), (v.id, v.kind), "{}", v.file);
+        assert_eq!(
+            (d.command.id(), d.command.kind()),
+            (v.id, v.kind),
+            "{}",
+            v.file
+        );
         rest = &rest[d.consumed..];
     }
     assert!(rest.is_empty());
@@ -269,8 +352,15 @@ fn our_heartbeat_and_its_answer_are_dubbos_own_bytes() {
     assert_eq!(out, response);
     assert_eq!(pong.kind(), FrameKind::HeartbeatResponse);
 
-    let call = dubbo.decode(&bytes("request-echo")).unwrap().unwrap().command;
-    assert!(dubbo.reply_keepalive(&call).is_none(), "only heartbeats get an answer");
+    let call = dubbo
+        .decode(&bytes("request-echo"))
+        .unwrap()
+        .unwrap()
+        .command;
+    assert!(
+        dubbo.reply_keepalive(&call).is_none(),
+        "only heartbeats get an answer"
+    );
 }
 
 #[test]
@@ -278,7 +368,11 @@ fn a_hijack_is_shaped_like_dubbos_own_error_response() {
     // Dubbo's provider answered the unknown version with status 40 and a Hessian2 string.
     let theirs = bytes("response-bad-request");
     let mut dubbo = Dubbo::default();
-    let request = dubbo.decode(&bytes("request-unknown-version")).unwrap().unwrap().command;
+    let request = dubbo
+        .decode(&bytes("request-unknown-version"))
+        .unwrap()
+        .unwrap()
+        .command;
     // Proxy code, Dubbo status, and the code that status maps back to (for retries).
     let table = [
         (504, 31, 504),
@@ -294,7 +388,11 @@ fn a_hijack_is_shaped_like_dubbos_own_error_response() {
         let response = dubbo.hijack(&request, mapped).unwrap();
         let mut ours = Vec::new();
         dubbo.encode(&response, &mut ours).unwrap();
-        assert_eq!(ours[..3], theirs[..3], "magic and flag (response, hessian2)");
+        assert_eq!(
+            ours[..3],
+            theirs[..3],
+            "magic and flag (response, hessian2)"
+        );
         assert_eq!(u32::from(ours[3]), status);
         assert_eq!(ours[4..12], theirs[4..12], "the request's id");
         let body_len = u32::from_be_bytes([ours[12], ours[13], ours[14], ours[15]]) as usize;
@@ -307,7 +405,10 @@ fn a_hijack_is_shaped_like_dubbos_own_error_response() {
         assert_eq!(back.kind(), FrameKind::Response);
         assert_eq!(dubbo.response_code(back.timeout_or_status()), back_code);
     }
-    assert!(dubbo.hijack(&request, 256).is_err(), "a status must fit a byte");
+    assert!(
+        dubbo.hijack(&request, 256).is_err(),
+        "a status must fit a byte"
+    );
 }
 
 #[test]
@@ -327,11 +428,19 @@ fn edited_headers_are_written_into_the_attachments_keeping_the_arguments() {
     assert_eq!(back.headers().len(), c.headers().len());
     let before = dubbo::body::parse_request(&frame[16..]).unwrap();
     let after = dubbo::body::parse_request(&out[16..]).unwrap();
-    assert_eq!(frame[16..][before.args], out[16..][after.args], "arguments untouched");
+    assert_eq!(
+        frame[16..][before.args],
+        out[16..][after.args],
+        "arguments untouched"
+    );
     assert_eq!(after.version, "2.0.0");
 
     // A response has nowhere to carry headers.
-    let mut response = dubbo.decode(&bytes("response-echo")).unwrap().unwrap().command;
+    let mut response = dubbo
+        .decode(&bytes("response-echo"))
+        .unwrap()
+        .unwrap()
+        .command;
     response.headers_mut().insert("x", "y");
     let err = dubbo.encode(&response, &mut Vec::new()).unwrap_err();
     assert!(err.message().contains("cannot apply header edits"), "{err}");
@@ -341,8 +450,47 @@ fn edited_headers_are_written_into_the_attachments_keeping_the_arguments() {
 fn the_plugin_configuration_reaches_the_codec() {
     let mut h = Harness::with_config(Dubbo::default, &[], &[("max_frame_bytes", "100")]).unwrap();
     let ctx = h.create_context();
-    assert_eq!(h.decode(ctx, &bytes("request-echo")).known_status(), Some(Status::InternalFailure));
+    assert_eq!(
+        h.decode(ctx, &bytes("request-echo")).known_status(),
+        Some(Status::InternalFailure)
+    );
     let ctx = h.create_context();
-    assert_eq!(h.decode(ctx, &bytes("response-echo")).known_status(), Some(Status::Ok));
-    assert!(h.decode(ctx, &bytes("response-echo")).report(BufferType::DecodeData).is_ok());
+    assert_eq!(
+        h.decode(ctx, &bytes("response-echo")).known_status(),
+        Some(Status::Ok)
+    );
+    assert!(h
+        .decode(ctx, &bytes("response-echo"))
+        .report(BufferType::DecodeData)
+        .is_ok());
+}
+
+/// `rpc_sidecar_check` through the harness: every captured frame (requests, responses,
+/// heartbeats, oneway) matches from its first 3 bytes and needs more before; Bolt's first
+/// bytes, HTTP, a wrong second magic byte and a flag without a serialization are refused.
+#[test]
+fn check_answers_from_the_magic_and_the_flag_byte() {
+    const MATCH: u32 = 0;
+    const NO_MATCH: u32 = 1;
+    const NEED_MORE: u32 = 99;
+    let mut h = Harness::new(Dubbo::default).unwrap();
+    let ctx = h.create_context();
+    for v in &VECTORS {
+        let frame = bytes(v.file);
+        assert_eq!(h.check(ctx, &frame[..1]), NEED_MORE, "{}", v.file);
+        assert_eq!(h.check(ctx, &frame[..2]), NEED_MORE, "{}", v.file);
+        assert_eq!(h.check(ctx, &frame[..3]), MATCH, "{}", v.file);
+        assert_eq!(h.check(0, &frame), MATCH, "{}", v.file);
+    }
+    for other in [
+        &[0x01, 0x01, 0x00, 0x01][..],
+        b"GET / HTTP/1.1\r\n",
+        &[0xda, 0xbc],
+        &[0xdb],
+        &[0xda, 0xbb, 0x80],
+    ] {
+        assert_eq!(h.check(ctx, other), NO_MATCH, "{other:02x?}");
+    }
+    assert_eq!(h.live_contexts(), 1, "check caches nothing");
+    h.delete(ctx);
 }
