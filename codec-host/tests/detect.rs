@@ -94,7 +94,11 @@ fn a_plugin_without_check_is_detected_by_a_trial_decode() {
     assert_eq!((decoded.id(), buf.len()), (9, 0));
     drop(decoded);
     codec.release_dropped_contexts().unwrap();
-    assert_eq!(codec.context_stats().live, 0, "the trial frame's context went back");
+    assert_eq!(
+        codec.context_stats().live,
+        0,
+        "the trial frame's context went back"
+    );
 }
 
 #[test]

@@ -221,7 +221,7 @@ async fn each_codec_serves_its_own_listener_and_auto_picks_per_connection() {
     wait_detect(
         t.admin,
         &before,
-        json!({"detected": {"x-bolt": 1, NO_CHECK: 0}, "no_match": 0}),
+        json!({"detected": {"x-bolt": 1, (NO_CHECK): 0}, "no_match": 0}),
     )
     .await;
     let s = stats(t.admin).await;
@@ -246,7 +246,8 @@ async fn each_codec_serves_its_own_listener_and_auto_picks_per_connection() {
         .await
         .expect("dump");
     let proxy = |l: &str| dump[l]["filter_chains"][0]["filters"][0]["config"].clone();
-    assert_eq!(proxy("bolt")["downstream_protocol"], "X");
+    assert_eq!(proxy("bolt")["downstream_protocol"], "x-bolt");
+    assert_eq!(proxy("nocheck")["downstream_protocol"], NO_CHECK);
     assert_eq!(proxy("auto")["downstream_protocol"], "Auto");
     assert_eq!(
         proxy("auto")["extend_config"]["sub_protocol"],
@@ -260,8 +261,9 @@ async fn a_trickled_first_frame_is_detected_once_and_decoded_whole() {
     let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    // The fallback candidate first: it can only tell once the whole frame is there.
-    for (candidates, detected) in [("x-bolt-nocheck,x-bolt", NO_CHECK), ("x-bolt", "x-bolt")] {
+    // The fallback candidate alone (it can only tell once the whole frame is there), then
+    // the check candidate (it tells from the first 4 bytes).
+    for (candidates, detected) in [("x-bolt-nocheck", NO_CHECK), ("x-bolt", "x-bolt")] {
         let t = topology(app.local_addr(), candidates, default_detect());
         let before = detect_counters(t.admin).await;
         let frame = Request::rpc(7, Some(SERVICE), Bytes::from_static(b"trickled"))
@@ -281,7 +283,7 @@ async fn a_trickled_first_frame_is_detected_once_and_decoded_whole() {
         wait_detect(
             t.admin,
             &before,
-            json!({"detected": {detected: 1}, "no_match": 0, "timeout": 0}),
+            json!({"detected": {(detected): 1}, "no_match": 0, "timeout": 0}),
         )
         .await;
         let req =
@@ -306,7 +308,7 @@ async fn garbage_is_closed_with_a_log_line_and_counted() {
     wait_detect(
         t.admin,
         &before,
-        json!({"detected": {"x-bolt": 0, NO_CHECK: 0}, "no_match": 1, "timeout": 0}),
+        json!({"detected": {"x-bolt": 0, (NO_CHECK): 0}, "no_match": 1, "timeout": 0}),
     )
     .await;
     let log = t.sidecar.log_contents();
@@ -379,7 +381,7 @@ async fn at_the_cap_a_sole_waiting_fallback_candidate_wins() {
     wait_detect(
         t.admin,
         &before,
-        json!({"detected": {NO_CHECK: 1}, "no_match": 0}),
+        json!({"detected": {(NO_CHECK): 1}, "no_match": 0}),
     )
     .await;
     drop(t.sidecar);
