@@ -505,9 +505,9 @@ mod tests {
     #[test]
     fn every_scalar_is_skipped_by_its_length() {
         let cases: [&[u8]; 22] = [
-            &[b'N'],
-            &[b'T'],
-            &[b'F'],
+            b"N",
+            b"T",
+            b"F",
             &[0xe0],
             &[0xf8, 0x00],
             &[0x3c, 0x00, 0x00],
@@ -624,7 +624,7 @@ mod tests {
             Err(HessianError::Unexpected { code: 0x40, .. })
         ));
         assert!(matches!(
-            skip_all(&[b'Z']),
+            skip_all(b"Z"),
             Err(HessianError::Unexpected { .. })
         ));
         assert!(matches!(

@@ -76,10 +76,12 @@ public final class Consumer {
         if (group != null) {
             reference.setGroup(group);
         }
-        MethodConfig fire = new MethodConfig();
-        fire.setName("fire");
-        fire.setReturn(false);
-        reference.setMethods(List.of(fire));
+        if (!info) {
+            MethodConfig fire = new MethodConfig();
+            fire.setName("fire");
+            fire.setReturn(false);
+            reference.setMethods(List.of(fire));
+        }
 
         DubboBootstrap bootstrap = DubboBootstrap.getInstance()
                 .application(application)

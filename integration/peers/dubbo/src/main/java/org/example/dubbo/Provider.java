@@ -49,6 +49,9 @@ public final class Provider {
         ServiceConfig<InfoService> info = new ServiceConfig<>();
         info.setInterface(InfoService.class);
         info.setRef(new InfoServiceImpl(instance));
+        if (version != null) {
+            info.setVersion(version);
+        }
 
         DubboBootstrap.getInstance()
                 .application(application)
