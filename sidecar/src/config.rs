@@ -1687,7 +1687,7 @@ mod tests {
         set(
             &mut v,
             "/third_part_codec/codecs/0/config/codec",
-            json!("dubbo"),
+            json!("no-such-codec"),
         );
         expect_error(
             &v,
