@@ -194,12 +194,10 @@ async fn read_frame(stream: &mut TcpStream) -> integration::wire::Frame {
 /// Waits until the peer closed `stream` (read returns 0 or the connection is reset).
 async fn wait_closed(stream: &mut TcpStream) {
     let mut byte = [0u8; 64];
-    loop {
-        match tokio::time::timeout(WAIT, stream.read(&mut byte)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => panic!("unexpected bytes from the sidecar"),
-            Err(_) => panic!("not closed in time"),
-        }
+    match tokio::time::timeout(WAIT, stream.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(_)) => panic!("unexpected bytes from the sidecar"),
+        Err(_) => panic!("not closed in time"),
     }
 }
 

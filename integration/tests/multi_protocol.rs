@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dubbo_peers::{consumer, must, serial, Provider, Run, VERSION};
+use dubbo_peers::{consumer, must, Provider, Run, VERSION};
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
 use integration::harness::{admin_get, eventually, free_port, repo_root};
@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 
 const SERVICE: &str = "com.alipay.test.TestService:1.0";
 const WAIT: Duration = Duration::from_secs(60);
+
+/// One test at a time: each starts a provider JVM, consumer JVMs and the sidecar.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Every listener and backend port of one test.
 struct Ports {
@@ -177,7 +180,7 @@ fn listener(stats: &Value, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bolt_and_dubbo_calls_run_at_the_same_time_through_one_sidecar() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let t = topology().await;
     let bolt_addr = SocketAddr::from(([127, 0, 0, 1], t.ports.bolt_client));
     // Both protocols at once: 100 Dubbo calls in flight from the Java consumer while 300
@@ -260,7 +263,7 @@ async fn read_dubbo_frame(s: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auto_listener_serves_bolt_and_dubbo_on_one_port() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let t = topology().await;
     let auto = SocketAddr::from(([127, 0, 0, 1], t.ports.auto));
     let before = detected(&t).await;
