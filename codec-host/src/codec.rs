@@ -11,7 +11,7 @@ use std::any::Any;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-pub use codec_abi::{FrameKind, HeaderMap};
+pub use codec_abi::{Detect, FrameKind, HeaderMap};
 
 use crate::error::CodecError;
 
@@ -37,6 +37,20 @@ pub trait Codec {
     fn bytes_needed(&mut self, buf: &[u8]) -> Option<usize> {
         let _ = buf;
         None
+    }
+
+    /// Protocol auto-detection: whether `first`, the first bytes of a downstream connection
+    /// (what has arrived so far), are this protocol: [`Detect::Match`], [`Detect::NoMatch`]
+    /// or [`Detect::NeedMore`]; never [`Detect::NotImplemented`]. Nothing is consumed and
+    /// no frame is kept. The default tries a decode on a copy of the bytes
+    /// ([`detect_by_decode`]); codecs whose protocol can tell from its first bytes answer
+    /// from them (the Wasm export `rpc_sidecar_check`, `Protocol::check` natively).
+    ///
+    /// # Errors
+    /// [`CodecError`] when the codec itself failed (a plugin trap): the candidate cannot
+    /// serve the connection.
+    fn detect(&mut self, first: &[u8]) -> Result<Detect, CodecError> {
+        detect_by_decode(first, |buf| self.decode(buf))
     }
 
     /// The proxy's HTTP-like code (200, 500, 502, 503, 504, …) for `response`'s protocol
@@ -111,6 +125,35 @@ pub trait Codec {
         id: u64,
         out: &mut BytesMut,
     ) -> Result<(), CodecError>;
+}
+
+/// Detection by trial decode, for protocols that cannot tell from their first bytes (MOSN's
+/// TinyGo plugins have no `rpc_sidecar_check`): `decode` runs on a copy of `first` (so
+/// nothing is consumed; the frame, if any, is dropped at once): a frame = match, need more =
+/// need more, a protocol error = no match. A failure of the codec itself (a trap, CPU
+/// exhausted, no instance) is returned as the error.
+///
+/// # Errors
+/// [`CodecError::Trap`], [`CodecError::CpuExhausted`] and [`CodecError::Instance`] from
+/// `decode`.
+pub fn detect_by_decode(
+    first: &[u8],
+    decode: impl FnOnce(&mut BytesMut) -> Result<Option<Frame>, CodecError>,
+) -> Result<Detect, CodecError> {
+    if first.is_empty() {
+        return Ok(Detect::NeedMore);
+    }
+    let mut copy = BytesMut::from(first);
+    match decode(&mut copy) {
+        Ok(Some(_)) => Ok(Detect::Match),
+        Ok(None) => Ok(Detect::NeedMore),
+        Err(
+            e @ (CodecError::Trap { .. }
+            | CodecError::CpuExhausted { .. }
+            | CodecError::Instance(_)),
+        ) => Err(e),
+        Err(_) => Ok(Detect::NoMatch),
+    }
 }
 
 /// Context counters of a codec's current instance.

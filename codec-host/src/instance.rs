@@ -8,6 +8,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use codec_abi::Detect;
+
 use crate::call_stats::{CallCounter, CallKind, GuestCalls};
 use crate::contexts::ContextIds;
 use crate::error::CodecError;
@@ -148,7 +150,7 @@ impl PluginInstance {
         let sample = self.calls.begin();
         let r = self.vm.call(export, args);
         self.calls.end(kind_of::<E>(), sample);
-        self.check(E::NAME, r)
+        self.checked(E::NAME, r)
     }
 
     /// [`PluginInstance::call`] with `input` copied into guest memory first; `args` builds
@@ -165,7 +167,7 @@ impl PluginInstance {
         let sample = self.calls.begin();
         let r = self.vm.call_with_input(export, input, args);
         self.calls.end(kind_of::<E>(), sample);
-        self.check(E::NAME, r)
+        self.checked(E::NAME, r)
     }
 
     /// After a decode on `ctx` answered 99: the frame length the guest declared, through the
@@ -179,7 +181,7 @@ impl PluginInstance {
         if !matches!(r, Ok(None)) {
             self.calls.end(CallKind::Other, sample);
         }
-        let needed = self.check(codec_abi::optional_exports::DECODE_BYTES_NEEDED, r)?;
+        let needed = self.checked(codec_abi::optional_exports::DECODE_BYTES_NEEDED, r)?;
         Ok(needed.filter(|&n| n > 0).map(|n| n as usize))
     }
 
@@ -194,7 +196,7 @@ impl PluginInstance {
         if !matches!(r, Ok(None)) {
             self.calls.end(CallKind::Other, sample);
         }
-        let answer = self.check(codec_abi::optional_exports::DECODE_IS_GOAWAY, r)?;
+        let answer = self.checked(codec_abi::optional_exports::DECODE_IS_GOAWAY, r)?;
         Ok(answer == Some(1))
     }
 
@@ -209,7 +211,7 @@ impl PluginInstance {
         if !matches!(r, Ok(None)) {
             self.calls.end(CallKind::Other, sample);
         }
-        self.check(codec_abi::optional_exports::GOAWAY, r)
+        self.checked(codec_abi::optional_exports::GOAWAY, r)
     }
 
     /// The proxy code the guest gives a response with protocol `status`, through the
@@ -225,12 +227,33 @@ impl PluginInstance {
         if !matches!(r, Ok(None)) {
             self.calls.end(CallKind::Other, sample);
         }
-        let code = self.check(codec_abi::optional_exports::RESPONSE_CODE, r)?;
+        let code = self.checked(codec_abi::optional_exports::RESPONSE_CODE, r)?;
         Ok(code.filter(|&c| c > 0))
     }
 
+    /// Whether the module exports the optional `rpc_sidecar_check`.
+    pub(crate) fn has_check(&self) -> bool {
+        self.vm.has_check()
+    }
+
+    /// The guest's verdict on `first`, the first bytes of a connection (never empty),
+    /// through the optional `rpc_sidecar_check` export, asked with ctx 0 (the root): `None`
+    /// when the module lacks the export; a status that is no verdict counts as no match.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn check(&mut self, first: &[u8]) -> Result<Option<Detect>, CodecError> {
+        let sample = self.calls.begin();
+        let r = self.vm.check(0, first);
+        if !matches!(r, Ok(None)) {
+            self.calls.end(CallKind::Other, sample);
+        }
+        let status = self.checked(codec_abi::optional_exports::CHECK, r)?;
+        Ok(status.map(|s| Detect::from_status(s).unwrap_or(Detect::NoMatch)))
+    }
+
     /// Maps a guest call's outcome, poisoning the instance on any failure.
-    fn check<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
+    fn checked<T>(&mut self, call: &'static str, r: Result<T, VmError>) -> Result<T, CodecError> {
         r.map_err(|e| {
             self.lifecycle = Lifecycle::Poisoned;
             match e {

@@ -48,7 +48,9 @@ mod wasm_codec;
 
 pub use call_stats::{GuestCalls, TIME_EVERY};
 pub use codec::ContextStats;
-pub use codec::{Codec, Frame, FrameKind, FrameParts, FrameState, HeaderMap};
+pub use codec::{
+    detect_by_decode, Codec, Detect, Frame, FrameKind, FrameParts, FrameState, HeaderMap,
+};
 pub use error::{CodecError, LoadError};
 pub use limits::Limits;
 pub use native::NativeCodec;

@@ -5,9 +5,9 @@
 use std::any::Any;
 
 use bytes::{Bytes, BytesMut};
-use codec_sdk::{apply_header_edits, Command, Decoded, Protocol};
+use codec_sdk::{apply_header_edits, Command, Decoded, Detect, Protocol};
 
-use crate::codec::{Codec, Frame, FrameKind, FrameParts};
+use crate::codec::{detect_by_decode, Codec, Frame, FrameKind, FrameParts};
 use crate::error::CodecError;
 use crate::frame_slices::payload_and_headers;
 use crate::limits::Limits;
@@ -85,6 +85,14 @@ fn command_mut<C: 'static>(state: &mut dyn Any) -> Result<&mut C, CodecError> {
 impl<P: Protocol> Codec for NativeCodec<P> {
     fn protocol(&self) -> &str {
         self.protocol.name()
+    }
+
+    /// `Protocol::check`, or a trial decode when the protocol does not implement it.
+    fn detect(&mut self, first: &[u8]) -> Result<Detect, CodecError> {
+        match self.protocol.check(first) {
+            Detect::NotImplemented => detect_by_decode(first, |buf| self.decode(buf)),
+            verdict => Ok(verdict),
+        }
     }
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {

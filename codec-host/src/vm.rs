@@ -6,7 +6,9 @@
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
 use codec_abi::exports as ex;
-use codec_abi::optional_exports::{DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, RESPONSE_CODE};
+use codec_abi::optional_exports::{
+    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, RESPONSE_CODE,
+};
 use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
 };
@@ -43,6 +45,8 @@ pub(crate) struct Vm {
     is_goaway: Option<TypedFunction<u32, u32>>,
     /// The optional `rpc_sidecar_goaway` export.
     goaway: Option<TypedFunction<(u32, u64), u32>>,
+    /// The optional `rpc_sidecar_check` export (protocol auto-detection).
+    check: Option<TypedFunction<(u32, u32, u32), u32>>,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -120,6 +124,13 @@ impl Vm {
                     .map_err(|e| VmError::Instantiate(format!("optional export {GOAWAY}: {e}")))?,
             ),
         };
+        let check = match x.get_function(CHECK) {
+            Err(_) => None,
+            Ok(f) => Some(
+                f.typed(&store)
+                    .map_err(|e| VmError::Instantiate(format!("optional export {CHECK}: {e}")))?,
+            ),
+        };
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -131,6 +142,7 @@ impl Vm {
             response_code,
             is_goaway,
             goaway,
+            check,
             points_remaining,
             points_exhausted,
             budget,
@@ -243,6 +255,29 @@ impl Vm {
         self.arm()?;
         let r = match &self.response_code {
             Some(f) => f.call(&mut self.store, ctx, status),
+            None => return Ok(None),
+        };
+        r.map(Some).map_err(|e| self.fail(e))
+    }
+
+    /// Whether the module exports the optional `rpc_sidecar_check`.
+    pub(crate) fn has_check(&self) -> bool {
+        self.check.is_some()
+    }
+
+    /// The optional `rpc_sidecar_check(ctx, ptr, len)` on a copy of `input` (never empty) as
+    /// one ABI operation; `Ok(None)` when the module does not export it.
+    ///
+    /// # Errors
+    /// As [`Vm::call_with_input`].
+    pub(crate) fn check(&mut self, ctx: u32, input: &[u8]) -> Result<Option<u32>, VmError> {
+        if self.check.is_none() {
+            return Ok(None);
+        }
+        self.arm()?;
+        let (ptr, len) = self.pass_input(input)?;
+        let r = match &self.check {
+            Some(f) => f.call(&mut self.store, ctx, ptr, len),
             None => return Ok(None),
         };
         r.map(Some).map_err(|e| self.fail(e))

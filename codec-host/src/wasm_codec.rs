@@ -17,7 +17,7 @@ use codec_abi::{
 };
 
 use crate::call_stats::GuestCalls;
-use crate::codec::{Codec, ContextStats, Frame, FrameParts};
+use crate::codec::{detect_by_decode, Codec, ContextStats, Detect, Frame, FrameParts};
 use crate::error::CodecError;
 use crate::frame_slices::payload_and_headers;
 use crate::guest_exports::{Decode, Encode, GuestExport, Hijack, Keepalive, ReplyKeepalive};
@@ -105,6 +105,9 @@ pub struct WasmCodec {
     gone_calls: GuestCalls,
     /// Codec operations that failed (any [`CodecError`]).
     errors: u64,
+    /// The current plugin's `rpc_sidecar_check` answered "not implemented" (the SDK's
+    /// default): detection goes straight to a trial decode from then on.
+    check_unimplemented: bool,
 }
 
 /// An instance of an earlier plugin kept for the frames it decoded.
@@ -163,6 +166,7 @@ impl WasmCodec {
             retired: Vec::new(),
             gone_calls: GuestCalls::default(),
             errors: 0,
+            check_unimplemented: false,
         })
     }
 
@@ -192,6 +196,7 @@ impl WasmCodec {
             });
         self.recent_restarts.clear();
         self.last_need = None;
+        self.check_unimplemented = false;
         if let Some(mut old) = old {
             self.retired_live_max = self.retired_live_max.max(old.context_live_max());
             // The next decode's context is nobody's frame: gone with the old instance.
@@ -558,6 +563,16 @@ impl Codec for WasmCodec {
         }
     }
 
+    /// The plugin's `rpc_sidecar_check` when it has one and implements it; otherwise (a
+    /// TinyGo plugin, or the SDK's default answer "not implemented", remembered) a trial
+    /// decode on a copy of the bytes. At most one guest call of either kind per call, plus
+    /// the deletion of a trial frame's context at the next call. A failure counts as a
+    /// codec error and poisons the instance like any other.
+    fn detect(&mut self, first: &[u8]) -> Result<Detect, CodecError> {
+        let r = self.detect_bytes(first);
+        self.counted(r)
+    }
+
     fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
         let r = self.encode_frame(frame, id, out);
         self.counted(r)
@@ -604,6 +619,23 @@ impl Codec for WasmCodec {
 
 /// The codec operations themselves; the [`Codec`] impl counts their failures.
 impl WasmCodec {
+    fn detect_bytes(&mut self, first: &[u8]) -> Result<Detect, CodecError> {
+        if first.is_empty() {
+            return Ok(Detect::NeedMore);
+        }
+        if !self.check_unimplemented {
+            let inst = self.ready()?;
+            if inst.has_check() {
+                match inst.check(first)? {
+                    Some(Detect::NotImplemented) => self.check_unimplemented = true,
+                    Some(verdict) => return Ok(verdict),
+                    None => {}
+                }
+            }
+        }
+        detect_by_decode(first, |buf| self.decode_frame(buf))
+    }
+
     fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         self.last_need = None;
         if buf.is_empty() {

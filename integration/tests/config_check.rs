@@ -108,3 +108,31 @@ fn check_starts_the_plugin_as_start_does() {
         out.stdout
     );
 }
+
+#[test]
+fn the_shipped_multi_protocol_config_checks_with_its_auto_listener() {
+    // configs/mosn_rpc_config_multi.json as shipped: Bolt and Dubbo plugins both start, and
+    // the summary shows the auto listener's candidates in order and its limits.
+    let path = repo_root().join("configs/mosn_rpc_config_multi.json");
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let out = Sidecar::run_check(cfg).expect("run check");
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("config OK"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("autoListener 127.0.0.1:2047 protocol Auto (x-bolt wasm plugin wasm-bolt, root_id 1, dubbo wasm plugin wasm-dubbo, root_id 1)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("undecided after 1024 bytes or 10s: closed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("dubboClientListener 127.0.0.1:20881 protocol dubbo"),
+        "{}",
+        out.stdout
+    );
+}

@@ -62,7 +62,10 @@ pub use limits::{
     DEFAULT_MAX_DOWNSTREAM_CONNECTIONS, DEFAULT_MAX_PLUGIN_RESTARTS_PER_MINUTE,
     DEFAULT_MAX_REQUESTS_PER_CONNECTION, DEFAULT_WRITE_HIGH_WATER, DEFAULT_WRITE_LOW_WATER,
 };
-pub use listener::{ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT};
+pub use listener::{
+    AutoDetectConfig, ListenerConfig, ProxyConfig, DEFAULT_CONNECTION_IDLE_TIMEOUT,
+    DEFAULT_DETECT_MAX_BYTES, DEFAULT_DETECT_TIMEOUT,
+};
 pub use log_format::{
     FormatError, LogEncoding, LogFormat, Segment, Variable, DEFAULT_ACCESS_LOG_FORMAT,
     REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX, VARIABLES,
@@ -544,7 +547,9 @@ mod tests {
             "127.0.0.1:2045".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(client.proxy.protocol, "x-bolt");
-        assert_eq!(c.codecs[client.proxy.codec].protocol, "x-bolt");
+        assert_eq!(client.proxy.codecs.len(), 1);
+        assert_eq!(c.codecs[client.proxy.codecs[0]].protocol, "x-bolt");
+        assert!(client.proxy.auto_detect.is_none());
         assert_eq!(
             c.route_configs[client.proxy.route_config].name,
             "client_router"
@@ -1177,18 +1182,154 @@ mod tests {
             "servers[0].listeners[0].filter_chains[0].filters[0].config.extend_config.sub_protocol",
             "needs extend_config.sub_protocol",
         );
+    }
 
+    /// `base()` with a second enabled codec, `x-bolt-b` (the native Bolt codec again).
+    fn two_codecs() -> Value {
         let mut v = base();
+        v["third_part_codec"]["codecs"]
+            .as_array_mut()
+            .expect("codecs")
+            .push(json!({"type": "native", "enable": true,
+                "config": {"protocol": "x-bolt-b", "codec": "bolt"}}));
+        v
+    }
+
+    #[test]
+    fn auto_lists_its_candidates_in_sub_protocol_order_or_takes_every_codec() {
+        let proxy = "/servers/0/listeners/0/filter_chains/0/filters/0/config";
+        let protocols = |c: &Config, l: usize| -> Vec<String> {
+            c.listeners[l]
+                .proxy
+                .codecs
+                .iter()
+                .map(|&i| c.codecs[i].protocol.clone())
+                .collect()
+        };
+        // "Auto" with a list: that order; MOSN's "X" with a comma-separated list: the same.
+        for downstream in ["Auto", "X"] {
+            let mut v = two_codecs();
+            set(
+                &mut v,
+                &format!("{proxy}/downstream_protocol"),
+                json!(downstream),
+            );
+            set(
+                &mut v,
+                &format!("{proxy}/upstream_protocol"),
+                json!(downstream),
+            );
+            set(
+                &mut v,
+                &format!("{proxy}/extend_config/sub_protocol"),
+                json!("x-bolt-b, x-bolt"),
+            );
+            let c = parse(&v).expect("valid");
+            assert_eq!(c.listeners[0].proxy.protocol, "Auto");
+            assert_eq!(protocols(&c, 0), ["x-bolt-b", "x-bolt"]);
+            assert_eq!(
+                c.listeners[0].proxy.auto_detect,
+                Some(AutoDetectConfig {
+                    max_bytes: DEFAULT_DETECT_MAX_BYTES,
+                    timeout: DEFAULT_DETECT_TIMEOUT
+                })
+            );
+            assert!(c.listeners[1].proxy.auto_detect.is_none(), "per listener");
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+            // config_dump parses back into the same candidates.
+            let again = parse(&c.to_json()).expect("dump parses");
+            assert_eq!(protocols(&again, 0), ["x-bolt-b", "x-bolt"]);
+            assert_eq!(
+                again.listeners[0].proxy.auto_detect,
+                c.listeners[0].proxy.auto_detect
+            );
+            assert!(
+                c.summary()
+                    .contains("protocol Auto (x-bolt-b native bolt, x-bolt native bolt)"),
+                "{}",
+                c.summary()
+            );
+        }
+        // "Auto" without a list: every enabled codec, in config order; limits set.
+        let mut v = two_codecs();
         set(
             &mut v,
             &format!("{proxy}/downstream_protocol"),
             json!("Auto"),
         );
-        expect_error(
-            &v,
-            "servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol",
-            "sniffing",
+        set(
+            &mut v,
+            &format!("{proxy}/extend_config"),
+            json!({"auto_detect": {"max_bytes": 64, "timeout": "250ms"}}),
         );
+        let c = parse(&v).expect("valid");
+        assert_eq!(protocols(&c, 0), ["x-bolt", "x-bolt-b"]);
+        assert_eq!(
+            c.listeners[0].proxy.auto_detect,
+            Some(AutoDetectConfig {
+                max_bytes: 64,
+                timeout: Duration::from_millis(250)
+            })
+        );
+    }
+
+    #[test]
+    fn auto_candidates_and_limits_are_checked() {
+        let proxy = "/servers/0/listeners/0/filter_chains/0/filters/0/config";
+        let ext = format!("{proxy}/extend_config");
+        let path = "servers[0].listeners[0].filter_chains[0].filters[0].config.extend_config";
+        let auto = |sub: Value, detect: Option<Value>| {
+            let mut v = two_codecs();
+            set(
+                &mut v,
+                &format!("{proxy}/downstream_protocol"),
+                json!("Auto"),
+            );
+            set(&mut v, &format!("{ext}/sub_protocol"), sub);
+            if let Some(d) = detect {
+                set(&mut v, &format!("{ext}/auto_detect"), d);
+            }
+            v
+        };
+        expect_error(
+            &auto(json!("x-bolt,x-dubbo"), None),
+            &format!("{path}.sub_protocol"),
+            "protocol \"x-dubbo\" is not provided by any enabled codec",
+        );
+        expect_error(
+            &auto(json!("x-bolt,x-bolt"), None),
+            &format!("{path}.sub_protocol"),
+            "duplicate candidate protocol \"x-bolt\"",
+        );
+        expect_error(
+            &auto(json!("x-bolt,,x-bolt-b"), None),
+            &format!("{path}.sub_protocol"),
+            "empty protocol name",
+        );
+        expect_error(
+            &auto(json!("x-bolt"), Some(json!({"max_bytes": 8}))),
+            &format!("{path}.auto_detect.max_bytes"),
+            "out of range",
+        );
+        expect_error(
+            &auto(json!("x-bolt"), Some(json!({"timeout": "0s"}))),
+            &format!("{path}.auto_detect.timeout"),
+            "must be positive",
+        );
+        // One candidate is still detection (a listener that refuses other protocols'
+        // bytes at once); auto_detect on a single-protocol listener only warns.
+        let c = parse(&auto(json!("x-bolt-b"), None)).expect("valid");
+        assert_eq!(c.listeners[0].proxy.codecs.len(), 1);
+        assert!(c.listeners[0].proxy.auto_detect.is_some());
+        let mut v = two_codecs();
+        set(
+            &mut v,
+            &format!("{ext}/auto_detect"),
+            json!({"max_bytes": 64}),
+        );
+        let c = parse(&v).expect("valid");
+        assert!(c.listeners[0].proxy.auto_detect.is_none());
+        assert_eq!(warning_paths(&c), [format!("{path}.auto_detect")]);
     }
 
     #[test]
@@ -1567,7 +1708,7 @@ mod tests {
         set(
             &mut v,
             "/third_part_codec/codecs/0/config/codec",
-            json!("dubbo"),
+            json!("no-such-codec"),
         );
         expect_error(
             &v,

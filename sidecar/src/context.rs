@@ -193,6 +193,9 @@ pub struct DownstreamConn {
     pub local: Option<SocketAddr>,
     /// Listener index in the plan.
     pub listener: usize,
+    /// Which of the listener's protocols the connection speaks (index into
+    /// `ListenerPlan::protocols`; 0 unless the listener detects protocols).
+    pub protocol: usize,
     sink: FrameSink,
     in_flight: Cell<usize>,
     drained: Notify,
@@ -205,17 +208,19 @@ pub struct DownstreamConn {
 }
 
 impl DownstreamConn {
-    /// A connection from `peer` to `local` on `listener` answering through `sink`.
+    /// A connection from `peer` to `local` on `listener`, speaking the listener's protocol
+    /// `protocol`, answering through `sink`.
     pub fn new(
         peer: SocketAddr,
         local: Option<SocketAddr>,
-        listener: usize,
+        (listener, protocol): (usize, usize),
         sink: FrameSink,
     ) -> DownstreamConn {
         DownstreamConn {
             peer,
             local,
             listener,
+            protocol,
             sink,
             in_flight: Cell::new(0),
             drained: Notify::new(),

@@ -1,4 +1,5 @@
-//! Downstream connections: a [`FramedConn`] over the listener's codec whose handler answers
+//! Downstream connections: a [`FramedConn`] over the listener's codec (for a listener serving
+//! several protocols, the one `detect` picks from the first bytes) whose handler answers
 //! heartbeats locally, hands requests to the proxy flow and closes on the idle timeout, bad
 //! bytes or a graceful stop. Bad bytes close only this connection; closing it resets its
 //! in-flight requests.
@@ -7,13 +8,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use codec_host::{Frame, FrameKind};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::context::{Accepted, DownstreamConn, WorkerContext};
-use crate::framed::{FramedConn, ReadError};
+use crate::detect::{sniff, FirstBytes, SniffLimits, Sniffed};
+use crate::framed::{CodecRef, FramedConn, ReadError};
 use crate::proxy;
 
 /// Starts serving an accepted socket on the current worker.
@@ -64,11 +67,18 @@ enum End {
     Shed,
 }
 
-async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, listener: usize) {
-    let Some(codec) = worker
-        .codecs
-        .get(&worker.plan.listeners[listener].protocol)
-        .cloned()
+async fn serve(
+    worker: Rc<WorkerContext>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
+    let plan = &worker.plan.listeners[listener];
+    let Some(codecs) = plan
+        .protocols
+        .iter()
+        .map(|p| worker.codecs.get(p).cloned())
+        .collect::<Option<Vec<CodecRef>>>()
     else {
         warn!("no codec for the listener's protocol");
         return;
@@ -77,10 +87,65 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
     stats.connection_total.inc();
     stats.connection_active.inc();
     worker.conns.enter();
+    // One protocol: straight to framing (no detection cost). Several: the first bytes pick
+    // the codec, and the framed connection starts from the bytes detection read.
+    let chosen = match &plan.auto_detect {
+        None => codecs.into_iter().next().map(|c| (0, c, BytesMut::new())),
+        Some(detect) => {
+            let limits = SniffLimits {
+                max_bytes: detect.max_bytes,
+                timeout: detect.timeout,
+            };
+            let sniffed = sniff(&mut stream, &codecs, limits, &worker.shutdown, |n| {
+                stats.bytes_read_total.add(n as u64)
+            })
+            .await;
+            detect.stats.record(&sniffed);
+            match sniffed {
+                Sniffed::Detected { index, buf } => {
+                    debug!(protocol = %plan.protocols[index], "protocol detected");
+                    codecs.into_iter().nth(index).map(|c| (index, c, buf))
+                }
+                Sniffed::NoMatch { buf } => {
+                    warn!(listener = %plan.name, %peer, first_bytes = %FirstBytes(&buf), bytes = buf.len(),
+                        candidates = %plan.protocols.join(","),
+                        "closing connection: no candidate protocol matches its first bytes");
+                    None
+                }
+                Sniffed::Timeout { buf } => {
+                    warn!(listener = %plan.name, %peer, first_bytes = %FirstBytes(&buf), bytes = buf.len(),
+                        timeout = ?detect.timeout,
+                        "closing connection: its protocol was not detected in time");
+                    None
+                }
+                Sniffed::Closed => {
+                    debug!("connection closed before its protocol was detected");
+                    None
+                }
+            }
+        }
+    };
+    if let Some((protocol, codec, read)) = chosen {
+        serve_framed(&worker, stream, peer, (listener, protocol), codec, read).await;
+    }
+    stats.connection_active.dec();
+    stats.connection_destroy.inc();
+    worker.conns.leave();
+}
 
+/// Serves a connection whose codec is known, starting from `read` (bytes already read).
+async fn serve_framed(
+    worker: &Rc<WorkerContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    (listener, protocol): (usize, usize),
+    codec: CodecRef,
+    read: BytesMut,
+) {
+    let stats = worker.downstream_stats(listener);
     let local = stream.local_addr().ok();
     let load = worker.load.register();
-    let mut framed = FramedConn::with_limits(stream, codec, worker.plan.read_limits, Some(load), {
+    let on_read = {
         let worker = worker.clone();
         move |n| {
             worker
@@ -88,14 +153,22 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
                 .bytes_read_total
                 .add(n as u64)
         }
-    });
+    };
+    let mut framed = FramedConn::with_buffer(
+        stream,
+        codec,
+        worker.plan.read_limits,
+        Some(load),
+        on_read,
+        read,
+    );
     let conn = Rc::new(DownstreamConn::new(
         peer,
         local,
-        listener,
+        (listener, protocol),
         framed.sink().clone(),
     ));
-    let end = read_frames(&worker, &conn, &mut framed).await;
+    let end = read_frames(worker, &conn, &mut framed).await;
     if let End::Draining = end {
         // Stop reading new requests, let the ones in flight finish (the server bounds the
         // wait with graceful_timeout), then flush and close.
@@ -111,9 +184,6 @@ async fn serve(worker: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, l
     }
     // `tcp` pool mode: this connection's own upstream connections close with it.
     conn.close_owned_upstreams();
-    stats.connection_active.dec();
-    stats.connection_destroy.inc();
-    worker.conns.leave();
 }
 
 /// Reads and dispatches frames until the connection ends or the worker stops.

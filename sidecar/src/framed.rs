@@ -314,12 +314,26 @@ impl FramedConn {
         load: Option<Rc<ConnLoad>>,
         on_read: impl Fn(usize) + 'static,
     ) -> Self {
+        FramedConn::with_buffer(stream, codec, limits, load, on_read, BytesMut::new())
+    }
+
+    /// [`FramedConn::with_limits`] starting from `read`, bytes already read from `stream`
+    /// (protocol detection read them): they are decoded before anything more is read, and
+    /// the frame read deadline counts from now.
+    pub fn with_buffer(
+        stream: TcpStream,
+        codec: CodecRef,
+        limits: ReadLimits,
+        load: Option<Rc<ConnLoad>>,
+        on_read: impl Fn(usize) + 'static,
+        read: BytesMut,
+    ) -> Self {
         let batch = if codec.borrow().context_stats().is_some() {
             DECODE_BATCH
         } else {
             usize::MAX
         };
-        let (read, write) = stream.into_split();
+        let (read_half, write) = stream.into_split();
         // Shedding (the overload manager) closes the connection like any other close: the
         // handler sees `closed` fire and can tell why ([`FramedConn::was_shed`]).
         let closed = load
@@ -341,23 +355,33 @@ impl FramedConn {
                 sink.closed.cancel();
             })
         };
-        FramedConn {
-            read,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+        let now = Instant::now();
+        let undecoded = !read.is_empty();
+        let buf = if undecoded {
+            read
+        } else {
+            BytesMut::with_capacity(READ_CHUNK)
+        };
+        let mut framed = FramedConn {
+            read: read_half,
+            buf,
             sink,
             writer,
             on_read: Box::new(on_read),
-            last_read: Instant::now(),
-            undecoded: false,
+            last_read: now,
+            undecoded,
             limits,
             retry: Retry::NextRead,
-            frame_started: None,
-            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            frame_started: undecoded.then_some(now),
+            timer: Box::pin(tokio::time::sleep_until(now)),
             load,
             decode_calls: 0,
             batch,
             batch_full: false,
-        }
+        };
+        framed.arm_timer();
+        framed.report_read();
+        framed
     }
 
     /// The write side, to clone into whatever answers on this connection.

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod detect;
 pub mod dns;
 pub mod downstream;
 pub mod failure;

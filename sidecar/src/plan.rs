@@ -10,8 +10,11 @@ use codec_host::{Codec, CodecError, HeaderMap};
 
 use crate::access_log::{AccessLogs, CHANNEL_RECORDS};
 use crate::cluster::{CircuitBreaker, HostSet, HostSlots};
-use crate::config::{ClusterRef, ClusterTarget, CodecKind, Config, PluginConfig, PoolMode};
+use crate::config::{
+    ClusterRef, ClusterTarget, CodecKind, Config, ListenerConfig, PluginConfig, PoolMode,
+};
 use crate::control::WorkerControl;
+use crate::detect::DetectStats;
 use crate::filter::FilterChain;
 use crate::framed::ReadLimits;
 use crate::overload::{Overload, OverloadLimits};
@@ -26,10 +29,17 @@ pub struct ListenerPlan {
     pub name: String,
     /// Address to bind.
     pub addr: SocketAddr,
-    /// Protocol of its codec (e.g. `x-bolt`).
+    /// Protocol of its codec (e.g. `x-bolt`), or `Auto` for an auto-detecting listener.
     pub protocol: String,
-    /// Its route table; `None` when the proxy names no router config (every request 404s).
-    pub routes: Option<Arc<crate::router::RouteTable>>,
+    /// The protocols it serves: one, or an auto-detecting listener's candidates in
+    /// detection order. A connection serves one of them (its index here).
+    pub protocols: Vec<String>,
+    /// The route table for each of `protocols` (index-aligned); `None` when the proxy names
+    /// no router config (every request 404s). An auto-detecting listener's table for a
+    /// protocol holds only the routes whose clusters speak it.
+    pub routes: Vec<Option<Arc<crate::router::RouteTable>>>,
+    /// Protocol auto-detection settings and counters; `None` for a single protocol.
+    pub auto_detect: Option<AutoDetectPlan>,
     /// Close connections idle this long.
     pub idle_timeout: Duration,
     /// Its stream filters (rate limits, fault injection), shared by every worker.
@@ -37,6 +47,16 @@ pub struct ListenerPlan {
     /// On a graceful stop, send the protocol's GoAway on each connection first
     /// (`enable_bolt_goaway`).
     pub goaway_on_drain: bool,
+}
+
+/// How an auto-detecting listener decides a connection's protocol.
+pub struct AutoDetectPlan {
+    /// The most first bytes buffered while no candidate can tell.
+    pub max_bytes: usize,
+    /// How long a connection may take to send bytes that decide.
+    pub timeout: Duration,
+    /// What became of its connections (process-wide; once per connection).
+    pub stats: Arc<DetectStats>,
 }
 
 /// A cluster as every worker shares it: its settings and its live process-wide state (the
@@ -162,9 +182,10 @@ pub enum PlanError {
 }
 
 impl ListenerPlan {
-    /// The route for a request with `headers`; `None` = no route (404).
-    pub fn route(&self, headers: &HeaderMap) -> Option<&Route> {
-        self.routes.as_ref()?.route(headers)
+    /// The route for a request with `headers` on a connection serving `protocols[protocol]`
+    /// (0 for a single-protocol listener); `None` = no route (404).
+    pub fn route(&self, protocol: usize, headers: &HeaderMap) -> Option<&Route> {
+        self.routes.get(protocol)?.as_ref()?.route(headers)
     }
 }
 
@@ -205,10 +226,36 @@ impl Plan {
                 .collect(),
             workers,
         };
+        // Auto-detecting listeners' counters, process-wide (one add per connection).
+        let mut detect_stats: Vec<Option<Arc<DetectStats>>> = config
+            .listeners
+            .iter()
+            .map(|l| {
+                l.proxy.auto_detect.map(|_| {
+                    let candidates: Vec<&str> = l
+                        .proxy
+                        .codecs
+                        .iter()
+                        .map(|&i| config.codecs[i].protocol.as_str())
+                        .collect();
+                    Arc::new(DetectStats::new(&candidates))
+                })
+            })
+            .collect();
+        let detect_sources: Vec<(String, Arc<dyn StatsSource>)> = config
+            .listeners
+            .iter()
+            .zip(&detect_stats)
+            .filter_map(|(l, d)| {
+                let d: Arc<dyn StatsSource> = d.clone()?;
+                Some((format!("auto_detect.{}", l.name), d))
+            })
+            .collect();
         let mut stats = Stats::new(layout).with_filters(
             filter_chains
                 .iter()
                 .flat_map(FilterChain::stats)
+                .chain(detect_sources)
                 .chain([overload_stats])
                 .chain(access_logs.stats_sources()),
         );
@@ -261,48 +308,98 @@ impl Plan {
         }
 
         let tables = RouteTable::build_all(config);
-        let mut listeners = Vec::new();
-        // Which protocol each cluster is spoken with: that of the listeners routing to it.
+        // Which protocol each cluster is spoken with: that of the single-protocol listeners
+        // routing to it (one protocol per cluster); then auto-detecting listeners, which
+        // only route a connection to clusters speaking its protocol, need every cluster
+        // they route to settled that way.
         let mut cluster_protocol: Vec<Option<(String, String)>> = vec![None; config.clusters.len()];
-        for (l, filters) in config.listeners.iter().zip(filter_chains) {
-            let routes = tables.get(&l.proxy.router_config_name).cloned();
-            for target in config
-                .route_configs
-                .get(l.proxy.route_config)
-                .into_iter()
-                .flat_map(|rc| &rc.virtual_hosts)
-                .flat_map(|vh| &vh.routes)
-                .map(|r| &r.action.target)
-            {
-                let refs: Vec<&ClusterRef> = match target {
-                    ClusterTarget::Cluster(c) => vec![c],
-                    ClusterTarget::Weighted(list) => list.iter().map(|w| &w.cluster).collect(),
-                };
-                for c in refs {
-                    match &cluster_protocol[c.index] {
-                        Some((p, other)) if *p != l.proxy.protocol => {
-                            return Err(PlanError::Cluster {
-                                name: c.name.clone(),
-                                reason: format!(
-                                    "routed to from listeners {other} and {} with different \
-                                     protocols; use one cluster per protocol",
-                                    l.name
-                                ),
-                            })
-                        }
-                        Some(_) => {}
-                        None => {
-                            cluster_protocol[c.index] =
-                                Some((l.proxy.protocol.clone(), l.name.clone()))
-                        }
+        for l in config
+            .listeners
+            .iter()
+            .filter(|l| l.proxy.auto_detect.is_none())
+        {
+            for c in routed_clusters(config, l) {
+                match &cluster_protocol[c.index] {
+                    Some((p, other)) if *p != l.proxy.protocol => {
+                        return Err(PlanError::Cluster {
+                            name: c.name.clone(),
+                            reason: format!(
+                                "routed to from listeners {other} and {} with different \
+                                 protocols; use one cluster per protocol",
+                                l.name
+                            ),
+                        })
+                    }
+                    Some(_) => {}
+                    None => {
+                        cluster_protocol[c.index] = Some((l.proxy.protocol.clone(), l.name.clone()))
                     }
                 }
             }
+        }
+        for l in config
+            .listeners
+            .iter()
+            .filter(|l| l.proxy.auto_detect.is_some())
+        {
+            if let Some(c) =
+                routed_clusters(config, l).find(|c| cluster_protocol[c.index].is_none())
+            {
+                return Err(PlanError::Cluster {
+                    name: c.name.clone(),
+                    reason: format!(
+                        "routed to from the auto-detecting listener {} only, so its protocol \
+                         is unknown: route to it from a listener of its protocol too",
+                        l.name
+                    ),
+                });
+            }
+        }
+        let mut listeners = Vec::new();
+        for ((l, filters), detect) in config
+            .listeners
+            .iter()
+            .zip(filter_chains)
+            .zip(&mut detect_stats)
+        {
+            let table = tables.get(&l.proxy.router_config_name).cloned();
+            let protocols: Vec<String> = l
+                .proxy
+                .codecs
+                .iter()
+                .map(|&i| config.codecs[i].protocol.clone())
+                .collect();
+            let (routes, auto_detect) = match &l.proxy.auto_detect {
+                None => (vec![table], None),
+                Some(d) => {
+                    let routes = protocols
+                        .iter()
+                        .map(|p| {
+                            let rc = config.route_configs.get(l.proxy.route_config)?;
+                            Some(Arc::new(RouteTable::speaking(rc, |cluster| {
+                                cluster_protocol[cluster]
+                                    .as_ref()
+                                    .is_some_and(|(cp, _)| cp == p)
+                            })))
+                        })
+                        .collect();
+                    let plan = AutoDetectPlan {
+                        max_bytes: d.max_bytes,
+                        timeout: d.timeout,
+                        stats: detect
+                            .take()
+                            .unwrap_or_else(|| Arc::new(DetectStats::new(&protocols))),
+                    };
+                    (routes, Some(plan))
+                }
+            };
             listeners.push(ListenerPlan {
                 name: l.name.clone(),
                 addr: l.address,
                 protocol: l.proxy.protocol.clone(),
+                protocols,
                 routes,
+                auto_detect,
                 idle_timeout: l
                     .connection_idle_timeout
                     .unwrap_or(crate::config::DEFAULT_CONNECTION_IDLE_TIMEOUT),
@@ -375,4 +472,21 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// The clusters the routes of listener `l` name (with repeats).
+fn routed_clusters<'a>(
+    config: &'a Config,
+    l: &ListenerConfig,
+) -> impl Iterator<Item = &'a ClusterRef> {
+    config
+        .route_configs
+        .get(l.proxy.route_config)
+        .into_iter()
+        .flat_map(|rc| &rc.virtual_hosts)
+        .flat_map(|vh| &vh.routes)
+        .flat_map(|r| match &r.action.target {
+            ClusterTarget::Cluster(c) => std::slice::from_ref(c).iter().collect::<Vec<_>>(),
+            ClusterTarget::Weighted(list) => list.iter().map(|w| &w.cluster).collect(),
+        })
 }

@@ -171,7 +171,7 @@ async fn forward(
         return Outcome::Failed(Failure::HeaderDecode);
     }
     let listener = &worker.plan.listeners[conn.listener];
-    let Some(route) = listener.route(request.headers()) else {
+    let Some(route) = listener.route(conn.protocol, request.headers()) else {
         return Outcome::Failed(Failure::NoRoute);
     };
     let picked = route.pick_cluster().index;

@@ -116,6 +116,13 @@ enum Target {
 impl RouteTable {
     /// Compiles the default (`*`) virtual host of `config`.
     pub fn new(config: &RouteConfig) -> RouteTable {
+        RouteTable::speaking(config, |_| true)
+    }
+
+    /// Compiles the default (`*`) virtual host of `config`, keeping only the routes whose
+    /// every cluster (by index) `speaks` (an auto-detecting listener's table for one of its
+    /// protocols: a connection of that protocol is routed only to clusters speaking it).
+    pub fn speaking(config: &RouteConfig, speaks: impl Fn(usize) -> bool) -> RouteTable {
         let routes = config
             .virtual_hosts
             .iter()
@@ -123,6 +130,12 @@ impl RouteTable {
             .map(|vh| {
                 vh.routes
                     .iter()
+                    .filter(|r| match &r.action.target {
+                        ClusterTarget::Cluster(c) => speaks(c.index),
+                        ClusterTarget::Weighted(list) => {
+                            list.iter().all(|w| speaks(w.cluster.index))
+                        }
+                    })
                     .map(|r| Route {
                         matcher: Matcher::compile(&r.matcher),
                         target: Target::compile(&r.action.target),

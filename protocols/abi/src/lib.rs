@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod detect;
 mod error;
 mod flag;
 mod header_map;
@@ -15,6 +16,7 @@ mod layout;
 mod pairs;
 mod status;
 
+pub use detect::Detect;
 pub use error::LayoutError;
 pub use flag::FrameKind;
 pub use header_map::HeaderMap;
@@ -88,6 +90,15 @@ pub mod optional_exports {
     /// plugin configuration) whose protocol answers. 0 = no mapping: the host then uses
     /// [`crate::default_response_code`]. Retries on response statuses use it.
     pub const RESPONSE_CODE: &str = "rpc_sidecar_response_code";
+
+    /// `(ctx, ptr, len) -> status`: protocol auto-detection. The input is the first bytes of
+    /// a downstream connection (never empty, at most the host's sniff cap); the answer is a
+    /// [`crate::Detect`] status: 0 = these bytes are this protocol, 1 = they are not,
+    /// 99 = too few bytes to tell (the host asks again with more), 12 = the protocol cannot
+    /// tell (the host then tries a decode instead). `ctx` is a live stream context whose
+    /// root names the protocol, or 0 for the instance's first root. Nothing is cached: the
+    /// call has no effect on any context.
+    pub const CHECK: &str = "rpc_sidecar_check";
 }
 
 /// The proxy's HTTP-like code for a response with protocol status `status`, for a codec that

@@ -1,6 +1,6 @@
 //! [`Bolt`]: the SOFA Bolt v1/v2 [`Protocol`] (decode, encode, heartbeat, hijack, config).
 
-use codec_abi::FrameKind;
+use codec_abi::{Detect, FrameKind};
 use codec_sdk::{Command, Decoded, Protocol, ProtocolError};
 
 use crate::command::BoltCommand;
@@ -127,6 +127,11 @@ impl Protocol for Bolt {
     fn frame_len(&self, data: &[u8]) -> Option<usize> {
         let (_, total) = frame::declared_frame(data, self.max_frame_bytes).ok()??;
         usize::try_from(total).ok()
+    }
+
+    /// Protocol byte 1 or 2 and a plausible type and command code (at most 5 bytes).
+    fn check(&self, data: &[u8]) -> Detect {
+        frame::check_prefix(data)
     }
 
     fn encode(&mut self, command: &BoltCommand, out: &mut Vec<u8>) -> Result<(), ProtocolError> {

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use codec_abi::HeaderMap;
+use codec_abi::{Detect, HeaderMap};
 
 use crate::error::BoltError;
 
@@ -164,6 +164,44 @@ pub(crate) fn frame_head(data: &[u8], max_frame: usize) -> Result<Option<Head>, 
     match declared_frame(data, max_frame)? {
         Some((head, total)) if data.len() as u64 >= total => Ok(Some(head)),
         _ => Ok(None),
+    }
+}
+
+/// Auto-detection (optional export `rpc_sidecar_check`): whether `data`, the first bytes of
+/// a connection, start a Bolt frame, by the same rules the decoder applies to the first
+/// fields: protocol byte 1 or 2, v2's version 1 or 2, a type of 0–2 and a command code that
+/// type may carry. Needs at most 5 bytes; never allocates.
+pub(crate) fn check_prefix(data: &[u8]) -> Detect {
+    let Some(&proto) = data.first() else {
+        return Detect::NeedMore;
+    };
+    let type_at = match proto {
+        PROTO_V1 => 1,
+        PROTO_V2 => match data.get(1) {
+            None => return Detect::NeedMore,
+            Some(1 | 2) => 2,
+            Some(_) => return Detect::NoMatch,
+        },
+        _ => return Detect::NoMatch,
+    };
+    let Some(&cmd_type) = data.get(type_at) else {
+        return Detect::NeedMore;
+    };
+    if cmd_type > TYPE_ONEWAY {
+        return Detect::NoMatch;
+    }
+    let Some(code) = data.get(type_at + 1..type_at + 3) else {
+        return Detect::NeedMore;
+    };
+    let cmd_code = u16::from_be_bytes([code[0], code[1]]);
+    let code_ok = match cmd_type {
+        TYPE_RESPONSE => matches!(cmd_code, CMD_HEARTBEAT | CMD_RPC_RESPONSE),
+        _ => matches!(cmd_code, CMD_HEARTBEAT | CMD_RPC_REQUEST | CMD_GOAWAY),
+    };
+    if code_ok {
+        Detect::Match
+    } else {
+        Detect::NoMatch
     }
 }
 

@@ -500,3 +500,57 @@ fn goaway_then_encode_gives_mosns_goaway_and_decodes_back_as_one() {
     assert_eq!(h.decode_is_goaway(ctx), 0);
     h.delete(ctx);
 }
+
+/// `rpc_sidecar_check` through the harness: every captured frame (v1 and v2, requests,
+/// responses, heartbeats) matches from its first 5 bytes, and says "need more" on each
+/// shorter prefix; other protocols' first bytes and garbage are refused at the first byte
+/// that cannot be Bolt; `ctx` 0 asks the root directly, an unknown context is refused.
+#[test]
+fn check_answers_from_the_first_bytes() {
+    const MATCH: u32 = 0;
+    const NO_MATCH: u32 = 1;
+    const NEED_MORE: u32 = 99;
+    let mut h = harness();
+    let ctx = h.create_context();
+    let all = vectors();
+    assert!(all.len() >= 10, "the captured frames are there");
+    let mut v2 = hex("02 01 01 0001 01 00000007 01 01 000003e8 0000 0000 00000000");
+    v2.truncate(5);
+    let mut frames: Vec<Vec<u8>> = all.into_iter().map(|v| v.bytes).collect();
+    frames.push(v2);
+    for frame in &frames {
+        let needed = if frame[0] == 2 { 5 } else { 4 };
+        for end in 1..needed {
+            assert_eq!(
+                h.check(ctx, &frame[..end]),
+                NEED_MORE,
+                "{:02x?}",
+                &frame[..end]
+            );
+        }
+        assert_eq!(
+            h.check(ctx, &frame[..needed]),
+            MATCH,
+            "{:02x?}",
+            &frame[..needed]
+        );
+        assert_eq!(h.check(0, frame), MATCH);
+    }
+    // Dubbo's magic, HTTP, TLS, a Bolt byte followed by an impossible type or command code.
+    for other in [
+        &[0xda, 0xbb, 0xc2, 0x00][..],
+        b"GET / HTTP/1.1\r\n",
+        &[0x16, 0x03, 0x01],
+        &[0x01, 0x07],
+        &[0x01, 0x00, 0x00, 0x01],
+        &[0x01, 0x01, 0x00, 0x02],
+        &[0x02, 0x09],
+        &[0x00],
+    ] {
+        assert_eq!(h.check(ctx, other), NO_MATCH, "{other:02x?}");
+    }
+    assert_eq!(h.check(ctx, &[]), Status::Empty as u32);
+    assert_eq!(h.check(ctx + 100, &[1]), Status::InternalFailure as u32);
+    assert_eq!(h.live_contexts(), 1, "check creates and caches nothing");
+    h.delete(ctx);
+}

@@ -1,7 +1,7 @@
 //! [`Dubbo`]: the Dubbo 2 [`Protocol`] (decode, encode, heartbeat, read-only event, hijack,
 //! status mapping, config).
 
-use codec_abi::FrameKind;
+use codec_abi::{Detect, FrameKind};
 use codec_sdk::{Command, Decoded, Protocol, ProtocolError};
 
 use crate::command::{DubboCommand, NULL_BODY, READONLY_BODY};
@@ -110,6 +110,11 @@ impl Protocol for Dubbo {
     fn frame_len(&self, data: &[u8]) -> Option<usize> {
         let head = frame::parse_head(data, self.max_frame_bytes).ok()??;
         Some(head.frame_len())
+    }
+
+    /// The magic 0xdabb and a flag byte naming a serialization (at most 3 bytes).
+    fn check(&self, data: &[u8]) -> Detect {
+        frame::check_prefix(data)
     }
 
     fn encode(&mut self, command: &DubboCommand, out: &mut Vec<u8>) -> Result<(), ProtocolError> {

@@ -4,6 +4,8 @@
 //! Flag byte: 0x80 request (else response), 0x40 two-way (a response is expected), 0x20
 //! event (heartbeat; "R" body: read-only), low five bits the serialization id (2 Hessian2).
 
+use codec_abi::Detect;
+
 use crate::error::DubboError;
 
 /// The magic number.
@@ -92,6 +94,21 @@ pub fn check_magic(data: &[u8]) -> Result<bool, DubboError> {
         }
         [a] if *a != (MAGIC >> 8) as u8 => Err(DubboError::BadMagic(u16::from(*a) << 8)),
         _ => Ok(false),
+    }
+}
+
+/// Auto-detection (optional export `rpc_sidecar_check`): whether `data`, the first bytes of
+/// a connection, start a Dubbo frame: the magic 0xdabb and a flag byte naming a
+/// serialization (its low five bits are not 0). Needs at most 3 bytes.
+pub fn check_prefix(data: &[u8]) -> Detect {
+    match check_magic(data) {
+        Err(_) => Detect::NoMatch,
+        Ok(false) => Detect::NeedMore,
+        Ok(true) => match data.get(2) {
+            None => Detect::NeedMore,
+            Some(flag) if flag & SERIALIZATION_MASK != 0 => Detect::Match,
+            Some(_) => Detect::NoMatch,
+        },
     }
 }
 

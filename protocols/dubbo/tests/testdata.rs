@@ -464,3 +464,33 @@ fn the_plugin_configuration_reaches_the_codec() {
         .report(BufferType::DecodeData)
         .is_ok());
 }
+
+/// `rpc_sidecar_check` through the harness: every captured frame (requests, responses,
+/// heartbeats, oneway) matches from its first 3 bytes and needs more before; Bolt's first
+/// bytes, HTTP, a wrong second magic byte and a flag without a serialization are refused.
+#[test]
+fn check_answers_from_the_magic_and_the_flag_byte() {
+    const MATCH: u32 = 0;
+    const NO_MATCH: u32 = 1;
+    const NEED_MORE: u32 = 99;
+    let mut h = Harness::new(Dubbo::default).unwrap();
+    let ctx = h.create_context();
+    for v in &VECTORS {
+        let frame = bytes(v.file);
+        assert_eq!(h.check(ctx, &frame[..1]), NEED_MORE, "{}", v.file);
+        assert_eq!(h.check(ctx, &frame[..2]), NEED_MORE, "{}", v.file);
+        assert_eq!(h.check(ctx, &frame[..3]), MATCH, "{}", v.file);
+        assert_eq!(h.check(0, &frame), MATCH, "{}", v.file);
+    }
+    for other in [
+        &[0x01, 0x01, 0x00, 0x01][..],
+        b"GET / HTTP/1.1\r\n",
+        &[0xda, 0xbc],
+        &[0xdb],
+        &[0xda, 0xbb, 0x80],
+    ] {
+        assert_eq!(h.check(ctx, other), NO_MATCH, "{other:02x?}");
+    }
+    assert_eq!(h.live_contexts(), 1, "check caches nothing");
+    h.delete(ctx);
+}

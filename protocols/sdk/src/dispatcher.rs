@@ -252,6 +252,34 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
         }
     }
 
+    /// `rpc_sidecar_check` (optional export, `codec_abi::optional_exports::CHECK`): the
+    /// protocol's [`codec_abi::Detect`] verdict on the first bytes of a connection, as a
+    /// status. `ctx` is a stream context whose root names the protocol, or 0 for the first
+    /// root; an unknown one, or empty input, is 10 (treated as no match by the host).
+    pub(crate) fn check(&mut self, ctx: u32, input: &[u8]) -> u32 {
+        let Self { contexts, host, .. } = self;
+        let root = if ctx == 0 {
+            contexts.roots.first()
+        } else {
+            match lookup(contexts, host, ctx, "check") {
+                Some((root, _)) => Some(&*root),
+                None => return INTERNAL,
+            }
+        };
+        match root {
+            Some(_) if input.is_empty() => EMPTY,
+            Some(root) => root.protocol.check(input).status(),
+            None => {
+                log(
+                    host,
+                    LogLevel::Error,
+                    format_args!("check: no root context"),
+                );
+                INTERNAL
+            }
+        }
+    }
+
     /// `proxy_encode_buffer_bytes` (§6.3): encodes the cached command with the host's id,
     /// headers and body; 0 with one §5.5 report, 7 empty input, 10 on any error.
     pub(crate) fn encode(&mut self, ctx: u32, input: &[u8]) -> u32 {
@@ -620,6 +648,7 @@ trait Abi {
     fn decode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn decode_bytes_needed(&mut self, ctx: u32) -> u32;
     fn response_code(&mut self, ctx: u32, status: u32) -> u32;
+    fn check(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn decode_is_goaway(&mut self, ctx: u32) -> u32;
     fn goaway(&mut self, ctx: u32, id: u64) -> u32;
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32;
@@ -655,6 +684,9 @@ impl<P: Protocol, H: Host> Abi for Dispatcher<P, H> {
     }
     fn response_code(&mut self, ctx: u32, status: u32) -> u32 {
         Dispatcher::response_code(self, ctx, status)
+    }
+    fn check(&mut self, ctx: u32, input: &[u8]) -> u32 {
+        Dispatcher::check(self, ctx, input)
     }
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32 {
         Dispatcher::encode(self, ctx, input)
@@ -860,6 +892,19 @@ mod wasm {
     #[unsafe(no_mangle)]
     pub extern "C" fn rpc_sidecar_response_code(ctx: u32, status: u32) -> u32 {
         with(0, |d| d.response_code(ctx, status))
+    }
+
+    /// `(ctx, ptr, len) -> status`: the protocol's verdict on the first bytes of a
+    /// connection (this host's optional extension, `codec_abi::optional_exports::CHECK`):
+    /// 0 match, 1 no match, 99 need more, 12 the protocol does not implement it.
+    ///
+    /// # Safety
+    /// As [`proxy_decode_buffer_bytes`].
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn rpc_sidecar_check(ctx: u32, ptr: *mut u8, len: i32) -> u32 {
+        // SAFETY: forwarded from this function's contract.
+        let input = unsafe { Input::new(ptr, len) };
+        with(INTERNAL, |d| d.check(ctx, input.bytes()))
     }
 
     /// `(ctx, ptr, len) -> status` (§6.3).

@@ -265,6 +265,13 @@ impl<P: Protocol> Harness<P> {
         self.dispatcher.response_code(ctx, status)
     }
 
+    /// `rpc_sidecar_check(ctx, data)` (optional export): the protocol's verdict on the first
+    /// bytes of a connection as a status (0 match, 1 no match, 99 need more, 12 not
+    /// implemented); `ctx` 0 asks the root directly.
+    pub fn check(&mut self, ctx: u32, data: &[u8]) -> u32 {
+        self.dispatcher.check(ctx, data)
+    }
+
     /// `proxy_encode_buffer_bytes(ctx, input)`; `input` is a §5.3 host command (build it with
     /// [`codec_abi::write_host_command`]).
     pub fn encode(&mut self, ctx: u32, input: &[u8]) -> Call {

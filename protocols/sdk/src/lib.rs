@@ -41,7 +41,7 @@ pub mod log;
 mod panic_hook;
 mod protocol;
 
-pub use codec_abi::{FrameKind, HeaderMap};
+pub use codec_abi::{Detect, FrameKind, HeaderMap};
 pub use error::ProtocolError;
 pub use header_rule::apply_header_edits;
 pub use protocol::{Command, Decoded, Protocol};

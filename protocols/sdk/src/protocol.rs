@@ -3,7 +3,7 @@
 //!
 //! Section numbers (§) refer to the ABI spec (`docs/mosn-wasm-codec-abi.md`).
 
-use codec_abi::{FrameKind, HeaderMap};
+use codec_abi::{Detect, FrameKind, HeaderMap};
 
 use crate::error::ProtocolError;
 
@@ -95,6 +95,18 @@ pub trait Protocol: 'static {
     fn frame_len(&self, data: &[u8]) -> Option<usize> {
         let _ = data;
         None
+    }
+
+    /// Protocol auto-detection: whether `data`, the first bytes of a connection, are this
+    /// protocol (optional export `rpc_sidecar_check`, asked by a host choosing among several
+    /// codecs for one listener). Cheap and allocation-free: look at magic bytes and fixed
+    /// fields, never decode a frame. Answer [`Detect::NeedMore`] while `data` is too short to
+    /// tell, [`Detect::Match`] or [`Detect::NoMatch`] as soon as it is not. The default,
+    /// [`Detect::NotImplemented`], makes the host try [`Protocol::decode`] on the bytes
+    /// instead (a frame = match, an error = no match).
+    fn check(&self, data: &[u8]) -> Detect {
+        let _ = data;
+        Detect::NotImplemented
     }
 
     /// Appends the wire bytes of `command` to `out`.

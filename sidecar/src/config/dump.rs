@@ -157,6 +157,18 @@ fn listener(c: &Config, l: &ListenerConfig) -> Value {
             "router_config_name": c.route_configs[l.proxy.route_config].name,
         }}]}],
     });
+    if let Some(d) = &l.proxy.auto_detect {
+        let candidates: Vec<&str> = l
+            .proxy
+            .codecs
+            .iter()
+            .map(|&i| c.codecs[i].protocol.as_str())
+            .collect();
+        v["filter_chains"][0]["filters"][0]["config"]["extend_config"] = json!({
+            "sub_protocol": candidates.join(","),
+            "auto_detect": {"max_bytes": d.max_bytes, "timeout": dur(d.timeout)},
+        });
+    }
     if !l.stream_filters.is_empty() {
         v["stream_filters"] = json!(l
             .stream_filters

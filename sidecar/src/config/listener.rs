@@ -14,6 +14,16 @@ use super::json::{Item, Obj};
 
 /// Downstream idle timeout when `connection_idle_timeout` is absent (MOSN: 90 s).
 pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Protocol auto-detection: the most first bytes buffered while the candidates cannot tell
+/// (`extend_config.auto_detect.max_bytes`).
+pub const DEFAULT_DETECT_MAX_BYTES: usize = 1024;
+/// Range of `extend_config.auto_detect.max_bytes`.
+pub const DETECT_MAX_BYTES_RANGE: std::ops::RangeInclusive<usize> = 16..=65536;
+/// Protocol auto-detection: how long a connection may take to send bytes that decide its
+/// protocol (`extend_config.auto_detect.timeout`).
+pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the display protocol of an auto-detecting listener is (`downstream_protocol`).
+pub const AUTO: &str = "Auto";
 
 /// A listener, validated.
 #[derive(Debug, Clone)]
@@ -40,10 +50,15 @@ pub struct ListenerConfig {
 /// The `proxy` network filter of `filter_chains[0]`.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// The protocol spoken on both sides (legacy `"X"` + `sub_protocol` resolved).
+    /// The protocol spoken on both sides (legacy `"X"` + `sub_protocol` resolved); `"Auto"`
+    /// for a listener that detects it per connection ([`ProxyConfig::auto_detect`]).
     pub protocol: String,
-    /// Index into [`super::Config::codecs`] of the codec serving `protocol`.
-    pub codec: usize,
+    /// Indices into [`super::Config::codecs`] of the codecs serving the listener: one, or
+    /// for an auto-detecting listener its candidates in detection order.
+    pub codecs: Vec<usize>,
+    /// Protocol auto-detection (`downstream_protocol: "Auto"`, or `"X"` with several
+    /// comma-separated sub-protocols, MOSN's matcher); `None` for a single protocol.
+    pub auto_detect: Option<AutoDetectConfig>,
     /// `router_config_name`.
     pub router_config_name: String,
     /// Index into [`super::Config::route_configs`].
@@ -51,6 +66,16 @@ pub struct ProxyConfig {
     /// `extend_config.enable_bolt_goaway` (MOSN's name; any protocol with a GoAway): on a
     /// graceful stop, send the protocol's GoAway on every downstream connection first.
     pub goaway_on_drain: bool,
+}
+
+/// How an auto-detecting listener picks a connection's protocol (its candidates are
+/// [`ProxyConfig::codecs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoDetectConfig {
+    /// The most first bytes buffered while no candidate can tell yet.
+    pub max_bytes: usize,
+    /// How long a connection may take to send bytes that decide.
+    pub timeout: Duration,
 }
 
 /// Parses one `listeners[i]`. `codecs` are the enabled codecs; `route_configs` maps
@@ -193,6 +218,7 @@ fn parse_proxy(
     // MOSN's bolt switch (`enable_bolt_goaway`, default false), read as MOSN's bolt config
     // handler does: under the protocol's key (`bolt`) or directly in `extend_config`.
     let mut goaway_on_drain = false;
+    let mut detect = None;
     if let Some(mut ext) = p.obj("extend_config")? {
         sub_protocol = ext.str("sub_protocol")?.filter(|s| !s.is_empty());
         goaway_on_drain = ext.bool("enable_bolt_goaway")?.unwrap_or(false);
@@ -200,51 +226,102 @@ fn parse_proxy(
             goaway_on_drain = bolt.bool("enable_bolt_goaway")?.unwrap_or(goaway_on_drain);
             bolt.finish(warnings);
         }
+        if let Some(mut d) = ext.obj("auto_detect")? {
+            detect = Some(parse_auto_detect(&mut d)?);
+            d.finish(warnings);
+        }
         ext.finish(warnings);
     }
-    let (protocol, protocol_path) = if downstream == "X" {
+    let sub_path = p.child("extend_config.sub_protocol");
+    // MOSN's two spellings of several protocols on one listener: "Auto", and "X" with a
+    // comma-separated sub_protocol (its xprotocol matcher engine).
+    let several = sub_protocol.is_some_and(|s| s.contains(','));
+    let (protocol, names, names_path): (&str, Vec<&str>, String) = if downstream == AUTO
+        || (downstream == "X" && several)
+    {
+        let names = match sub_protocol {
+            Some(list) => split_protocols(list, &sub_path)?,
+            // Auto without a list: every enabled codec, in config order.
+            None => codecs.iter().map(|c| c.protocol.as_str()).collect(),
+        };
+        if names.is_empty() {
+            return Err(invalid(
+                p.child("downstream_protocol"),
+                Invalid::Rule("\"Auto\" needs at least one enabled codec"),
+            ));
+        }
+        (AUTO, names, sub_path)
+    } else if downstream == "X" {
         // Legacy form (xprotocol spec (`docs/xprotocol-proxy-and-bolt.md`) §2.1): the real protocol is the sub-protocol.
         let sub = sub_protocol.ok_or_else(|| {
             invalid(
-                p.child("extend_config.sub_protocol"),
+                sub_path.clone(),
                 Invalid::Rule("downstream_protocol \"X\" needs extend_config.sub_protocol"),
             )
         })?;
-        (sub, p.child("extend_config.sub_protocol"))
-    } else if downstream == "Auto" {
-        return Err(invalid(
-            p.child("downstream_protocol"),
-            Invalid::Rule("\"Auto\" protocol sniffing is not supported (Wasm codecs cannot be sniffed); name the protocol"),
-        ));
+        (sub, vec![sub], sub_path)
     } else {
         if let Some(sub) = sub_protocol {
             warnings.push(
-                p.child("extend_config.sub_protocol"),
-                format!("ignored: downstream_protocol {downstream:?} is not \"X\" (sub_protocol {sub:?} unused)"),
+                sub_path,
+                format!("ignored: downstream_protocol {downstream:?} is not \"X\" or \"Auto\" (sub_protocol {sub:?} unused)"),
             );
         }
-        (downstream, p.child("downstream_protocol"))
+        (downstream, vec![downstream], p.child("downstream_protocol"))
     };
-    let codec = codecs
-        .iter()
-        .position(|c| c.protocol == protocol)
-        .ok_or_else(|| {
-            let enabled: Vec<&str> = codecs.iter().map(|c| c.protocol.as_str()).collect();
-            invalid(
-                protocol_path,
-                Invalid::UnknownProtocol {
-                    protocol: protocol.to_owned(),
-                    enabled: if enabled.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        enabled.join(", ")
+    let mut indices = Vec::with_capacity(names.len());
+    for name in names {
+        let codec = codecs
+            .iter()
+            .position(|c| c.protocol == name)
+            .ok_or_else(|| {
+                let enabled: Vec<&str> = codecs.iter().map(|c| c.protocol.as_str()).collect();
+                invalid(
+                    names_path.clone(),
+                    Invalid::UnknownProtocol {
+                        protocol: name.to_owned(),
+                        enabled: if enabled.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            enabled.join(", ")
+                        },
                     },
+                )
+            })?;
+        if indices.contains(&codec) {
+            return Err(invalid(
+                names_path,
+                Invalid::Duplicate {
+                    what: "candidate protocol",
+                    name: name.to_owned(),
+                    first: "earlier in the same list".to_owned(),
                 },
-            )
-        })?;
+            ));
+        }
+        indices.push(codec);
+    }
+    let auto_detect = if protocol == AUTO {
+        Some(detect.unwrap_or(AutoDetectConfig {
+            max_bytes: DEFAULT_DETECT_MAX_BYTES,
+            timeout: DEFAULT_DETECT_TIMEOUT,
+        }))
+    } else {
+        if detect.is_some() {
+            warnings.push(
+                p.child("extend_config.auto_detect"),
+                "ignored: the listener serves one protocol (auto_detect needs \"Auto\")",
+            );
+        }
+        None
+    };
     match p.str("upstream_protocol")? {
         None | Some("") | Some("X") => {}
+        Some(AUTO) if auto_detect.is_some() => {}
         Some(up) if up == protocol => {}
+        Some(up) if auto_detect.is_some() => warnings.push(
+            p.child("upstream_protocol"),
+            format!("ignored (as in MOSN's \"Auto\"): upstream traffic uses each connection's detected protocol, not {up:?}"),
+        ),
         Some(up) => warnings.push(
             p.child("upstream_protocol"),
             format!("ignored (as in MOSN): upstream traffic uses {protocol:?}, not {up:?}"),
@@ -280,9 +357,52 @@ fn parse_proxy(
     }
     Ok(ProxyConfig {
         protocol: protocol.to_owned(),
-        codec,
+        codecs: indices,
+        auto_detect,
         router_config_name,
         route_config,
         goaway_on_drain,
     })
+}
+
+/// The protocols of a comma-separated `sub_protocol` list (spaces around names ignored).
+fn split_protocols<'a>(list: &'a str, path: &str) -> Result<Vec<&'a str>, ConfigError> {
+    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Err(invalid(
+            path.to_owned(),
+            Invalid::Rule("an empty protocol name in the comma-separated list"),
+        ));
+    }
+    Ok(names)
+}
+
+/// `extend_config.auto_detect {max_bytes, timeout}` (our extension; both optional).
+fn parse_auto_detect(d: &mut Obj<'_>) -> Result<AutoDetectConfig, ConfigError> {
+    let max_bytes = match d.i64("max_bytes")? {
+        None => DEFAULT_DETECT_MAX_BYTES,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| DETECT_MAX_BYTES_RANGE.contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    d.child("max_bytes"),
+                    Invalid::OutOfRange {
+                        value: n.to_string(),
+                        range: "16..=65536",
+                    },
+                )
+            })?,
+    };
+    let timeout = match d.duration("timeout")? {
+        None => DEFAULT_DETECT_TIMEOUT,
+        Some(t) if t.is_zero() => {
+            return Err(invalid(
+                d.child("timeout"),
+                Invalid::Rule("must be positive: a silent peer would hold its connection forever"),
+            ))
+        }
+        Some(t) => t,
+    };
+    Ok(AutoDetectConfig { max_bytes, timeout })
 }

@@ -42,7 +42,18 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
 
     writeln!(out, "listeners ({}):", c.listeners.len())?;
     for l in &c.listeners {
-        let codec = &c.codecs[l.proxy.codec];
+        let codecs: Vec<String> = l
+            .proxy
+            .codecs
+            .iter()
+            .map(|&i| {
+                let codec = &c.codecs[i];
+                match l.proxy.auto_detect {
+                    Some(_) => format!("{} {}", codec.protocol, codec_kind(c, &codec.kind)),
+                    None => codec_kind(c, &codec.kind),
+                }
+            })
+            .collect();
         writeln!(
             out,
             "  {} {}{} protocol {} ({}) -> route config {}, idle timeout {}",
@@ -54,10 +65,18 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
                 " (virtual, not bound)"
             },
             l.proxy.protocol,
-            codec_kind(c, &codec.kind),
+            codecs.join(", "),
             l.proxy.router_config_name,
             l.connection_idle_timeout.map_or("never".to_owned(), dur),
         )?;
+        if let Some(d) = &l.proxy.auto_detect {
+            writeln!(
+                out,
+                "    auto-detect: first matching candidate in this order; undecided after {} bytes or {}: closed",
+                d.max_bytes,
+                dur(d.timeout)
+            )?;
+        }
         for f in &l.stream_filters {
             writeln!(out, "    stream filter {}", f.describe())?;
         }
