@@ -1,11 +1,13 @@
 //! Several protocols in one sidecar process: `configs/mosn_rpc_config_multi.json` (with free
 //! ports) through the real `sidecar` binary and the real plugins, a Bolt listener pair and a
 //! Dubbo listener pair side by side, and `autoListener`, which serves both on one port by
-//! detecting each connection's protocol. Peers: the Rust Bolt client and echo server, and a
+//! detecting each connection's protocol. Peers: the Rust Bolt client and echo server, the
+//! real sofa-rpc-node client and server (`integration/peers`), and a
 //! real Apache Dubbo 3.3.6 consumer and provider (`integration/peers/dubbo`, `make
 //! dubbo-peers`). Nothing here measures time: answers and counters order every step.
 
 mod dubbo_peers;
+mod sofa_peers;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -370,4 +372,92 @@ async fn the_auto_listener_serves_bolt_and_dubbo_on_one_port() {
     };
     let (accepted, ended) = eventually(WAIT, balance, |(a, e)| a == e).await;
     assert_eq!(accepted, ended, "every connection has one outcome");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sofa_rpc_node_and_apache_dubbo_share_one_sidecar() {
+    let _serial = SERIAL.lock().await;
+    sofa_peers::require_peers();
+    let port = || free_port().expect("a free port");
+    let ports = Ports {
+        bolt_client: port(),
+        bolt_server: port(),
+        dubbo_client: port(),
+        dubbo_server: port(),
+        auto: port(),
+        admin: port(),
+    };
+    let (dubbo_app, sofa_app) = (port(), port());
+    let _provider =
+        tokio::task::spawn_blocking(move || must(Provider::start(dubbo_app, "green", None)))
+            .await
+            .unwrap();
+    // The SOFA server app (sofa-rpc-node) behind the Bolt pair.
+    let _sofa_server = tokio::task::spawn_blocking(move || {
+        sofa_peers::must(sofa_peers::NodeServer::start(sofa_app, "draft", None))
+    })
+    .await
+    .unwrap();
+    let config = multi_config(
+        &ports,
+        SocketAddr::from(([127, 0, 0, 1], sofa_app)),
+        dubbo_app,
+    );
+    let _sidecar = Sidecar::spawn(config).expect("sidecar starts");
+
+    // A sofa-rpc-node client keeps calling through the Bolt pair until told to stop; the
+    // Apache Dubbo consumer's whole run happens while it does (progress before and after).
+    let bolt_client = ports.bolt_client;
+    let mut load = tokio::task::spawn_blocking(move || {
+        let mut load = sofa_peers::must(sofa_peers::NodeClient::spawn(
+            bolt_client,
+            &["load", "120", "--concurrency", "8", "--timeout", "5000"],
+        ));
+        sofa_peers::must(load.wait_progress(WAIT, "SOFA calls succeeding", |p| {
+            p["succeeded"].as_u64() >= Some(100)
+        }));
+        load
+    })
+    .await
+    .unwrap();
+    let run = dubbo(
+        ports.dubbo_client,
+        &["--method", "echoAsync", "--arg", "dubbo", "--count", "100"],
+    )
+    .await;
+    assert_eq!((run.ok(), run.failed()), (100, 0), "{:?}", run.summary);
+    let result = tokio::task::spawn_blocking(move || {
+        let before = sofa_peers::must(load.wait_progress(WAIT, "progress", |_| true));
+        let seen = before["succeeded"].as_u64().unwrap_or(0);
+        sofa_peers::must(
+            load.wait_progress(WAIT, "SOFA calls after the Dubbo run", |p| {
+                p["succeeded"].as_u64() >= Some(seen + 100)
+            }),
+        );
+        sofa_peers::must(load.stop_load());
+        sofa_peers::must(load.finish(WAIT))
+    })
+    .await
+    .unwrap();
+    assert!(sofa_peers::ok(&result), "sofa-rpc-node load: {result}");
+    assert_eq!(result["errors"], 0, "{result}");
+    assert_eq!(result["timeouts"], 0, "{result}");
+
+    // The Auto port serves both real clients too.
+    let auto = ports.auto;
+    let seq = tokio::task::spawn_blocking(move || {
+        sofa_peers::must(sofa_peers::run_client(auto, &["seq", "20"]))
+    })
+    .await
+    .unwrap();
+    assert!(
+        sofa_peers::ok(&seq),
+        "sofa-rpc-node through the Auto port: {seq}"
+    );
+    let run = dubbo(
+        ports.auto,
+        &["--method", "echo", "--arg", "auto", "--count", "20"],
+    )
+    .await;
+    assert_eq!((run.ok(), run.failed()), (20, 0), "{:?}", run.summary);
 }
