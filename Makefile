@@ -111,3 +111,4 @@ bench: build-release
 	$(CARGO) bench -p codec-host --bench codec
 	$(CARGO) bench -p sidecar --bench stats
 	target/release/benchrun --out bench-results
+	tools/dubbo-bench.sh 3 | tee bench-results/dubbo-bench.txt
