@@ -93,17 +93,22 @@ struct Topology {
     sidecar: Sidecar,
 }
 
-async fn topology() -> Topology {
+/// The sidecar's ports, picked right before it starts (after the peers, whose JVM and node
+/// processes open ports of their own meanwhile).
+fn sidecar_ports() -> Ports {
     let port = || free_port().expect("a free port");
-    let ports = Ports {
+    Ports {
         bolt_client: port(),
         bolt_server: port(),
         dubbo_client: port(),
         dubbo_server: port(),
         auto: port(),
         admin: port(),
-    };
-    let dubbo_app = port();
+    }
+}
+
+async fn topology() -> Topology {
+    let dubbo_app = free_port().expect("a free port");
     let provider =
         tokio::task::spawn_blocking(move || must(Provider::start(dubbo_app, "green", None)))
             .await
@@ -111,6 +116,7 @@ async fn topology() -> Topology {
     let bolt_app = EchoServer::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    let ports = sidecar_ports();
     let config = multi_config(&ports, bolt_app.local_addr(), dubbo_app);
     let sidecar = Sidecar::spawn(config).expect("sidecar starts");
     Topology {
@@ -379,14 +385,6 @@ async fn sofa_rpc_node_and_apache_dubbo_share_one_sidecar() {
     let _serial = SERIAL.lock().await;
     sofa_peers::require_peers();
     let port = || free_port().expect("a free port");
-    let ports = Ports {
-        bolt_client: port(),
-        bolt_server: port(),
-        dubbo_client: port(),
-        dubbo_server: port(),
-        auto: port(),
-        admin: port(),
-    };
     let (dubbo_app, sofa_app) = (port(), port());
     let _provider =
         tokio::task::spawn_blocking(move || must(Provider::start(dubbo_app, "green", None)))
@@ -398,6 +396,7 @@ async fn sofa_rpc_node_and_apache_dubbo_share_one_sidecar() {
     })
     .await
     .unwrap();
+    let ports = sidecar_ports();
     let config = multi_config(
         &ports,
         SocketAddr::from(([127, 0, 0, 1], sofa_app)),
