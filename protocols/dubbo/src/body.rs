@@ -117,9 +117,113 @@ pub fn write_request<'a>(
     out.push(b'Z');
 }
 
+/// The response types of a Hessian2 OK response body (Dubbo's `DecodeableRpcResult`); the
+/// `*_WITH_ATTACHMENTS` forms are these plus [`WITH_ATTACHMENTS`].
+const RESPONSE_WITH_EXCEPTION: i32 = 0;
+const RESPONSE_VALUE: i32 = 1;
+const RESPONSE_NULL_VALUE: i32 = 2;
+const WITH_ATTACHMENTS: i32 = 3;
+
+/// An OK response body (Hessian2) with `extra` attachments added: its response type becomes
+/// the `*_WITH_ATTACHMENTS` form if it had none; its value or exception and every attachment
+/// it had are kept byte for byte, and `extra` is appended to the map (a key it already had is
+/// written again, and Dubbo's map keeps the last value).
+///
+/// # Errors
+/// When the body does not parse as a response.
+pub fn response_with_attachments<'a>(
+    body: &[u8],
+    extra: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<u8>, HessianError> {
+    let mut r = Reader::new(body);
+    let kind = r.read_int()?;
+    let value_start = r.position();
+    let base = if kind >= WITH_ATTACHMENTS {
+        kind - WITH_ATTACHMENTS
+    } else {
+        kind
+    };
+    match base {
+        RESPONSE_WITH_EXCEPTION | RESPONSE_VALUE => r.skip_value()?,
+        RESPONSE_NULL_VALUE => {}
+        _ => {
+            return Err(HessianError::Unexpected {
+                at: 0,
+                code: body.first().copied().unwrap_or_default(),
+                wanted: "a response type 0..=5",
+            })
+        }
+    }
+    let value_end = r.position();
+    // The entries of the map the body already has (between its opening and its `Z`).
+    let entries = if kind >= WITH_ATTACHMENTS && !r.at_end() {
+        let map_start = r.position();
+        r.skip_value()?;
+        let map_end = r.position();
+        match body[map_start] {
+            b'N' => map_end..map_end,
+            b'H' => map_start + 1..map_end - 1,
+            _ => {
+                // `M` type: the type follows the code.
+                let mut t = Reader::new(&body[map_start + 1..map_end]);
+                t.skip_value()?;
+                map_start + 1 + t.position()..map_end - 1
+            }
+        }
+    } else {
+        0..0
+    };
+    let mut out = Vec::with_capacity(body.len() + 64);
+    // Compact int: 0x90 + n for 0..=47.
+    out.push(0x90 + (base + WITH_ATTACHMENTS) as u8);
+    out.extend_from_slice(&body[value_start..value_end]);
+    out.push(b'H');
+    out.extend_from_slice(&body[entries]);
+    for (k, v) in extra {
+        write_string(&mut out, k);
+        write_string(&mut out, v);
+    }
+    out.push(b'Z');
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_attachments_are_added_keeping_the_value_and_the_old_ones() {
+        // RESPONSE_VALUE "hi", no attachments.
+        let mut plain = vec![0x91];
+        write_string(&mut plain, "hi");
+        let with = response_with_attachments(&plain, [("x", "y")]).unwrap();
+        let mut r = Reader::new(&with);
+        assert_eq!(r.read_int().unwrap(), 4);
+        assert_eq!(r.read_string().unwrap(), "hi");
+        assert_eq!(
+            r.read_string_map().unwrap(),
+            vec![("x".to_owned(), "y".to_owned())]
+        );
+        assert!(r.at_end());
+        // Already with attachments (as Dubbo 3 sends): kept, the new one appended.
+        let again = response_with_attachments(&with, [("k", "v")]).unwrap();
+        let mut r = Reader::new(&again);
+        assert_eq!(r.read_int().unwrap(), 4);
+        assert_eq!(r.read_string().unwrap(), "hi");
+        let map = r.read_string_map().unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map[1], ("k".to_owned(), "v".to_owned()));
+        // A null value and an exception keep their shape; garbage is an error.
+        assert_eq!(
+            response_with_attachments(&[0x92], []).unwrap(),
+            [0x95, b'H', b'Z']
+        );
+        assert!(response_with_attachments(&[0x99], []).is_err());
+        assert!(
+            response_with_attachments(&[0x91], []).is_err(),
+            "a value is missing"
+        );
+    }
 
     #[test]
     fn descriptors_count_parameters() {

@@ -7,6 +7,7 @@ use codec_sdk::Command;
 use crate::body::{self, RequestInfo};
 use crate::error::DubboError;
 use crate::frame::{self, Head, HEADER_LEN, HESSIAN2};
+use crate::status;
 
 /// Header: the service path of a request.
 pub const SERVICE: &str = "service";
@@ -143,11 +144,20 @@ impl DubboCommand {
     /// The body with the header map written back into its fields and attachments.
     fn body_with_headers(&self) -> Result<Vec<u8>, DubboError> {
         let is_call = self.head.is_request() && !self.head.is_event();
+        let is_answer = !self.head.is_request() && !self.head.is_event();
+        if is_answer && self.head.serialization() == HESSIAN2 && self.head.status == status::OK {
+            // A response's header map holds only what was added to it (decode reads no
+            // response attachments): those become attachments beside the ones it has.
+            let extra = self.headers.iter().filter_map(|(k, v)| {
+                Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
+            });
+            return Ok(body::response_with_attachments(self.body(), extra)?);
+        }
         if !is_call || self.head.serialization() != HESSIAN2 {
             return Err(DubboError::CannotEdit(if is_call {
                 "request of another serialization"
             } else {
-                "response or event"
+                "error response or event"
             }));
         }
         let body = self.body();

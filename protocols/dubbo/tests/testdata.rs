@@ -435,14 +435,36 @@ fn edited_headers_are_written_into_the_attachments_keeping_the_arguments() {
     );
     assert_eq!(after.version, "2.0.0");
 
-    // A response has nowhere to carry headers.
-    let mut response = dubbo
-        .decode(&bytes("response-echo"))
+    // A response carries added headers as attachments beside Dubbo's own (`dubbo`), its
+    // value untouched.
+    let frame = bytes("response-echo");
+    let mut response = dubbo.decode(&frame).unwrap().unwrap().command;
+    response.headers_mut().insert("x-sidecar", "yes");
+    let mut out = Vec::new();
+    dubbo.encode(&response, &mut out).unwrap();
+    let mut r = dubbo::hessian::Reader::new(&out[16..]);
+    assert_eq!(r.read_int().unwrap(), 4, "RESPONSE_VALUE_WITH_ATTACHMENTS");
+    assert_eq!(r.read_string().unwrap(), "hello-0");
+    let map = r.read_string_map().unwrap();
+    assert_eq!(
+        map,
+        vec![
+            ("dubbo".to_owned(), "2.0.2".to_owned()),
+            ("x-sidecar".to_owned(), "yes".to_owned())
+        ]
+    );
+    assert_eq!(&out[..4], &frame[..4], "magic, flag and status kept");
+    let back = dubbo.decode(&out).unwrap().unwrap().command;
+    assert_eq!(back.id(), response.id());
+
+    // An error response (a status other than OK, its body a message) cannot carry them.
+    let mut failed = dubbo
+        .decode(&bytes("response-bad-request"))
         .unwrap()
         .unwrap()
         .command;
-    response.headers_mut().insert("x", "y");
-    let err = dubbo.encode(&response, &mut Vec::new()).unwrap_err();
+    failed.headers_mut().insert("x", "y");
+    let err = dubbo.encode(&failed, &mut Vec::new()).unwrap_err();
     assert!(err.message().contains("cannot apply header edits"), "{err}");
 }
 
