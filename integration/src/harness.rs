@@ -15,10 +15,11 @@ mod sidecar;
 mod wait;
 
 pub use child::KEEP_LOGS_ENV;
-pub use counters::{cluster_counter, host_counter};
+pub use counters::{cluster_counter, counted_client, host_counter};
 pub use echo_process::{EchoProcess, RelayProcess, BOLT_ECHO_BIN_ENV, TCP_RELAY_BIN_ENV};
 pub use mosn_config::{
-    mosn_config, patch, ClusterSpec, CodecChoice, ListenerSpec, MosnConfig, DEFAULT_PLUGIN_PATH,
+    find_named, mosn_config, patch, ClusterSpec, CodecChoice, ListenerSpec, MosnConfig,
+    DEFAULT_PLUGIN_PATH,
 };
 pub use ratelimit_process::{
     RateLimitEnv, RateLimitProcess, RATELIMIT_ADDR_ENV, RATELIMIT_BIN_ENV, RATELIMIT_REDIS_URL_ENV,

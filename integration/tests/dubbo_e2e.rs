@@ -11,7 +11,7 @@
 use std::fs;
 
 use anyhow::{ensure, Context, Result};
-use integration::harness::{free_port, repo_root};
+use integration::harness::{find_named, free_port, repo_root};
 use integration::Sidecar;
 use serde_json::{json, Value};
 
@@ -39,18 +39,6 @@ impl Ports {
             green: port(),
             blue: port(),
         }
-    }
-}
-
-/// Finds the object whose `"name"` is `name`, anywhere in `v`.
-fn find_named<'a>(v: &'a mut Value, name: &str) -> Option<&'a mut Value> {
-    if v.get("name").and_then(Value::as_str) == Some(name) {
-        return Some(v);
-    }
-    match v {
-        Value::Object(map) => map.values_mut().find_map(|c| find_named(c, name)),
-        Value::Array(items) => items.iter_mut().find_map(|c| find_named(c, name)),
-        _ => None,
     }
 }
 

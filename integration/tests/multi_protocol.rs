@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use dubbo_peers::{consumer, must, Provider, Run, VERSION};
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::EchoServer;
-use integration::harness::{admin_get, eventually, free_port, repo_root};
+use integration::harness::{admin_get, eventually, find_named, free_port, repo_root};
 use integration::wire::Request;
 use integration::Sidecar;
 use serde_json::{json, Value};
@@ -40,19 +40,9 @@ struct Ports {
     admin: u16,
 }
 
-/// Finds the object whose `"name"` is `name`, anywhere in `v`.
+/// The object named `name` in the multi config.
 fn named<'a>(v: &'a mut Value, name: &str) -> &'a mut Value {
-    fn find<'a>(v: &'a mut Value, name: &str) -> Option<&'a mut Value> {
-        if v.get("name").and_then(Value::as_str) == Some(name) {
-            return Some(v);
-        }
-        match v {
-            Value::Object(map) => map.values_mut().find_map(|c| find(c, name)),
-            Value::Array(items) => items.iter_mut().find_map(|c| find(c, name)),
-            _ => None,
-        }
-    }
-    find(v, name).unwrap_or_else(|| panic!("{name} in the multi config"))
+    find_named(v, name).unwrap_or_else(|| panic!("{name} in the multi config"))
 }
 
 /// The shipped multi-protocol config with this test's ports, the Bolt app at `bolt_app`

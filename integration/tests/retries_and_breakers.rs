@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use integration::client::{BoltClient, ClientOptions};
+use integration::client::BoltClient;
 use integration::echo::{EchoOptions, EchoServer, HOLD_HEADER};
-use integration::harness::{cluster_counter, eventually};
+use integration::harness::{cluster_counter, counted_client, eventually};
 use integration::harness::{free_addr, ClusterSpec, MosnConfig, Sidecar};
 use integration::wire::Request;
 use serde_json::{json, Value};
@@ -72,16 +72,7 @@ impl Proxy {
     }
 
     async fn client(&self) -> BoltClient {
-        BoltClient::connect_with(
-            self.listen,
-            ClientOptions {
-                first_id: 1_000_000,
-                call_timeout: Duration::from_secs(20),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .expect("connect")
+        counted_client(self.listen).await
     }
 }
 

@@ -12,10 +12,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration::client::{BoltClient, ClientOptions};
+use integration::client::BoltClient;
 use integration::dns::DnsServer;
 use integration::echo::{EchoServer, HOLD_HEADER};
-use integration::harness::{cluster_counter, eventually, free_addr, MosnConfig, Sidecar};
+use integration::harness::{
+    cluster_counter, counted_client, eventually, free_addr, MosnConfig, Sidecar,
+};
 use integration::wire::Request;
 use serde_json::json;
 
@@ -79,16 +81,7 @@ impl Proxy {
     }
 
     async fn client(&self) -> BoltClient {
-        BoltClient::connect_with(
-            self.listen,
-            ClientOptions {
-                first_id: 1_000_000,
-                call_timeout: Duration::from_secs(20),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .expect("connect")
+        counted_client(self.listen).await
     }
 }
 

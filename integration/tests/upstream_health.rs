@@ -9,10 +9,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use integration::client::{BoltClient, ClientOptions};
+use integration::client::BoltClient;
 use integration::echo::EchoServer;
 use integration::harness::{admin_get, admin_request, free_addr, ClusterSpec, MosnConfig, Sidecar};
-use integration::harness::{cluster_counter, eventually, host_counter};
+use integration::harness::{cluster_counter, counted_client, eventually, host_counter};
 use serde_json::{json, Value};
 
 const SERVICE: &str = "com.alipay.test.TestService:1.0";
@@ -61,16 +61,7 @@ impl Proxy {
     }
 
     async fn client(&self) -> BoltClient {
-        BoltClient::connect_with(
-            self.listen,
-            ClientOptions {
-                first_id: 1_000_000,
-                call_timeout: Duration::from_secs(20),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .expect("connect")
+        counted_client(self.listen).await
     }
 }
 

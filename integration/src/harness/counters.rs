@@ -24,3 +24,19 @@ pub async fn cluster_counter(admin: SocketAddr, cluster: &str, key: &str) -> Opt
 pub async fn host_counter(admin: SocketAddr, cluster: &str, host: &str, key: &str) -> Option<u64> {
     upstream(admin).await[format!("upstream.host.{cluster}.{host}")][key].as_u64()
 }
+
+/// A Bolt client for tests that count on the sidecar's counters: ids from 1,000,000 (apart
+/// from the sidecar's own upstream ids in logs) and a 20 s call timeout (calls held by the
+/// app, or waiting on a retry, outlive the default 5 s).
+pub async fn counted_client(addr: SocketAddr) -> crate::client::BoltClient {
+    crate::client::BoltClient::connect_with(
+        addr,
+        crate::client::ClientOptions {
+            first_id: 1_000_000,
+            call_timeout: std::time::Duration::from_secs(20),
+            ..crate::client::ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}

@@ -401,6 +401,19 @@ impl MosnConfig {
     }
 }
 
+/// The object whose `"name"` is `name`, anywhere in `doc` (a listener, cluster or router of a
+/// config read from a file), depth first.
+pub fn find_named<'a>(doc: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    if doc.get("name").and_then(Value::as_str) == Some(name) {
+        return Some(doc);
+    }
+    match doc {
+        Value::Object(map) => map.values_mut().find_map(|c| find_named(c, name)),
+        Value::Array(items) => items.iter_mut().find_map(|c| find_named(c, name)),
+        _ => None,
+    }
+}
+
 /// Sets the value at JSON pointer `pointer` (e.g. `/cluster_manager/clusters/0/keepalive`),
 /// creating missing object keys on the way. Returns false when the path runs through a
 /// non-object or an array index that does not exist.
