@@ -8,6 +8,7 @@ PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/dubbo.wasm $(PLUGIN_DIR)/misbeh
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
 .PHONY: all run test plugins wasm-target build build-release peers dubbo-peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
+.PHONY: filters lint-filters
 
 all: build
 
@@ -16,6 +17,7 @@ help:
 	@echo "make test    lint + all tests (unit, plugin, integration, real SOFA peers)"
 	@echo "make bench   codec micro-benchmark + end-to-end benchmark (writes bench-results/)"
 	@echo "make plugins build the Wasm codec plugins into $(PLUGIN_DIR)"
+	@echo "make filters build the proxy-wasm filter plugins (filters/) into $(FILTER_WASM_DIR)"
 	@echo "make dubbo-peers build the Apache Dubbo test peers (Java 17 + Maven)"
 	@echo "make layers  check every crate for import cycles and imports against layers.txt"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each (cargo-fuzz, nightly)"
@@ -27,6 +29,23 @@ wasm-target:
 
 plugins: wasm-target
 	$(CARGO) build --target $(WASM_TARGET) --profile plugin -p bolt -p dubbo -p misbehave
+
+# proxy-wasm stream filter plugins (filters/: a workspace of its own, see filters/README.md),
+# built into target/filters and copied to stable paths ($(FILTER_WASM_DIR)/filter_<name>.wasm);
+# filters/check_wasm.py then checks the exports every host needs.
+FILTER_TARGET_DIR := target/filters
+FILTER_WASM_DIR := $(FILTER_TARGET_DIR)/wasm
+FILTER_NAMES := add_header deny count pause noop misbehave unknown_import abi010
+
+filters: wasm-target
+	$(CARGO) build --manifest-path filters/Cargo.toml --target $(WASM_TARGET) --release --target-dir $(FILTER_TARGET_DIR)
+	mkdir -p $(FILTER_WASM_DIR)
+	for f in $(FILTER_NAMES); do cp $(FILTER_TARGET_DIR)/$(WASM_TARGET)/release/filter_$$f.wasm $(FILTER_WASM_DIR)/; done
+	python3 filters/check_wasm.py $(FILTER_WASM_DIR)/*.wasm
+
+lint-filters: wasm-target
+	$(CARGO) fmt --manifest-path filters/Cargo.toml --all -- --check
+	$(CARGO) clippy --manifest-path filters/Cargo.toml --target $(WASM_TARGET) --target-dir $(FILTER_TARGET_DIR) -- -D warnings
 
 build: plugins
 	$(CARGO) build --workspace --bins
