@@ -8,7 +8,7 @@ PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/dubbo.wasm $(PLUGIN_DIR)/misbeh
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
 .PHONY: all run test plugins wasm-target build build-release peers dubbo-peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
-.PHONY: filters lint-filters
+.PHONY: filters lint-filters test-filters
 
 all: build
 
@@ -42,6 +42,10 @@ filters: wasm-target
 	mkdir -p $(FILTER_WASM_DIR)
 	for f in $(FILTER_NAMES); do cp $(FILTER_TARGET_DIR)/$(WASM_TARGET)/release/filter_$$f.wasm $(FILTER_WASM_DIR)/; done
 	python3 filters/check_wasm.py $(FILTER_WASM_DIR)/*.wasm
+
+# The filter modules in a minimal proxy-wasm host in Node (filters/smoke_test.mjs).
+test-filters: filters
+	node filters/smoke_test.mjs $(FILTER_WASM_DIR)
 
 lint-filters: wasm-target
 	$(CARGO) fmt --manifest-path filters/Cargo.toml --all -- --check
