@@ -5,8 +5,9 @@
 //   node filters/smoke_test.mjs [dir]
 // It is a check of the guests, not a reference host: only the hostcalls these filters use do
 // anything; every other proxy-wasm import answers Unimplemented (12).
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
+import { WASI } from "node:wasi";
 import assert from "node:assert/strict";
 
 const dir = process.argv[2] ?? "target/filters/wasm";
@@ -32,7 +33,8 @@ class Shared {
 
 /** One VM: a module instance plus the host state its hostcalls see. */
 class Vm {
-  constructor(file, { config = null, shared = new Shared(), omit = [], reenter = false } = {}) {
+  constructor(file, { config = null, shared = new Shared(), omit = [], reenter = false,
+    realWasi = false } = {}) {
     this.config = config; this.shared = shared; this.reenter = reenter;
     this.logs = []; this.maps = [[], [], [], []]; this.local = null; this.tick = null;
     this.effective = 0; this.resumed = []; this.live = new Set();
@@ -108,15 +110,20 @@ class Vm {
       get: (_, name) => name === "proc_exit" ? (c) => { throw new Error(`proc_exit(${c})`); }
         : name === "fd_write" ? () => BAD_ARGUMENT : (..._args) => 52 /* ENOSYS */,
     });
+    // The Go runtime needs working WASI calls (clock, random, args, environment) to start.
+    const node = realWasi ? new WASI({ version: "preview1", args: [], env: {} }) : null;
     const module = new WebAssembly.Module(readFileSync(file));
-    this.instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi });
+    this.instance = new WebAssembly.Instance(module,
+      { env, wasi_snapshot_preview1: node ? node.wasiImport : wasi });
     this.exports = this.instance.exports; this.memory = this.exports.memory;
     this.alloc = this.exports.proxy_on_memory_allocate ?? this.exports.malloc;
+    this.wasi = node;
   }
   mem() { return new Uint8Array(this.memory.buffer); }
   /** _initialize, root context 1, vm start, configure; returns configure's answer. */
   start() {
-    this.exports._initialize();
+    if (this.wasi) this.wasi.initialize(this.instance); // calls _initialize
+    else this.exports._initialize();
     this.exports.proxy_on_context_create(1, 0); this.live.add(1); this.effective = 1;
     assert.equal(this.exports.proxy_on_vm_start(1, 0), 1);
     return this.exports.proxy_on_configure(1, this.config ? this.config.length : 0);
@@ -137,6 +144,7 @@ class Vm {
 }
 
 const file = (n) => `${dir}/filter_${n}.wasm`;
+const goFile = `${dir}/go_add_header.wasm`;
 const tests = {
   add_header() {
     let vm = new Vm(file("add_header"));
@@ -242,6 +250,19 @@ const tests = {
     vm.finish(2);
     assert.ok(vm.exports.malloc(64) > 0);
   },
+  go_add_header() {
+    if (!existsSync(goFile)) return "skipped (no go_add_header.wasm)";
+    const vm = new Vm(goFile, { realWasi: true });
+    assert.equal(vm.start(), 1);
+    for (let id = 2; id < 200; id++) {
+      assert.equal(vm.request(id, [["service", "demo"]]), 0);
+      assert.equal(vm.header(0, "x-go-filter"), "1");
+      assert.equal(vm.response(id), 0);
+      vm.finish(id);
+    }
+    const p = vm.alloc(1 << 20); assert.ok(p > 0);
+    vm.mem().fill(7, p, p + (1 << 20));
+  },
 };
 
 const { isMainThread, workerData } = await import("node:worker_threads");
@@ -251,7 +272,7 @@ if (!isMainThread && workerData === "loop") {
 } else {
   let failed = 0;
   for (const [name, test] of Object.entries(tests)) {
-    try { await test(); console.log(`ok   ${name}`); }
+    try { const note = await test(); console.log(`ok   ${name}${note ? ` ${note}` : ""}`); }
     catch (e) { failed++; console.log(`FAIL ${name}: ${e.stack}`); }
   }
   console.log(`${Object.keys(tests).length - failed} passed, ${failed} failed`);

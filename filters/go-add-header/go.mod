@@ -1,0 +1,3 @@
+module sidecar/filters/go-add-header
+
+go 1.24
