@@ -254,7 +254,7 @@ const tests = {
     if (!existsSync(goFile)) return "skipped (no go_add_header.wasm)";
     const vm = new Vm(goFile, { realWasi: true });
     assert.equal(vm.start(), 1);
-    for (let id = 2; id < 200; id++) {
+    for (let id = 2; id < 202; id++) {
       assert.equal(vm.request(id, [["service", "demo"]]), 0);
       assert.equal(vm.header(0, "x-go-filter"), "1");
       assert.equal(vm.response(id), 0);
