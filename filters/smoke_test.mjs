@@ -26,6 +26,37 @@ const HOSTCALLS = [
   "proxy_define_metric", "proxy_get_metric", "proxy_record_metric", "proxy_increment_metric",
 ];
 
+function uleb(bytes, at) {
+  let value = 0, shift = 0, b;
+  do { b = bytes[at++]; value += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
+  return [value, at];
+}
+function encodeUleb(value) {
+  const out = [];
+  do { let b = value & 0x7f; value = Math.floor(value / 128); if (value) b |= 0x80; out.push(b); }
+  while (value);
+  return out;
+}
+
+/** The module with its (single, defined) memory given a maximum of `pages` 64 KiB pages. */
+function limitMemory(bytes, pages) {
+  let at = 8;
+  while (at < bytes.length) {
+    const id = bytes[at];
+    const [size, body] = uleb(bytes, at + 1);
+    if (id === 5) {
+      const [count, limits] = uleb(bytes, body);
+      assert.equal(count, 1); assert.equal(bytes[limits] & 1, 0, "memory already has a maximum");
+      const [min] = uleb(bytes, limits + 1);
+      const section = [1, 1, ...encodeUleb(min), ...encodeUleb(pages)];
+      return Buffer.concat([bytes.subarray(0, at), Buffer.from([5, ...encodeUleb(section.length),
+        ...section]), bytes.subarray(body + size)]);
+    }
+    at = body + size;
+  }
+  throw new Error("no memory section");
+}
+
 /** Shared between every VM of one test, like a host's shared data and metrics. */
 class Shared {
   constructor() { this.data = new Map(); this.nextCas = 1; this.metrics = []; this.casFailures = 0; }
@@ -34,7 +65,7 @@ class Shared {
 /** One VM: a module instance plus the host state its hostcalls see. */
 class Vm {
   constructor(file, { config = null, shared = new Shared(), omit = [], reenter = false,
-    realWasi = false } = {}) {
+    realWasi = false, maxPages = 0 } = {}) {
     this.config = config; this.shared = shared; this.reenter = reenter;
     this.logs = []; this.maps = [[], [], [], []]; this.local = null; this.tick = null;
     this.effective = 0; this.resumed = []; this.live = new Set();
@@ -106,13 +137,27 @@ class Vm {
     });
     for (const name of omit) delete env[name];
     if (!omit.length) env.proxy_no_such_hostcall = (x) => x;
-    const wasi = new Proxy({}, {
-      get: (_, name) => name === "proc_exit" ? (c) => { throw new Error(`proc_exit(${c})`); }
-        : name === "fd_write" ? () => BAD_ARGUMENT : (..._args) => 52 /* ENOSYS */,
-    });
+    // The WASI calls the Rust modules import: an empty environment, stderr output kept in
+    // this.stderr, proc_exit as an error.
+    this.stderr = "";
+    const wasi = {
+      environ_sizes_get: (countp, sizep) => { u32(countp, 0); u32(sizep, 0); return 0; },
+      environ_get: () => 0,
+      fd_write: (fd, iovs, n, writtenp) => {
+        const view = new DataView(this.memory.buffer); let total = 0;
+        for (let i = 0; i < n; i++) {
+          const p = view.getUint32(iovs + i * 8, true), len = view.getUint32(iovs + i * 8 + 4, true);
+          this.stderr += text(p, len); total += len;
+        }
+        u32(writtenp, total); return 0;
+      },
+      proc_exit: (code) => { throw new Error(`proc_exit(${code})`); },
+    };
     // The Go runtime needs working WASI calls (clock, random, args, environment) to start.
     const node = realWasi ? new WASI({ version: "preview1", args: [], env: {} }) : null;
-    const module = new WebAssembly.Module(readFileSync(file));
+    let bytes = readFileSync(file);
+    if (maxPages) bytes = limitMemory(bytes, maxPages);
+    const module = new WebAssembly.Module(bytes);
     this.instance = new WebAssembly.Instance(module,
       { env, wasi_snapshot_preview1: node ? node.wasiImport : wasi });
     this.exports = this.instance.exports; this.memory = this.exports.memory;
@@ -224,7 +269,13 @@ const tests = {
     assert.equal(vm.start(), 1); assert.equal(vm.request(2), 0);
     assert.throws(() => vm.request(3, [["x-misbehave", ""]]), /unreachable/);
     assert.equal(new Vm(file("misbehave"), { config: '{"mode": "bogus"}' }).start(), 0);
-    // oom is not run here: it grows linear memory to the host's limit (4 GiB in V8).
+    // oom grows linear memory up to the host's limit: here the module's memory is given a
+    // maximum of 64 MiB, so the allocation failure (an abort, a trap) comes quickly.
+    const oom = new Vm(file("misbehave"), { config: '{"mode": "oom"}', maxPages: 1024 });
+    assert.equal(oom.start(), 1); assert.equal(oom.request(2), 0);
+    assert.throws(() => oom.request(3, [["x-misbehave", "1"]]), WebAssembly.RuntimeError);
+    assert.match(oom.stderr, /memory allocation of \d+ bytes failed/);
+    assert.ok(oom.memory.buffer.byteLength > 60 * 2 ** 20, "memory did not grow to the limit");
   },
   async misbehave_loop() {
     const worker = new Worker(new URL(import.meta.url), { workerData: "loop", argv: [dir] });
