@@ -146,6 +146,14 @@ pub enum LoadError {
         /// Other `proxy_abi*` markers found, formatted for the message (may be empty).
         found: String,
     },
+    /// A filter module exports no proxy-wasm ABI version the host speaks.
+    #[error("plugin {plugin}: not a proxy-wasm filter this host runs: it exports no {} (found: {found})", crate::filter::AbiVersion::MARKERS)]
+    FilterAbi {
+        /// The plugin name.
+        plugin: String,
+        /// The `proxy_abi*` exports it has, or `none`.
+        found: String,
+    },
     /// A required export (ABI §3) is absent.
     #[error("plugin {plugin}: missing export {name}")]
     MissingExport {

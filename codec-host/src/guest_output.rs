@@ -27,6 +27,11 @@ impl GuestOutput {
         }
     }
 
+    /// The plugin's name.
+    pub(crate) fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
     /// Forgets the previous call's output.
     pub(crate) fn begin_call(&mut self) {
         self.call_text.clear();

@@ -11,10 +11,10 @@ mod env;
 pub(crate) mod guest_memory;
 mod header_map;
 pub(crate) mod host_state;
-mod log;
+pub(crate) mod log;
 mod property;
-mod table;
-mod time;
+pub(crate) mod table;
+pub(crate) mod time;
 mod unimplemented;
 mod wasi;
 
@@ -23,6 +23,11 @@ use table::Namespace;
 
 /// Every namespace the host provides.
 const NAMESPACES: &[&Namespace] = &[&env::ENV, &wasi::WASI];
+
+/// The WASI function `module.name` (either WASI module name), shared with filter modules.
+pub(crate) fn find_wasi(module: &str, name: &str) -> Option<&'static Import> {
+    wasi::WASI.get(module, name)
+}
 
 /// The import `module.name` as the host provides it, or `None` if it provides no such
 /// import.

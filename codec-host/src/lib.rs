@@ -1,6 +1,7 @@
 //! Hosts protocol codecs for the sidecar: MOSN x-protocol Wasm plugins (ABI
 //! `proxy_abi_mosn_version_0_2_0`) on wasmer, and native codecs built from the same protocol
-//! code, behind one protocol-neutral [`Codec`] API.
+//! code, behind one protocol-neutral [`Codec`] API; and proxy-wasm stream filters
+//! ([`filter`]) on the same engine and limits.
 //!
 //! ```no_run
 //! use codec_host::{Codec, Limits, Plugin, PluginConfig};
@@ -32,6 +33,7 @@ mod compile;
 mod contexts;
 pub mod error;
 mod factory;
+pub mod filter;
 mod frame_slices;
 mod guest_exports;
 mod guest_output;

@@ -245,7 +245,7 @@ fn with_host_limits(
 }
 
 /// Lower-case hex MD5 of `bytes`.
-fn hex_md5(bytes: &[u8]) -> String {
+pub(crate) fn hex_md5(bytes: &[u8]) -> String {
     Md5::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -257,7 +257,7 @@ const WASM_MAGIC: &[u8] = b"\0asm";
 
 /// Whether `bytes` could be the WebAssembly text format (what tests and hand-written
 /// plugins use): UTF-8 whose first token, after whitespace and `;;` comments, is `(`.
-fn looks_like_wat(bytes: &[u8]) -> bool {
+pub(crate) fn looks_like_wat(bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return false;
     };
@@ -272,7 +272,7 @@ fn looks_like_wat(bytes: &[u8]) -> bool {
 }
 
 /// What a file that is not a module starts with, for the error message.
-fn describe_header(bytes: &[u8]) -> String {
+pub(crate) fn describe_header(bytes: &[u8]) -> String {
     match bytes {
         [] => "an empty file".to_owned(),
         [0x7f, b'E', b'L', b'F', ..] => "an ELF executable".to_owned(),

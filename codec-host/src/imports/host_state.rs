@@ -26,6 +26,8 @@ pub(crate) struct HostState {
     pub(crate) result: CallResult,
     /// The guest's log and stdout/stderr output, and the last words of the current call.
     pub(crate) output: GuestOutput,
+    /// A filter instance's state (`None` for a codec instance).
+    pub(crate) filter: Option<Box<crate::filter::state::FilterState>>,
 }
 
 impl HostState {
@@ -38,6 +40,7 @@ impl HostState {
             plugin_config,
             result: CallResult::default(),
             output: GuestOutput::new(name),
+            filter: None,
         }
     }
 }
