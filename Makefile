@@ -8,7 +8,7 @@ PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/dubbo.wasm $(PLUGIN_DIR)/misbeh
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
 .PHONY: all run test plugins wasm-target build build-release peers dubbo-peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
-.PHONY: filters lint-filters test-filters
+.PHONY: filters lint-filters
 
 all: build
 
@@ -47,10 +47,6 @@ filters: wasm-target
 	$(GO_FILTER_BUILD) -o $(abspath $(FILTER_WASM_DIR))/go_add_header.wasm .
 	python3 filters/check_wasm.py $(FILTER_WASM_DIR)/*.wasm
 
-# The filter modules in a minimal proxy-wasm host in Node (filters/smoke_test.mjs).
-test-filters: filters
-	node filters/smoke_test.mjs $(FILTER_WASM_DIR)
-
 lint-filters: wasm-target
 	$(CARGO) fmt --manifest-path filters/Cargo.toml --all -- --check
 	$(CARGO) clippy --manifest-path filters/Cargo.toml --target $(WASM_TARGET) --target-dir $(FILTER_TARGET_DIR) -- -D warnings
@@ -84,7 +80,7 @@ run: build
 	echo "demo backend (bolt-echo) on 127.0.0.1:12199; sidecar on :2045 (client side) and :2046 (server side)"; \
 	target/debug/sidecar start -c $(CONFIG)
 
-lint: layers
+lint: layers lint-filters
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -100,7 +96,7 @@ layers:
 # The tests run inside `tools/services.sh run`: it starts Redis and the rate limit service on
 # free loopback ports, passes their addresses (RATELIMIT_ADDR, ...) and stops both afterwards,
 # also when a test fails.
-unit: plugins peers dubbo-peers services
+unit: plugins filters peers dubbo-peers services
 	python3 -m unittest tools/test_check_layers.py
 	tools/services.sh run -- $(CARGO) test --workspace
 

@@ -287,6 +287,20 @@ impl Frame {
         &mut self.headers
     }
 
+    /// Lends the header map out to an editor that reports whether it changed anything
+    /// (a proxy-wasm filter); give it back with [`Frame::restore_headers`]. Until then the
+    /// frame has an empty map.
+    pub fn take_headers(&mut self) -> HeaderMap {
+        std::mem::take(&mut self.headers)
+    }
+
+    /// Gives back the map taken with [`Frame::take_headers`]; `changed` marks the headers
+    /// changed (as [`Frame::headers_mut`] does), so encode sends the new ones.
+    pub fn restore_headers(&mut self, headers: HeaderMap, changed: bool) {
+        self.headers = headers;
+        self.headers_changed |= changed;
+    }
+
     /// True once [`Frame::headers_mut`] was called.
     pub fn headers_changed(&self) -> bool {
         self.headers_changed

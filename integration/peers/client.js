@@ -2,7 +2,7 @@
 // A real SOFA Bolt client (sofa-rpc-node) running one scenario for the sidecar's end-to-end tests.
 //
 // Usage: node client.js <scenario> [arg] --server host:port [--hessian draft|4.0] [--timeout ms]
-//                       [--concurrency C] [--breaker on|off]
+//                       [--concurrency C] [--breaker on|off] [--version V]
 // Scenarios (one RpcClient, so one TCP connection to --server):
 //   seq N         N sequential echo calls; each must return its argument
 //   concurrent N  N echo calls in flight at once on the one connection
@@ -18,6 +18,8 @@
 //                 successes, errors and the longest call, plus the Bolt status of every response
 //                 received (statuses, error_responses); prints {"progress":...} lines every 200 ms
 // stdout: one JSON result line {"scenario":...,"ok":bool,...}; exit status 0 iff ok.
+// --version calls com.alipay.test.TestService:V (default 1.0; the server also has 2.0), which
+// is the `service` value in each request's Bolt header map.
 // --breaker off forces sofa-rpc-node's client-side circuit breaker closed (it would otherwise
 // block calls for 5 s after a burst of errors, hiding what the server side does).
 
@@ -31,6 +33,7 @@ const opts = parseArgs(process.argv.slice(2), {
   timeout: '3000',
   concurrency: '16',
   breaker: 'on',
+  version: '1.0',
 });
 
 if (opts.hessian === '4.0') {
@@ -76,7 +79,7 @@ class Peer {
     this.client.on('error', () => {}); // socket errors also surface as failed calls
     this.consumer = this.client.createConsumer({
       interfaceName: 'com.alipay.test.TestService',
-      version: '1.0',
+      version: opts.version,
       serverHost: opts.server,
       responseTimeout,
     });

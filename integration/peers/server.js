@@ -1,16 +1,19 @@
 'use strict';
 // A real SOFA Bolt server (sofa-rpc-node) for the sidecar's end-to-end tests.
 //
-// Usage: node server.js [--port N] [--hessian draft|4.0] [--max-idle-ms N]
+// Usage: node server.js [--port N] [--hessian draft|4.0] [--max-idle-ms N] [--report-headers on]
 //   --port         listen port on 127.0.0.1 (default $PORT or 12199; 0 picks a free one)
 //   --hessian      Hessian dialect: 'draft' (sofa-rpc-node's default, Hessian 2.0 draft) or '4.0'
 //   --max-idle-ms  close a connection after this long without reads (sofa-rpc-node default 90000)
+//   --report-headers on  print every request's Bolt header map as it arrived on the wire
 //
-// Service com.alipay.test.TestService:1.0 with echo(x), throwError(), slow(ms).
+// Service com.alipay.test.TestService, versions 1.0 and 2.0 alike, with echo(x), throwError(),
+// slow(ms).
 // stdout: first the line `listening <port>`, then one JSON object per line:
 //   {"event":"connection","remote":"127.0.0.1:p"}
 //   {"event":"heartbeat","remote":"...","id":N,"count":K}   (a bolt heartbeat request arrived)
 //   {"event":"close","remote":"...","requests":R,"heartbeats":K}
+//   {"event":"request_headers","remote":"...","id":N,"headers":{...}}   (with --report-headers on)
 // Set PEER_DEBUG=1 to get the library's own logs on stderr.
 
 const net = require('net');
@@ -20,7 +23,9 @@ const opts = parseArgs(process.argv.slice(2), {
   port: process.env.PORT || '12199',
   hessian: 'draft',
   'max-idle-ms': '90000',
+  'report-headers': 'off',
 });
+const { HeaderTap } = require('./header_tap');
 
 // The dialect is a process-wide switch inside sofa-bolt-node; set it before anything encodes.
 if (opts.hessian === '4.0') {
@@ -67,6 +72,9 @@ server.on('connection', conn => {
   let heartbeats = 0;
   let requests = 0;
   emit({ event: 'connection', remote });
+  if (opts['report-headers'] === 'on') {
+    new HeaderTap(conn.socket, (headers, id) => emit({ event: 'request_headers', remote, id, headers }));
+  }
   conn._decoder.on('heartbeat', hb => {
     heartbeats += 1;
     emit({ event: 'heartbeat', remote, id: hb.packetId, count: heartbeats });
@@ -77,7 +85,7 @@ server.on('connection', conn => {
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
-server.addService({ interfaceName: 'com.alipay.test.TestService', version: '1.0' }, {
+const testService = {
   async echo(x) {
     return x;
   },
@@ -88,7 +96,10 @@ server.addService({ interfaceName: 'com.alipay.test.TestService', version: '1.0'
     await sleep(Number(ms));
     return ms;
   },
-});
+};
+for (const version of [ '1.0', '2.0' ]) {
+  server.addService({ interfaceName: 'com.alipay.test.TestService', version }, testService);
+}
 
 server.start().then(() => {
   process.stdout.write(`listening ${server.publishPort}\n`);

@@ -6,11 +6,9 @@
 //! `make peers` (or `npm ci` in integration/peers). Every child process is bounded by a deadline
 //! and killed on drop; nothing here measures time.
 
-use std::fs;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
-use integration::harness::{find_named, free_port, repo_root};
+use integration::harness::find_named;
 use integration::Sidecar;
 use serde_json::{json, Value};
 
@@ -20,67 +18,6 @@ use sofa_peers::*;
 
 // ---------------------------------------------------------------------------------------------
 // The sidecar
-
-/// Where the two sidecar listeners and the app server live in one test.
-struct Ports {
-    client_listener: u16,
-    server_listener: u16,
-    app_server: u16,
-}
-
-impl Ports {
-    fn new() -> Self {
-        let port = || free_port().expect("a free loopback port");
-        Ports {
-            client_listener: port(),
-            server_listener: port(),
-            app_server: port(),
-        }
-    }
-}
-
-fn set_cluster_host(config: &mut Value, cluster: &str, port: u16) -> Result<()> {
-    let c = find_named(config, cluster).with_context(|| format!("cluster {cluster} in config"))?;
-    let hosts = c["hosts"]
-        .as_array_mut()
-        .with_context(|| format!("{cluster}.hosts"))?;
-    ensure!(hosts.len() == 1, "{cluster} should have one host");
-    hosts[0]["address"] = json!(format!("127.0.0.1:{port}"));
-    Ok(())
-}
-
-/// configs/mosn_rpc_config_wasm.json with this test's ports (admin on a free port too), and
-/// `keepalive` in serverCluster when given.
-fn sidecar_config(ports: &Ports, keepalive: Option<Value>) -> Result<Value> {
-    let path = repo_root().join("configs/mosn_rpc_config_wasm.json");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut config: Value = serde_json::from_str(&text)?;
-    for (listener, port) in [
-        ("clientListener", ports.client_listener),
-        ("serverListener", ports.server_listener),
-    ] {
-        let l =
-            find_named(&mut config, listener).with_context(|| format!("listener {listener}"))?;
-        l["address"] = json!(format!("127.0.0.1:{port}"));
-    }
-    set_cluster_host(&mut config, "clientCluster", ports.server_listener)?;
-    set_cluster_host(&mut config, "serverCluster", ports.app_server)?;
-    if let Some(keepalive) = keepalive {
-        find_named(&mut config, "serverCluster").context("serverCluster")?["keepalive"] = keepalive;
-    }
-    if let Some(admin) = config.pointer_mut("/admin/address/socket_address") {
-        admin["port_value"] = json!(free_port()?);
-    }
-    let plugin = config
-        .pointer("/wasm_global_plugins/0/vm_config/path")
-        .and_then(Value::as_str)
-        .context("wasm_global_plugins[0].vm_config.path")?;
-    ensure!(
-        repo_root().join(plugin).is_file(),
-        "the Bolt plugin {plugin} is missing: run `make plugins`"
-    );
-    Ok(config)
-}
 
 /// The real sidecar binary (target/debug/sidecar) with both listeners, ready to accept.
 fn start_sidecar(ports: &Ports, keepalive: Option<Value>) -> Sidecar {

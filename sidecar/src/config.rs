@@ -48,8 +48,8 @@ pub use error::{ConfigError, ConfigWarning, Invalid};
 pub use filter::{
     DescriptorConfig, DescriptorEntryConfig, EntrySource, FaultAbort, FaultConfig, FaultDelay,
     FlowControlConfig, FlowLimit, FlowRuleConfig, GlobalRateLimitConfig, LimitKeyPart,
-    StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY, DEFAULT_RATE_LIMIT_STATUS,
-    DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
+    ProxyWasmConfig, StreamFilterConfig, DEFAULT_ACTION_STATUS, DEFAULT_LIMIT_KEY,
+    DEFAULT_RATE_LIMIT_STATUS, DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
 };
 pub use health::{
     HealthCheckConfig, HealthCheckKind, OutlierDetectionConfig, DEFAULT_BASE_EJECTION_TIME,
@@ -192,8 +192,14 @@ impl Config {
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect();
-        let parsed =
-            server::parse_server(server_item, &codecs, &cluster_index, ctx, &mut warnings)?;
+        let parsed = server::parse_server(
+            server_item,
+            &codecs,
+            &cluster_index,
+            &plugins,
+            ctx,
+            &mut warnings,
+        )?;
 
         for key in [
             "tracing",

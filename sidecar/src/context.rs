@@ -72,6 +72,9 @@ pub struct WorkerContext {
     pub load: Rc<WorkerLoad>,
     /// This worker's counters and histograms (its shard of the process's stats).
     pub stats: Arc<WorkerStats>,
+    /// This worker's side of each listener's `proxywasm` filters (index-aligned with
+    /// `plan.listeners`, each in config order).
+    pub wasm_filters: Vec<Vec<Rc<crate::filter::WorkerWasmFilter>>>,
 }
 
 impl WorkerContext {
@@ -123,8 +126,14 @@ impl WorkerContext {
                 codec,
             });
         }
+        let wasm_filters = plan
+            .listeners
+            .iter()
+            .map(|l| l.wasm_filters.iter().map(|f| f.worker()).collect())
+            .collect();
         Ok(WorkerContext {
             index,
+            wasm_filters,
             load: plan.overload.worker(index),
             plan,
             codecs,

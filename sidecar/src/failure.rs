@@ -24,6 +24,9 @@ pub enum Failure {
     HeaderDecode,
     /// The codec failed to encode the request toward upstream (500).
     EncodeFailed,
+    /// A proxy-wasm stream filter failed on the request (trapped, ran out of CPU, or its
+    /// instance could not be started): 500.
+    FilterFailed,
     /// A stream filter ended the request (a local limit, an injected abort); the code is the
     /// filter's configured status.
     Rejected(Rejection),
@@ -49,6 +52,8 @@ pub enum RejectReason {
     /// A fleet-wide limit kept by the rate limit service, or the service unavailable with
     /// `failure_mode_deny` (`rateLimit`).
     GlobalRateLimited,
+    /// A proxy-wasm filter answered the request itself (`proxy_send_local_response`).
+    FilterLocalResponse,
 }
 
 impl Failure {
@@ -67,7 +72,7 @@ impl Failure {
         match self {
             Failure::NoRoute => 404,
             Failure::NoHealthyHost | Failure::ConnectFailed => 502,
-            Failure::UpstreamClosed | Failure::EncodeFailed => 500,
+            Failure::UpstreamClosed | Failure::EncodeFailed | Failure::FilterFailed => 500,
             Failure::Timeout => 504,
             Failure::Overflow => 503,
             Failure::HeaderDecode => 2,
@@ -87,6 +92,7 @@ impl fmt::Display for Failure {
             Failure::Overflow => "circuit breaker overflow",
             Failure::HeaderDecode => "request header decode error",
             Failure::EncodeFailed => "request encode failure",
+            Failure::FilterFailed => "stream filter failure",
             Failure::Rejected(Rejection {
                 reason: RejectReason::RateLimited,
                 ..
@@ -99,6 +105,10 @@ impl fmt::Display for Failure {
                 reason: RejectReason::GlobalRateLimited,
                 ..
             }) => "over a global rate limit",
+            Failure::Rejected(Rejection {
+                reason: RejectReason::FilterLocalResponse,
+                ..
+            }) => "answered by a stream filter",
         };
         f.write_str(s)
     }

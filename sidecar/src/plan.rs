@@ -44,6 +44,9 @@ pub struct ListenerPlan {
     pub idle_timeout: Duration,
     /// Its stream filters (rate limits, fault injection), shared by every worker.
     pub filters: FilterChain,
+    /// Its `proxywasm` filters in config order, run after `filters` (each worker makes its
+    /// own instance).
+    pub wasm_filters: Vec<Arc<crate::filter::ProxyWasmFilter>>,
     /// On a graceful stop, send the protocol's GoAway on each connection first
     /// (`enable_bolt_goaway`).
     pub goaway_on_drain: bool,
@@ -162,6 +165,15 @@ pub enum PlanError {
         #[source]
         source: Box<codec_host::LoadError>,
     },
+    /// A `proxywasm` stream filter failed to load.
+    #[error("{json_path}: {source}")]
+    Filter {
+        /// JSON path of the filter's config.
+        json_path: String,
+        /// The load error.
+        #[source]
+        source: Box<codec_host::LoadError>,
+    },
     /// A codec's first instance does not start.
     #[error("codec {protocol}: {source}")]
     Codec {
@@ -201,6 +213,25 @@ impl Plan {
             .iter()
             .map(|l| FilterChain::build(&l.name, &l.stream_filters))
             .collect();
+        let mut wasm_filters: Vec<Vec<Arc<crate::filter::ProxyWasmFilter>>> = Vec::new();
+        for l in &config.listeners {
+            let mut loaded = Vec::new();
+            for f in &l.stream_filters {
+                if let crate::config::StreamFilterConfig::ProxyWasm(c) = f {
+                    let filter = crate::filter::ProxyWasmFilter::load(
+                        &l.name,
+                        c,
+                        config.limits.max_plugin_restarts_per_minute,
+                    )
+                    .map_err(|source| PlanError::Filter {
+                        json_path: format!("{}.vm_config.path", c.json_path),
+                        source: Box::new(source),
+                    })?;
+                    loaded.push(Arc::new(filter));
+                }
+            }
+            wasm_filters.push(loaded);
+        }
         let workers = config.server.processor.max(1);
         let read_limits = ReadLimits {
             frame_timeout: config.limits.frame_read_timeout,
@@ -255,6 +286,7 @@ impl Plan {
             filter_chains
                 .iter()
                 .flat_map(FilterChain::stats)
+                .chain(wasm_filters.iter().flatten().flat_map(|f| f.stats()))
                 .chain(detect_sources)
                 .chain([overload_stats])
                 .chain(access_logs.stats_sources()),
@@ -356,10 +388,11 @@ impl Plan {
             }
         }
         let mut listeners = Vec::new();
-        for ((l, filters), detect) in config
+        for (((l, filters), wasm_filters), detect) in config
             .listeners
             .iter()
             .zip(filter_chains)
+            .zip(wasm_filters)
             .zip(&mut detect_stats)
         {
             let table = tables.get(&l.proxy.router_config_name).cloned();
@@ -404,6 +437,7 @@ impl Plan {
                     .connection_idle_timeout
                     .unwrap_or(crate::config::DEFAULT_CONNECTION_IDLE_TIMEOUT),
                 filters,
+                wasm_filters,
                 goaway_on_drain: l.proxy.goaway_on_drain,
             });
         }

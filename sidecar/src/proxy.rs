@@ -4,7 +4,9 @@
 //! §2.6); oneway requests never get one. Each request ends in exactly one counted outcome,
 //! even when its task is dropped because the downstream went away.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use codec_host::{Frame, FrameKind};
@@ -14,7 +16,7 @@ use tracing::{debug, warn};
 use crate::access_log::{Note, Record};
 use crate::context::{DownstreamConn, WorkerCluster, WorkerContext};
 use crate::failure::Failure;
-use crate::filter::{FilterGuard, RequestView};
+use crate::filter::{FilterGuard, RequestView, WasmStream, WorkerWasmFilter};
 use crate::framed::SendError;
 use crate::plan::ListenerPlan;
 use crate::retry::{RetryPlan, RETRY_BACKOFF};
@@ -22,7 +24,8 @@ use crate::stats::{DownstreamStats, ListenerStats};
 
 /// How a request ended.
 enum Outcome {
-    Response(Frame),
+    /// The upstream's response, and the address of the host that sent it.
+    Response(Frame, Option<SocketAddr>),
     OnewayForwarded,
     Failed(Failure),
 }
@@ -106,11 +109,32 @@ impl Drop for Ledger {
     }
 }
 
+/// A call's stream contexts in the listener's `proxywasm` filters (in order) and the call's
+/// deadline; dropping it ends each stream (`proxy_on_log`, `proxy_on_done`,
+/// `proxy_on_delete`).
+#[derive(Default)]
+struct WasmCall {
+    streams: Vec<(Rc<WorkerWasmFilter>, WasmStream)>,
+    deadline: Option<Instant>,
+}
+
 async fn handle(ledger: Ledger, mut request: Frame) {
     let oneway = request.kind() == FrameKind::Oneway;
     let down_id = request.id();
     let note = ledger.note();
-    match forward(&ledger.worker, &ledger.conn, &mut request, note).await {
+    let mut wasm = WasmCall::default();
+    let outcome = forward(&ledger.worker, &ledger.conn, &mut request, note, &mut wasm).await;
+    // The response callbacks run in reverse order, as Envoy runs encoder filters.
+    let outcome = match outcome {
+        Outcome::Response(mut response, upstream) if !wasm.streams.is_empty() => {
+            match wasm_response(&wasm, &mut request, &mut response, upstream).await {
+                Ok(()) => Outcome::Response(response, upstream),
+                Err(f) => Outcome::Failed(f),
+            }
+        }
+        other => other,
+    };
+    match outcome {
         Outcome::OnewayForwarded => {
             note.oneway();
             ledger.finish(|s| s.oneway_forwarded.inc());
@@ -120,7 +144,7 @@ async fn handle(ledger: Ledger, mut request: Frame) {
             note.oneway_dropped(failure);
             ledger.finish(|s| s.record_oneway_dropped(failure));
         }
-        Outcome::Response(mut response) => {
+        Outcome::Response(mut response, _) => {
             let status = response.timeout_or_status();
             note.response(&response);
             match ledger.conn.sink().send(&mut response, down_id) {
@@ -160,11 +184,54 @@ fn hijack(ledger: Ledger, request: &Frame, failure: Failure, down_id: u64) {
     }
 }
 
+/// Runs the response callbacks of every filter the call passed, last first.
+async fn wasm_response(
+    wasm: &WasmCall,
+    request: &mut Frame,
+    response: &mut Frame,
+    upstream: Option<SocketAddr>,
+) -> Result<(), Failure> {
+    let deadline = wasm.deadline.unwrap_or_else(Instant::now);
+    for (filter, stream) in wasm.streams.iter().rev() {
+        filter
+            .on_response(stream, request, response, upstream, deadline)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs the listener's `proxywasm` filters on `request` in order, keeping each stream in
+/// `wasm` (so it ends with the call, and sees the response).
+async fn wasm_request(
+    filters: &[Rc<WorkerWasmFilter>],
+    listener: &ListenerPlan,
+    conn: &DownstreamConn,
+    cluster: &str,
+    request: &mut Frame,
+    wasm: &mut WasmCall,
+) -> Result<(), Failure> {
+    let deadline = wasm.deadline.unwrap_or_else(Instant::now);
+    let info = codec_host::filter::StreamInfo {
+        protocol: Arc::from(listener.protocols[conn.protocol].as_str()),
+        listener: Arc::from(listener.name.as_str()),
+        cluster: Arc::from(cluster),
+        source: Some(conn.peer),
+        destination: conn.local,
+        request_id: request.id(),
+    };
+    for filter in filters {
+        let stream = filter.on_request(info.clone(), request, deadline).await?;
+        wasm.streams.push((filter.clone(), stream));
+    }
+    Ok(())
+}
+
 async fn forward(
     worker: &WorkerContext,
     conn: &DownstreamConn,
     request: &mut Frame,
     note: Note<'_>,
+    wasm: &mut WasmCall,
 ) -> Outcome {
     if let Some(reason) = request.header_decode_error() {
         debug!(reason, "request header decode error");
@@ -194,6 +261,17 @@ async fn forward(
             Err(failure) => return Outcome::Failed(failure),
         }
     };
+
+    // proxy-wasm filters: after the built-in ones (limits protect before guest code runs).
+    let wasm_filters = &worker.wasm_filters[conn.listener];
+    if !wasm_filters.is_empty() {
+        wasm.deadline = Some(deadline);
+        if let Err(failure) =
+            wasm_request(wasm_filters, listener, conn, &shared.name, request, wasm).await
+        {
+            return Outcome::Failed(failure);
+        }
+    }
 
     let Some(_admission) = shared.breaker.admit() else {
         cluster.stats.counters.request_pending_overflow.inc();
@@ -268,15 +346,15 @@ async fn attempts(
         }
         let last_attempt = attempt + 1 == total;
         match result {
-            Ok(Outcome::Response(response)) if !last_attempt && retry.retries_responses() => {
+            Ok(Outcome::Response(response, addr)) if !last_attempt && retry.retries_responses() => {
                 let code = cluster.codec.borrow_mut().response_code(&response);
                 if !retry.retries_response(code) {
-                    return Outcome::Response(response);
+                    return Outcome::Response(response, addr);
                 }
                 let Some(slot) = cluster.shared.breaker.retry() else {
                     counters.request_retry_overflow.inc();
                     debug!(code, "max_retries reached; relaying the response");
-                    return Outcome::Response(response);
+                    return Outcome::Response(response, addr);
                 };
                 debug!(code, host, "retrying a response status on another host");
                 _retrying = Some(slot);
@@ -338,7 +416,7 @@ async fn try_host(
         Ok(answer) => {
             let response = answer?;
             cluster.stats.upstream_duration.observe(sent.elapsed());
-            Ok(Outcome::Response(response))
+            Ok(Outcome::Response(response, Some(upstream.addr())))
         }
         // Dropping the pending response forgot the upstream id.
         Err(_) => Err(Failure::Timeout),

@@ -111,12 +111,21 @@ counters!(
         /// Hijacks by a fleet-wide limit or an unavailable rate limit service with
         /// `failure_mode_deny` (`rateLimit`; part of `hijacked`).
         hijacked_global_rate_limited,
+        /// Hijacks answered by a proxy-wasm filter's `proxy_send_local_response` (part of
+        /// `hijacked`).
+        hijacked_filter_local_response,
+        /// Hijacks because a proxy-wasm filter failed (trap, CPU budget, no instance; part
+        /// of `hijacked`, code 500).
+        hijacked_filter_failure,
         /// Oneway requests dropped by a local limit (part of `oneway_forwarded`).
         oneway_rate_limited,
         /// Oneway requests dropped by an injected fault abort (part of `oneway_forwarded`).
         oneway_fault_aborted,
         /// Oneway requests dropped by `rateLimit` (part of `oneway_forwarded`).
         oneway_global_rate_limited,
+        /// Oneway requests dropped by a proxy-wasm filter (local response or failure; part of
+        /// `oneway_forwarded`).
+        oneway_filter_dropped,
         /// Outcome: no answer possible (downstream gone, or the codec could not build one).
         reset,
         /// Hijacks with code 404 (no route).
@@ -277,7 +286,11 @@ impl DownstreamStats {
                 RejectReason::RateLimited => self.hijacked_rate_limited.inc(),
                 RejectReason::FaultAbort => self.hijacked_fault_abort.inc(),
                 RejectReason::GlobalRateLimited => self.hijacked_global_rate_limited.inc(),
+                RejectReason::FilterLocalResponse => self.hijacked_filter_local_response.inc(),
             }
+        }
+        if failure == Failure::FilterFailed {
+            self.hijacked_filter_failure.inc();
         }
     }
 
@@ -290,7 +303,11 @@ impl DownstreamStats {
                 RejectReason::RateLimited => self.oneway_rate_limited.inc(),
                 RejectReason::FaultAbort => self.oneway_fault_aborted.inc(),
                 RejectReason::GlobalRateLimited => self.oneway_global_rate_limited.inc(),
+                RejectReason::FilterLocalResponse => self.oneway_filter_dropped.inc(),
             }
+        }
+        if failure == Failure::FilterFailed {
+            self.oneway_filter_dropped.inc();
         }
     }
 }

@@ -130,9 +130,7 @@ impl MetricKind {
 
 /// Serializes header pairs the proxy-wasm way: `u32le count`, then `u32le key_len, u32le
 /// value_len` per pair, then each key and value followed by a NUL.
-pub(crate) fn serialize_pairs<'a>(
-    pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Vec<u8> {
+pub fn serialize_pairs<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
     let pairs: Vec<(&[u8], &[u8])> = pairs.collect();
     let size: usize = 4 + pairs
         .iter()

@@ -5,6 +5,7 @@
 //! not export are not called. A trap or an exhausted budget poisons the instance: the call
 //! fails, and the owner replaces the instance (its streams' contexts are gone with it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,11 +14,24 @@ use wasmer::{FunctionEnv, Global, Imports, Instance, RuntimeError, Store, TypedF
 
 use super::abi::{buffer_type, AbiVersion, Action};
 use super::hostcalls;
-use super::plugin::FilterPlugin;
-use super::shared::QueueWaker;
+use super::shared::{FilterShared, QueueWaker};
 use super::state::{CallMaps, FilterState, LocalResponse, StreamEvent, StreamInfo, StreamProps};
-use crate::compile::{POINTS_EXHAUSTED, POINTS_REMAINING};
+use crate::compile::{CompiledModule, POINTS_EXHAUSTED, POINTS_REMAINING};
 use crate::imports::host_state::HostState;
+
+/// What an instance is made from (the plugin's parts; see `FilterPlugin::new_instance`).
+pub(crate) struct Recipe<'a> {
+    pub(crate) compiled: &'a CompiledModule,
+    pub(crate) name: Arc<str>,
+    pub(crate) vm_config: Arc<[u8]>,
+    pub(crate) plugin_config: Arc<[u8]>,
+    pub(crate) abi: AbiVersion,
+    pub(crate) root_id: u32,
+    pub(crate) vm_id: &'a str,
+    pub(crate) shared: Arc<FilterShared>,
+    /// CPU points per callback.
+    pub(crate) budget: u64,
+}
 
 /// A filter callback that failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -166,21 +180,19 @@ impl FilterInstance {
     /// start (`proxy_on_vm_start` / `proxy_on_configure` answering false) fails; a trap or
     /// CPU exhaustion there.
     pub(crate) fn new(
-        plugin: &FilterPlugin,
+        plugin: Recipe<'_>,
         waker: Option<QueueWaker>,
     ) -> Result<FilterInstance, FilterError> {
-        let compiled = plugin.compiled();
+        let compiled = plugin.compiled;
         let mut store = Store::new(compiled.engine.clone());
-        let mut host = HostState::new(
-            plugin.name_arc(),
-            plugin.vm_config().clone(),
-            plugin.plugin_config().clone(),
-        );
+        let vm_len = plugin.vm_config.len() as u32;
+        let config_len = plugin.plugin_config.len() as u32;
+        let mut host = HostState::new(plugin.name, plugin.vm_config, plugin.plugin_config);
         host.filter = Some(Box::new(FilterState::new(
-            plugin.abi(),
-            plugin.root_id(),
-            plugin.vm_id().into(),
-            plugin.shared().clone(),
+            plugin.abi,
+            plugin.root_id,
+            plugin.vm_id.into(),
+            plugin.shared,
             waker,
         )));
         let env = FunctionEnv::new(&mut store, host);
@@ -216,7 +228,7 @@ impl FilterInstance {
             .get_global(POINTS_EXHAUSTED)
             .map_err(|e| start_err("metering", e))?
             .clone();
-        let abi = plugin.abi();
+        let abi = plugin.abi;
         let ex = Exports {
             context_create: optional(&instance, &store, "proxy_on_context_create")?
                 .ok_or_else(|| FilterError::Start("no export proxy_on_context_create".into()))?,
@@ -241,14 +253,14 @@ impl FilterInstance {
             state.memory = Some(memory);
             state.malloc = Some(malloc);
         }
-        let root_id = plugin.root_id();
+        let root_id = plugin.root_id;
         let mut me = FilterInstance {
             store,
             env,
             ex,
             points_remaining,
             points_exhausted,
-            budget: plugin.limits().cpu_points_per_call,
+            budget: plugin.budget,
             root_id,
             next_ctx: root_id,
             poisoned: false,
@@ -262,7 +274,6 @@ impl FilterInstance {
             ex.context_create.call(s, root_id, 0)
         })
         .map_err(|e| FilterError::Start(e.to_string()))?;
-        let vm_len = plugin.vm_config().len() as u32;
         if let Some(f) = me.ex.vm_start.clone() {
             let ok = me
                 .guest("proxy_on_vm_start", root_id, |s, _| {
@@ -275,7 +286,6 @@ impl FilterInstance {
                 ));
             }
         }
-        let config_len = plugin.plugin_config().len() as u32;
         if let Some(f) = me.ex.configure.clone() {
             let ok = me
                 .guest("proxy_on_configure", root_id, |s, _| {

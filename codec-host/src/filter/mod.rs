@@ -15,7 +15,7 @@ mod plugin;
 mod shared;
 pub(crate) mod state;
 
-pub use abi::{AbiVersion, Action, MetricKind};
+pub use abi::{serialize_pairs, AbiVersion, Action, MetricKind};
 pub use instance::{FilterError, FilterInstance, Phase, PhaseOutcome};
 pub use plugin::{FilterPlugin, FilterPluginConfig};
 pub use shared::{

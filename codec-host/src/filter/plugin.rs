@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::abi::AbiVersion;
 use super::hostcalls;
-use super::instance::FilterInstance;
+use super::instance::{FilterError, FilterInstance, Recipe};
 use super::shared::{FilterShared, QueueWaker};
 use crate::compile::{self, CompiledModule};
 use crate::error::LoadError;
@@ -122,7 +122,7 @@ impl FilterPlugin {
             plugin_config: config.plugin_config.into(),
             shared: Arc::new(FilterShared::new()),
         };
-        FilterInstance::new(&me, None).map_err(|e| LoadError::Config {
+        me.new_instance(None).map_err(|e| LoadError::Config {
             plugin: plugin.clone(),
             reason: e.to_string(),
         })?;
@@ -133,20 +133,26 @@ impl FilterPlugin {
     ///
     /// # Errors
     /// As [`FilterInstance`]'s start: link, initialiser or root context failure.
-    pub fn new_instance(
-        &self,
-        waker: Option<QueueWaker>,
-    ) -> Result<FilterInstance, super::FilterError> {
-        FilterInstance::new(self, waker)
+    pub fn new_instance(&self, waker: Option<QueueWaker>) -> Result<FilterInstance, FilterError> {
+        FilterInstance::new(
+            Recipe {
+                compiled: &self.compiled,
+                name: self.name.clone(),
+                vm_config: self.vm_config.clone(),
+                plugin_config: self.plugin_config.clone(),
+                abi: self.abi,
+                root_id: self.root_id,
+                vm_id: &self.vm_id,
+                shared: self.shared.clone(),
+                budget: self.limits.cpu_points_per_call,
+            },
+            waker,
+        )
     }
 
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    pub(crate) fn name_arc(&self) -> Arc<str> {
-        self.name.clone()
     }
 
     /// The file it was loaded from.
@@ -172,26 +178,6 @@ impl FilterPlugin {
     /// The state every instance shares (data, queues, metrics).
     pub fn shared(&self) -> &Arc<FilterShared> {
         &self.shared
-    }
-
-    pub(crate) fn compiled(&self) -> &CompiledModule {
-        &self.compiled
-    }
-
-    pub(crate) fn root_id(&self) -> u32 {
-        self.root_id
-    }
-
-    pub(crate) fn vm_id(&self) -> &str {
-        &self.vm_id
-    }
-
-    pub(crate) fn vm_config(&self) -> &Arc<[u8]> {
-        &self.vm_config
-    }
-
-    pub(crate) fn plugin_config(&self) -> &Arc<[u8]> {
-        &self.plugin_config
     }
 }
 

@@ -16,8 +16,11 @@
 //!   vector until an allocation fails; `panic = "abort"` turns the allocation failure into a
 //!   trap. Linear memory grows up to the host's limit (at most 4 GiB) first.
 //!
-//! Behaviour: only when the request header `x-misbehave` is present (any value) does
-//! `on_http_request_headers` misbehave; without it the filter continues. Any other `mode`, or a
+//! `header` (default `"x-misbehave"`) and `value` (default: any) choose the calls it fails
+//! on, e.g. `{"mode": "trap", "header": "service", "value": "com.example.Bad:1.0"}`.
+//!
+//! Behaviour: only when the request header `header` is present (with `value`, when given)
+//! does `on_http_request_headers` misbehave; otherwise the filter continues. Any other `mode`, or a
 //! configuration that is not a JSON object, is logged as an error and rejected (`on_configure`
 //! returns false).
 
@@ -41,6 +44,9 @@ enum Mode {
 
 thread_local! {
     static MODE: Cell<Mode> = const { Cell::new(Mode::Trap) };
+    /// The request header (and value, if any) that makes a call misbehave.
+    static TRIGGER: RefCell<(String, Option<String>)> =
+        RefCell::new(("x-misbehave".to_string(), None));
     /// Where `oom` keeps its chunks so none is freed.
     static HOARD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
@@ -58,6 +64,14 @@ fn parse_mode(bytes: Option<&[u8]>) -> Result<Mode, String> {
     let object = json
         .as_object()
         .ok_or("configuration is not a JSON object")?;
+    let header = object.get("header").and_then(|v| v.as_str());
+    let value = object.get("value").and_then(|v| v.as_str());
+    TRIGGER.with(|t| {
+        *t.borrow_mut() = (
+            header.unwrap_or("x-misbehave").to_string(),
+            value.map(str::to_string),
+        )
+    });
     match object.get("mode").map(|m| m.as_str()) {
         None => Ok(Mode::Trap),
         Some(Some("trap")) => Ok(Mode::Trap),
@@ -130,8 +144,11 @@ impl Context for Misbehave {}
 
 impl HttpContext for Misbehave {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.get_http_request_header("x-misbehave").is_none() {
-            return Action::Continue;
+        let (header, value) = TRIGGER.with(|t| t.borrow().clone());
+        match (self.get_http_request_header(&header), value) {
+            (None, _) => return Action::Continue,
+            (Some(got), Some(want)) if got != want => return Action::Continue,
+            _ => {}
         }
         match MODE.with(Cell::get) {
             Mode::Trap => trap(),

@@ -13,7 +13,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use integration::harness::{find_named, free_port, repo_root};
 use serde_json::{json, Value};
 
 /// How long a node peer may take to print its first line.
@@ -144,6 +145,21 @@ pub struct NodeServer {
 
 impl NodeServer {
     pub fn start(port: u16, hessian: &str, max_idle_ms: Option<u64>) -> Result<Self> {
+        Self::start_with(port, hessian, max_idle_ms, &[])
+    }
+
+    /// A server that also prints every request's Bolt header map as it arrived
+    /// (`request_headers` events).
+    pub fn start_reporting_headers(port: u16) -> Result<Self> {
+        Self::start_with(port, "draft", None, &["--report-headers", "on"])
+    }
+
+    fn start_with(
+        port: u16,
+        hessian: &str,
+        max_idle_ms: Option<u64>,
+        extra: &[&str],
+    ) -> Result<Self> {
         let mut cmd = Command::new("node");
         cmd.current_dir(peers_dir()).args([
             "server.js",
@@ -155,6 +171,7 @@ impl NodeServer {
         if let Some(ms) = max_idle_ms {
             cmd.args(["--max-idle-ms", &ms.to_string()]);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -306,4 +323,69 @@ pub fn run_client(port: u16, args: &[&str]) -> Result<Value> {
 
 pub fn ok(result: &Value) -> bool {
     result["ok"] == json!(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sidecar between them
+
+/// Where the two sidecar listeners and the app server live in one test.
+pub struct Ports {
+    pub client_listener: u16,
+    pub server_listener: u16,
+    pub app_server: u16,
+}
+
+impl Ports {
+    pub fn new() -> Self {
+        let port = || free_port().expect("a free loopback port");
+        Ports {
+            client_listener: port(),
+            server_listener: port(),
+            app_server: port(),
+        }
+    }
+}
+
+pub fn set_cluster_host(config: &mut Value, cluster: &str, port: u16) -> Result<()> {
+    let c = find_named(config, cluster).with_context(|| format!("cluster {cluster} in config"))?;
+    let hosts = c["hosts"]
+        .as_array_mut()
+        .with_context(|| format!("{cluster}.hosts"))?;
+    ensure!(hosts.len() == 1, "{cluster} should have one host");
+    hosts[0]["address"] = json!(format!("127.0.0.1:{port}"));
+    Ok(())
+}
+
+/// configs/mosn_rpc_config_wasm.json with this test's ports (admin on a free port too), and
+/// `keepalive` in serverCluster when given.
+pub fn sidecar_config(ports: &Ports, keepalive: Option<Value>) -> Result<Value> {
+    let path = repo_root().join("configs/mosn_rpc_config_wasm.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: Value = serde_json::from_str(&text)?;
+    for (listener, port) in [
+        ("clientListener", ports.client_listener),
+        ("serverListener", ports.server_listener),
+    ] {
+        let l =
+            find_named(&mut config, listener).with_context(|| format!("listener {listener}"))?;
+        l["address"] = json!(format!("127.0.0.1:{port}"));
+    }
+    set_cluster_host(&mut config, "clientCluster", ports.server_listener)?;
+    set_cluster_host(&mut config, "serverCluster", ports.app_server)?;
+    if let Some(keepalive) = keepalive {
+        find_named(&mut config, "serverCluster").context("serverCluster")?["keepalive"] = keepalive;
+    }
+    if let Some(admin) = config.pointer_mut("/admin/address/socket_address") {
+        admin["port_value"] = json!(free_port()?);
+    }
+    let plugin = config
+        .pointer("/wasm_global_plugins/0/vm_config/path")
+        .and_then(Value::as_str)
+        .context("wasm_global_plugins[0].vm_config.path")?;
+    ensure!(
+        repo_root().join(plugin).is_file(),
+        "the Bolt plugin {plugin} is missing: run `make plugins`"
+    );
+    Ok(config)
 }

@@ -67,9 +67,11 @@ pub fn response_flag(failure: Failure) -> &'static str {
         Failure::Overflow => "UpstreamOverflow",
         Failure::HeaderDecode => "DownstreamProtocolError",
         Failure::EncodeFailed => "UpstreamProtocolError",
+        Failure::FilterFailed => "FilterFailure",
         Failure::Rejected(r) => match r.reason {
             RejectReason::RateLimited | RejectReason::GlobalRateLimited => "RateLimited",
             RejectReason::FaultAbort => "FaultInjected",
+            RejectReason::FilterLocalResponse => "FilterLocalResponse",
         },
     }
 }
@@ -150,10 +152,12 @@ fn failure_reason(f: Failure) -> &'static str {
         Failure::Overflow => "circuit breaker overflow",
         Failure::HeaderDecode => "request header decode error",
         Failure::EncodeFailed => "request encode failure",
+        Failure::FilterFailed => "stream filter failure",
         Failure::Rejected(r) => match r.reason {
             RejectReason::RateLimited => "rate limited",
             RejectReason::FaultAbort => "injected fault abort",
             RejectReason::GlobalRateLimited => "over a global rate limit",
+            RejectReason::FilterLocalResponse => "answered by a stream filter",
         },
     }
 }

@@ -9,9 +9,12 @@
 
 mod fault;
 mod flow_control;
+mod proxy_wasm;
 mod rate_limit;
 
 use std::collections::HashMap;
+#[cfg(test)]
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -23,6 +26,8 @@ pub use flow_control::{
     FlowControlConfig, FlowLimit, FlowRuleConfig, LimitKeyPart, DEFAULT_ACTION_STATUS,
     DEFAULT_LIMIT_KEY,
 };
+pub use proxy_wasm::ProxyWasmConfig;
+pub(crate) use proxy_wasm::WasmEnv;
 pub use rate_limit::{
     DescriptorConfig, DescriptorEntryConfig, EntrySource, GlobalRateLimitConfig,
     DEFAULT_RATE_LIMIT_STATUS, DEFAULT_RATE_LIMIT_TIMEOUT, GENERIC_KEY,
@@ -37,6 +42,8 @@ pub enum StreamFilterConfig {
     Fault(FaultConfig),
     /// `rateLimit`: fleet-wide limits kept by Envoy's rate limit service.
     RateLimit(GlobalRateLimitConfig),
+    /// `proxywasm`: a proxy-wasm filter plugin.
+    ProxyWasm(ProxyWasmConfig),
 }
 
 impl StreamFilterConfig {
@@ -46,6 +53,7 @@ impl StreamFilterConfig {
             StreamFilterConfig::FlowControl(_) => flow_control::TYPE,
             StreamFilterConfig::Fault(_) => fault::TYPE,
             StreamFilterConfig::RateLimit(_) => rate_limit::TYPE,
+            StreamFilterConfig::ProxyWasm(_) => proxy_wasm::TYPE,
         }
     }
 
@@ -56,6 +64,7 @@ impl StreamFilterConfig {
             StreamFilterConfig::FlowControl(f) => f.to_json(),
             StreamFilterConfig::Fault(f) => f.to_json(),
             StreamFilterConfig::RateLimit(f) => f.to_json(),
+            StreamFilterConfig::ProxyWasm(f) => f.to_json(),
         };
         serde_json::json!({"type": self.type_name(), "config": config})
     }
@@ -66,6 +75,7 @@ impl StreamFilterConfig {
             StreamFilterConfig::FlowControl(f) => f.describe(),
             StreamFilterConfig::Fault(f) => f.describe(),
             StreamFilterConfig::RateLimit(f) => f.describe(),
+            StreamFilterConfig::ProxyWasm(f) => f.describe(),
         }
     }
 }
@@ -75,6 +85,7 @@ impl StreamFilterConfig {
 pub(crate) fn parse_stream_filters(
     listener: &mut Obj<'_>,
     clusters: &HashMap<&str, usize>,
+    wasm: &WasmEnv<'_>,
     warnings: &mut Warnings,
 ) -> Result<Vec<StreamFilterConfig>, ConfigError> {
     let mut filters = Vec::new();
@@ -100,13 +111,17 @@ pub(crate) fn parse_stream_filters(
                 config_obj(&fo, config)?,
                 &label,
             )?)),
+            proxy_wasm::TYPE => Some(StreamFilterConfig::ProxyWasm(proxy_wasm::parse(
+                config_obj(&fo, config)?,
+                wasm,
+                warnings,
+            )?)),
             _ => {
                 let message = match kind {
                     "healthcheck" => {
                         "obsolete healthcheck stream filter (removed from MOSN): heartbeats are \
                          always answered by the proxy itself; ignored"
                     }
-                    "proxywasm" => "proxy-wasm stream filters are not supported; ignored",
                     _ => "unknown stream filter, skipped",
                 };
                 warnings.push(format!("{}.type", f.path), format!("{kind:?}: {message}"));
@@ -173,7 +188,13 @@ mod tests {
         let mut o = Obj::new(&listener, "listeners[0]".into()).unwrap();
         let clusters: HashMap<&str, usize> = [("serverCluster", 0), ("other", 1)].into();
         let mut warnings = Warnings::default();
-        let out = parse_stream_filters(&mut o, &clusters, &mut warnings)?;
+        let plugins = HashMap::new();
+        let wasm = WasmEnv {
+            plugins: &plugins,
+            work_dir: Path::new("."),
+            cpu_count: 2,
+        };
+        let out = parse_stream_filters(&mut o, &clusters, &wasm, &mut warnings)?;
         Ok((out, warnings.0.iter().map(ToString::to_string).collect()))
     }
 
@@ -181,14 +202,40 @@ mod tests {
     fn unimplemented_mosn_filters_keep_their_warning() {
         let (filters, warnings) = parse_json(json!([
             {"type": "healthcheck", "config": {"passthrough": false}},
-            {"type": "proxywasm", "config": {}},
             {"type": "gzip"},
         ]))
         .unwrap();
         assert!(filters.is_empty());
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("listeners[0].stream_filters[0].type"));
-        assert!(warnings[2].contains("unknown stream filter"));
+        assert!(warnings[1].contains("unknown stream filter"));
+    }
+
+    #[test]
+    fn a_proxywasm_filter_needs_a_module_path_or_a_known_global_plugin() {
+        let e = parse_json(
+            json!([{"type": "proxywasm", "config": {"vm_config": {"engine": "wasmer"}}}]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("listeners[0].stream_filters[0].config.vm_config.path: "),
+            "{e}"
+        );
+        let e = parse_json(json!([{"type": "proxywasm", "config": {}}]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("listeners[0].stream_filters[0].config.vm_config: "),
+            "{e}"
+        );
+        let e = parse_json(json!([{"type": "proxywasm", "config": {"from_wasm_plugin": "nope"}}]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("listeners[0].stream_filters[0].config.from_wasm_plugin: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use super::access_log::{parse_access_logs, AccessLogConfig};
 use super::codec::CodecConfig;
 use super::error::{invalid, ConfigError, Invalid, Warnings};
-use super::filter::{parse_stream_filters, StreamFilterConfig};
+use super::filter::{parse_stream_filters, StreamFilterConfig, WasmEnv};
 use super::json::{Item, Obj};
 
 /// Downstream idle timeout when `connection_idle_timeout` is absent (MOSN: 90 s).
@@ -86,9 +85,10 @@ pub(crate) fn parse_listener(
     codecs: &[CodecConfig],
     route_configs: &HashMap<String, usize>,
     clusters: &HashMap<&str, usize>,
-    work_dir: &Path,
+    wasm: &WasmEnv<'_>,
     warnings: &mut Warnings,
 ) -> Result<ListenerConfig, ConfigError> {
+    let work_dir = wasm.work_dir;
     let mut o = item.obj()?;
     let name = o.required_str("name")?.to_owned();
     let address_text = o.required_str("address")?;
@@ -136,7 +136,7 @@ pub(crate) fn parse_listener(
         );
     }
     let proxy = parse_chain(chain, codecs, route_configs, warnings)?;
-    let stream_filters = parse_stream_filters(&mut o, clusters, warnings)?;
+    let stream_filters = parse_stream_filters(&mut o, clusters, wasm, warnings)?;
     let access_logs = parse_access_logs(o.items("access_logs")?, &name, work_dir, warnings)?;
     o.accept("type");
     for key in [

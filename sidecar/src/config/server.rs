@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use super::codec::CodecConfig;
 use super::error::{invalid, ConfigError, Invalid, Warnings};
+use super::filter::WasmEnv;
 use super::json::Item;
 use super::listener::{parse_listener, ListenerConfig};
+use super::plugin::PluginConfig;
 use super::route::{parse_route_config, RouteConfig};
 use super::LoadContext;
 
@@ -114,6 +116,7 @@ pub(crate) fn parse_server(
     item: &Item<'_>,
     codecs: &[CodecConfig],
     clusters: &HashMap<&str, usize>,
+    plugins: &[PluginConfig],
     ctx: &LoadContext,
     warnings: &mut Warnings,
 ) -> Result<ParsedServer, ConfigError> {
@@ -160,9 +163,18 @@ pub(crate) fn parse_server(
         route_configs.push(rc);
     }
 
+    let plugin_index: HashMap<String, PluginConfig> = plugins
+        .iter()
+        .map(|p| (p.name.clone(), p.clone()))
+        .collect();
+    let wasm = WasmEnv {
+        plugins: &plugin_index,
+        work_dir: &ctx.work_dir,
+        cpu_count: ctx.cpu_count,
+    };
     let mut listeners: Vec<ListenerConfig> = Vec::new();
     for l in o.items("listeners")? {
-        let listener = parse_listener(&l, codecs, &route_index, clusters, &ctx.work_dir, warnings)?;
+        let listener = parse_listener(&l, codecs, &route_index, clusters, &wasm, warnings)?;
         if let Some(first) = listeners.iter().find(|x| x.name == listener.name) {
             return Err(invalid(
                 format!("{}.name", listener.json_path),

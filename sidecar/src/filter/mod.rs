@@ -17,6 +17,7 @@ mod fault;
 mod flow_control;
 pub mod global_rate_limit;
 mod limit_key;
+pub mod proxy_wasm;
 mod token_bucket;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use fault::{Fault, FaultAction};
 pub use flow_control::FlowControl;
 pub use global_rate_limit::GlobalRateLimit;
 pub use limit_key::LimitKey;
+pub use proxy_wasm::{ProxyWasmFilter, WasmStream, WorkerWasmFilter};
 pub use token_bucket::TokenBucket;
 
 /// What a filter sees of a request.
@@ -147,6 +149,9 @@ impl FilterChain {
                 StreamFilterConfig::RateLimit(rc) => {
                     Some(StreamFilter::RateLimit(GlobalRateLimit::new(listener, rc)))
                 }
+                // Per-worker guest instances: loaded by the plan (`ListenerPlan::wasm_filters`),
+                // run by the proxy after this chain.
+                StreamFilterConfig::ProxyWasm(_) => None,
             })
             .collect();
         FilterChain {

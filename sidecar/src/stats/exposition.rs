@@ -11,7 +11,9 @@
 //! * `downstream_request_duration_seconds{listener}` and
 //!   `upstream_request_duration_seconds{cluster}` histograms;
 //! * the counters kept outside the shards: `stream_filter_<key>{namespace}` (per rule),
-//!   `codec_<key>{protocol}` (plugin contexts), `downstream_overload_<key>`.
+//!   `codec_<key>{protocol}` (plugin contexts), `downstream_overload_<key>`, and per
+//!   `proxywasm` filter `wasm_filter_<key>{filter}` (the host's counters) and
+//!   `wasm_filter_metric_<name>{filter}` (the metrics the filter defines).
 //!
 //! Counters end in `_total` (the encoder adds it); gauges do not.
 
@@ -254,6 +256,10 @@ fn encode_sources(encoder: &mut DescriptorEncoder, stats: &Stats) -> Result<(), 
     let mut add = |namespace: &str, json: Value| {
         let (family, labels) = if let Some(rest) = namespace.strip_prefix("stream_filter.") {
             ("stream_filter".to_owned(), label("namespace", rest))
+        } else if let Some(rest) = namespace.strip_prefix("wasm_filter_metric.") {
+            ("wasm_filter_metric".to_owned(), label("filter", rest))
+        } else if let Some(rest) = namespace.strip_prefix("wasm_filter.") {
+            ("wasm_filter".to_owned(), label("filter", rest))
         } else if let Some(protocol) = namespace.strip_prefix("codec.") {
             ("codec".to_owned(), label("protocol", protocol))
         } else {
