@@ -132,8 +132,9 @@ fuzz: fuzz-build fuzz-corpus
 fuzz-smoke: fuzz-build fuzz-corpus
 	$(call run_fuzz_targets,$(FUZZ_SMOKE_SECONDS))
 
-bench: build-release
+bench: build-release filters
 	$(CARGO) bench -p codec-host --bench codec
 	$(CARGO) bench -p sidecar --bench stats
 	target/release/benchrun --out bench-results
 	tools/dubbo-bench.sh 3 | tee bench-results/dubbo-bench.txt
+	tools/filter-bench.sh 3 | tee bench-results/filter-bench.txt
