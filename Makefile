@@ -35,7 +35,7 @@ plugins: wasm-target
 # filters/check_wasm.py then checks the exports every host needs.
 FILTER_TARGET_DIR := target/filters
 FILTER_WASM_DIR := $(FILTER_TARGET_DIR)/wasm
-FILTER_NAMES := add_header deny count pause noop misbehave unknown_import abi010
+FILTER_NAMES := add_header deny count pause noop misbehave unknown_import abi010 queue
 GO ?= go
 # The Go filter (filters/go-add-header: official Go toolchain, no SDK, no dependencies).
 GO_FILTER_BUILD := cd filters/go-add-header && GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared

@@ -328,3 +328,45 @@ fn properties_body_and_callbacks_a_module_does_not_export() {
     f.finish_stream(ctx).unwrap();
     assert_eq!(f.guest_calls(), calls);
 }
+
+#[test]
+fn a_shared_queue_carries_calls_from_another_thread_to_the_last_registrant() {
+    use std::sync::Mutex;
+    let plugin = Arc::new(load("filter_queue", ""));
+    // An instance on another thread (another worker) registers the queue and enqueues five
+    // calls; nobody is woken yet (it registered without a waker).
+    let other = plugin.clone();
+    std::thread::spawn(move || {
+        let mut f = other.new_instance(None).unwrap();
+        for i in 0..5 {
+            let ctx = f.create_stream(info()).unwrap();
+            let mut h = headers(&[("service", &format!("svc-{i}"))]);
+            f.request_headers(ctx, &mut h, true).unwrap();
+            f.finish_stream(ctx).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    // This instance registers last, with a waker (the sidecar's schedules
+    // `proxy_on_queue_ready` on the registrant's worker): it owns the queue now.
+    let woken = Arc::new(Mutex::new(Vec::new()));
+    let w = woken.clone();
+    let mut owner = plugin
+        .new_instance(Some(Arc::new(move |id| w.lock().unwrap().push(id))))
+        .unwrap();
+    let ctx = owner.create_stream(info()).unwrap();
+    owner
+        .request_headers(ctx, &mut headers(&[("service", "svc-5")]), true)
+        .unwrap();
+    let ids = woken.lock().unwrap().clone();
+    assert_eq!(ids.len(), 1, "one wake-up per enqueue, for the registrant");
+    owner.queue_ready(ids[0]).unwrap();
+    let dequeued = plugin
+        .shared()
+        .metrics()
+        .snapshot()
+        .into_iter()
+        .find(|m| m.name == "filter_queue_dequeued")
+        .expect("the gauge");
+    assert_eq!(dequeued.value, 6, "five from the other thread and one here");
+}
