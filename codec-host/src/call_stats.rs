@@ -43,6 +43,11 @@ pub struct GuestCalls {
     pub timed: u64,
     /// Nanoseconds spent in the timed calls.
     pub timed_ns: u64,
+    /// `malloc` calls the host made to place codec inputs (none per frame once a plugin has
+    /// the optional input buffer, `rpc_sidecar_input_buffer`; not part of [`total`]).
+    ///
+    /// [`total`]: GuestCalls::total
+    pub input_mallocs: u64,
 }
 
 impl GuestCalls {
@@ -67,6 +72,7 @@ impl AddAssign for GuestCalls {
         self.cpu_exhausted += o.cpu_exhausted;
         self.timed += o.timed;
         self.timed_ns += o.timed_ns;
+        self.input_mallocs += o.input_mallocs;
     }
 }
 

@@ -360,7 +360,10 @@ impl PluginInstance {
 
     /// The guest calls made on this instance so far.
     pub(crate) fn guest_calls(&self) -> GuestCalls {
-        self.calls.counts()
+        GuestCalls {
+            input_mallocs: self.vm.input_mallocs(),
+            ..self.calls.counts()
+        }
     }
 
     /// Bytes of linear memory the guest has now.

@@ -7,7 +7,7 @@
 
 use codec_abi::exports as ex;
 use codec_abi::optional_exports::{
-    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, RESPONSE_CODE,
+    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, INPUT_BUFFER, RESPONSE_CODE,
 };
 use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
@@ -47,6 +47,13 @@ pub(crate) struct Vm {
     goaway: Option<TypedFunction<(u32, u64), u32>>,
     /// The optional `rpc_sidecar_check` export (protocol auto-detection).
     check: Option<TypedFunction<(u32, u32, u32), u32>>,
+    /// The optional `rpc_sidecar_input_buffer` export: inputs go into a guest-owned buffer
+    /// instead of a `malloc` per call.
+    input_buffer: Option<TypedFunction<u32, u32>>,
+    /// That buffer as last handed out: (pointer, bytes it holds at least); (0, 0) before.
+    input_at: (u32, u32),
+    /// `malloc` calls made for inputs (0 per frame with an input buffer).
+    input_mallocs: u64,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -131,6 +138,12 @@ impl Vm {
                     .map_err(|e| VmError::Instantiate(format!("optional export {CHECK}: {e}")))?,
             ),
         };
+        let input_buffer = match x.get_function(INPUT_BUFFER) {
+            Err(_) => None,
+            Ok(f) => Some(f.typed(&store).map_err(|e| {
+                VmError::Instantiate(format!("optional export {INPUT_BUFFER}: {e}"))
+            })?),
+        };
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -143,6 +156,9 @@ impl Vm {
             is_goaway,
             goaway,
             check,
+            input_buffer,
+            input_at: (0, 0),
+            input_mallocs: 0,
             points_remaining,
             points_exhausted,
             budget,
@@ -313,7 +329,19 @@ impl Vm {
         })
     }
 
-    /// Copies `input` into a fresh guest allocation (`malloc`, §3): the (ptr, len) to pass.
+    /// `malloc(len)` for an input (counted).
+    fn malloc_input(&mut self, len: u32) -> Result<u32, VmError> {
+        self.input_mallocs += 1;
+        self.invoke::<Malloc>(len)
+    }
+
+    /// `malloc` calls made for inputs so far.
+    pub(crate) fn input_mallocs(&self) -> u64 {
+        self.input_mallocs
+    }
+
+    /// Copies `input` into the guest's input buffer (optional export `INPUT_BUFFER`) or a
+    /// fresh guest allocation (`malloc`, §3): the (ptr, len) to pass.
     /// Never called with empty input (malloc(0) traps TinyGo guests).
     fn pass_input(&mut self, input: &[u8]) -> Result<(u32, u32), VmError> {
         let len = u32::try_from(input.len())
@@ -321,7 +349,18 @@ impl Vm {
             .filter(|&len| len <= i32::MAX as u32)
             .ok_or_else(|| VmError::Trap("input larger than 2 GiB".into()))?;
         debug_assert!(len > 0, "codec inputs are never empty");
-        let ptr = self.invoke::<Malloc>(len)?;
+        let ptr = match &self.input_buffer {
+            None => self.malloc_input(len)?,
+            Some(_) if len <= self.input_at.1 => self.input_at.0,
+            Some(f) => match f.call(&mut self.store, len) {
+                Err(e) => return Err(self.fail(e)),
+                Ok(0) => self.malloc_input(len)?,
+                Ok(ptr) => {
+                    self.input_at = (ptr, len);
+                    ptr
+                }
+            },
+        };
         let state = self.env.as_ref(&self.store);
         let mem = state
             .memory

@@ -541,3 +541,28 @@ fn goaway_round_trips_on_wasm_and_native_and_a_request_is_no_goaway() {
     }
     assert_eq!(built[0], built[1], "wasm and native agree");
 }
+
+#[test]
+fn inputs_go_into_the_plugins_input_buffer_not_a_malloc_per_frame() {
+    // bolt.wasm exports `rpc_sidecar_input_buffer`: after the first frames (the buffer grows
+    // to the largest input), decode and encode place their inputs without a malloc call.
+    let mut codec = wasm();
+    for id in 0..500u32 {
+        let body = vec![b'x'; (id as usize * 37) % 3000];
+        let wire = bolt_request(id, 1000, b"C", &[("service", "s")], &body);
+        let mut frames = decode_all(&mut codec, &wire);
+        let out = encode(&mut codec, &mut frames[0], u64::from(id) + 7);
+        assert_eq!(
+            out,
+            with_bolt_id(&wire, id + 7),
+            "frame {id} forwarded byte for byte"
+        );
+    }
+    let calls = codec.plugin_stats().calls;
+    assert!(
+        calls.input_mallocs <= 2,
+        "at most start-up and warm-up allocations, got {} for 1,000 inputs",
+        calls.input_mallocs
+    );
+    assert!(calls.decode >= 500 && calls.encode >= 500, "{calls:?}");
+}

@@ -99,6 +99,15 @@ pub mod optional_exports {
     /// root names the protocol, or 0 for the instance's first root. Nothing is cached: the
     /// call has no effect on any context.
     pub const CHECK: &str = "rpc_sidecar_check";
+
+    /// `(len) -> ptr`: a guest-owned input buffer of at least `len` bytes (never 0), where the
+    /// host places the input of the next codec export call (decode, encode, check, keepalive
+    /// reply, hijack) instead of `malloc`ing a block the guest frees after the call. The
+    /// guest keeps the buffer (it never frees it as an input) and grows it when asked for
+    /// more; the pointer stays valid until the next call of this export. The host asks again
+    /// only for a longer input, so a steady stream of frames costs no allocation call at all.
+    /// 0 = no buffer: the host falls back to `malloc`.
+    pub const INPUT_BUFFER: &str = "rpc_sidecar_input_buffer";
 }
 
 /// The proxy's HTTP-like code for a response with protocol status `status`, for a codec that

@@ -18,6 +18,39 @@ pub(crate) fn allocate(size: usize) -> *mut u8 {
     unsafe { malloc(size) }
 }
 
+thread_local! {
+    /// The input buffer the host writes codec inputs into (optional export
+    /// `rpc_sidecar_input_buffer`): (pointer, capacity); null until first asked for.
+    static INPUT_BUFFER: core::cell::Cell<(*mut u8, usize)> =
+        const { core::cell::Cell::new((core::ptr::null_mut(), 0)) };
+}
+
+/// The input buffer, grown to hold at least `len` bytes (its capacity at least doubles, so
+/// growth is rare); null when memory is exhausted (the host then falls back to `malloc`).
+pub(crate) fn input_buffer(len: usize) -> *mut u8 {
+    INPUT_BUFFER.with(|b| {
+        let (ptr, cap) = b.get();
+        if !ptr.is_null() && cap >= len {
+            return ptr;
+        }
+        let want = len.max(cap.saturating_mul(2)).max(4096);
+        let fresh = allocate(want);
+        if fresh.is_null() {
+            return fresh;
+        }
+        // SAFETY: `ptr` is null or this buffer's previous block, from `allocate`; the host
+        // stopped using it (it asks for a new one only between calls).
+        unsafe { release(ptr) };
+        b.set((fresh, want));
+        fresh
+    })
+}
+
+/// Whether `ptr` is the input buffer (an input the guest must not free).
+pub(crate) fn is_input_buffer(ptr: *mut u8) -> bool {
+    !ptr.is_null() && INPUT_BUFFER.with(|b| b.get().0 == ptr)
+}
+
 /// Frees a block obtained from [`allocate`] (or the exported `malloc`); null is ignored.
 ///
 /// # Safety

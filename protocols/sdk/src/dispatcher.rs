@@ -764,7 +764,8 @@ mod wasm {
         })
     }
 
-    /// A codec input the host placed with `malloc(len)`: owned by the guest, freed on drop.
+    /// A codec input the host placed with `malloc(len)` (owned by the guest, freed on drop) or
+    /// in the input buffer (`rpc_sidecar_input_buffer`: kept for the next input).
     struct Input {
         ptr: *mut u8,
         len: usize,
@@ -795,6 +796,10 @@ mod wasm {
 
     impl Drop for Input {
         fn drop(&mut self) {
+            // The input buffer stays the guest's, for the next input.
+            if allocator::is_input_buffer(self.ptr) {
+                return;
+            }
             // SAFETY: per `Input::new`, `ptr` came from the guest's `malloc`; nothing borrows
             // it any more (`bytes()` borrows end before the drop).
             unsafe { allocator::release(self.ptr) }
@@ -905,6 +910,13 @@ mod wasm {
         // SAFETY: forwarded from this function's contract.
         let input = unsafe { Input::new(ptr, len) };
         with(INTERNAL, |d| d.check(ctx, input.bytes()))
+    }
+
+    /// `(len) -> ptr`: the guest-owned input buffer, at least `len` bytes (optional export
+    /// `codec_abi::optional_exports::INPUT_BUFFER`); 0 when memory is exhausted.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_input_buffer(len: u32) -> *mut u8 {
+        allocator::input_buffer(len as usize)
     }
 
     /// `(ctx, ptr, len) -> status` (§6.3).
