@@ -159,6 +159,7 @@ mod tests {
             cpu_exhausted: 5,
             timed: 6,
             timed_ns: 7,
+            input_mallocs: 8,
         };
         let mut sum = one;
         sum += one;
@@ -172,6 +173,7 @@ mod tests {
                 cpu_exhausted: 10,
                 timed: 12,
                 timed_ns: 14,
+                input_mallocs: 16,
             }
         );
     }
