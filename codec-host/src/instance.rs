@@ -200,6 +200,22 @@ impl PluginInstance {
         Ok(answer == Some(1))
     }
 
+    /// Where the id of the frame decoded on `ctx` sits, when the guest says the frame can be
+    /// forwarded by replacing only those bytes (`None`: encode it, or the module lacks the
+    /// optional export).
+    ///
+    /// # Errors
+    /// As [`PluginInstance::call`].
+    pub(crate) fn id_field(&mut self, ctx: u32) -> Result<Option<codec_abi::IdField>, CodecError> {
+        let sample = self.calls.begin();
+        let r = self.vm.id_field(ctx);
+        if !matches!(r, Ok(None)) {
+            self.calls.end(CallKind::Other, sample);
+        }
+        let raw = self.checked(codec_abi::optional_exports::ID_FIELD, r)?;
+        Ok(raw.and_then(codec_abi::IdField::from_raw))
+    }
+
     /// On a fresh `ctx`: asks the guest to cache a GoAway request with `id`; the status, or
     /// `None` when the module lacks the optional export.
     ///

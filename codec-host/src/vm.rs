@@ -7,7 +7,7 @@
 
 use codec_abi::exports as ex;
 use codec_abi::optional_exports::{
-    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, INPUT_BUFFER, RESPONSE_CODE,
+    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, ID_FIELD, INPUT_BUFFER, RESPONSE_CODE,
 };
 use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
@@ -54,6 +54,8 @@ pub(crate) struct Vm {
     input_at: (u32, u32),
     /// `malloc` calls made for inputs (0 per frame with an input buffer).
     input_mallocs: u64,
+    /// The optional `rpc_sidecar_id_field` export: unchanged frames forwarded by the host.
+    id_field: Option<TypedFunction<u32, u32>>,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -144,6 +146,13 @@ impl Vm {
                 VmError::Instantiate(format!("optional export {INPUT_BUFFER}: {e}"))
             })?),
         };
+        let id_field =
+            match x.get_function(ID_FIELD) {
+                Err(_) => None,
+                Ok(f) => Some(f.typed(&store).map_err(|e| {
+                    VmError::Instantiate(format!("optional export {ID_FIELD}: {e}"))
+                })?),
+            };
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -159,6 +168,7 @@ impl Vm {
             input_buffer,
             input_at: (0, 0),
             input_mallocs: 0,
+            id_field,
             points_remaining,
             points_exhausted,
             budget,
@@ -271,6 +281,23 @@ impl Vm {
         self.arm()?;
         let r = match &self.response_code {
             Some(f) => f.call(&mut self.store, ctx, status),
+            None => return Ok(None),
+        };
+        r.map(Some).map_err(|e| self.fail(e))
+    }
+
+    /// The optional `rpc_sidecar_id_field(ctx)` as one ABI operation; `Ok(None)` when the
+    /// module does not export it.
+    ///
+    /// # Errors
+    /// As [`Vm::call`].
+    pub(crate) fn id_field(&mut self, ctx: u32) -> Result<Option<u32>, VmError> {
+        if self.id_field.is_none() {
+            return Ok(None);
+        }
+        self.arm()?;
+        let r = match &self.id_field {
+            Some(f) => f.call(&mut self.store, ctx),
             None => return Ok(None),
         };
         r.map(Some).map_err(|e| self.fail(e))

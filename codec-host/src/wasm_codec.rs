@@ -732,6 +732,23 @@ impl WasmCodec {
         out: &mut BytesMut,
     ) -> Result<(), CodecError> {
         let (at, ctx, cached_id) = self.frame_ctx(frame)?;
+        // Unchanged headers and a guest that says where the id is: the original bytes with
+        // only the id replaced, no encode call (`optional_exports::ID_FIELD`).
+        if !frame.headers_changed() {
+            if let Some(field) = self.instance_at(at)?.id_field(ctx)? {
+                let start = out.len();
+                out.extend_from_slice(frame.raw());
+                if field.write(&mut out[start..], id) {
+                    if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
+                        // As after an encode: the context goes back now; the guest's cached
+                        // command keeps its id, which `cached_id` still names.
+                        state.release();
+                    }
+                    return Ok(());
+                }
+                out.truncate(start);
+            }
+        }
         let flag = frame.kind().host_flag();
         let timeout_or_status = frame.timeout_or_status();
         // ABI §6.3: the headers as decoded unless edited; P = 0 keeps the cached body.

@@ -108,6 +108,55 @@ pub mod optional_exports {
     /// only for a longer input, so a steady stream of frames costs no allocation call at all.
     /// 0 = no buffer: the host falls back to `malloc`.
     pub const INPUT_BUFFER: &str = "rpc_sidecar_input_buffer";
+
+    /// `(ctx) -> u32`: where the protocol id of the frame decoded on `ctx` sits in that
+    /// frame's bytes as decoded, as [`crate::IdField::to_raw`]; 0 = the frame must go through
+    /// encode (changed, covered by a checksum, or a protocol that cannot tell). The host asks
+    /// before encoding a frame whose headers it did not change: with an answer it forwards the
+    /// frame's original bytes with only those bytes replaced by the new id, and makes no
+    /// encode call (the guest's cached command keeps its id, as after no encode at all).
+    pub const ID_FIELD: &str = "rpc_sidecar_id_field";
+}
+
+/// Where a frame's protocol id sits in its bytes (optional export
+/// [`optional_exports::ID_FIELD`]): `width` bytes (1..=8), big-endian, at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdField {
+    /// Byte offset from the start of the frame (below 2^24).
+    pub offset: u32,
+    /// Bytes (1..=8).
+    pub width: u8,
+}
+
+impl IdField {
+    /// The export's answer: `offset << 8 | width`.
+    pub fn to_raw(self) -> u32 {
+        (self.offset << 8) | u32::from(self.width)
+    }
+
+    /// Reads an answer; `None` for 0 (no field) or a width outside 1..=8.
+    pub fn from_raw(raw: u32) -> Option<IdField> {
+        let width = (raw & 0xff) as u8;
+        (1..=8).contains(&width).then_some(IdField {
+            offset: raw >> 8,
+            width,
+        })
+    }
+
+    /// Sets the field to `id` in `frame` (a copy of the frame's bytes); `false`, with
+    /// `frame` untouched, when the field lies outside it or `id` does not fit its width.
+    pub fn write(self, frame: &mut [u8], id: u64) -> bool {
+        let start = self.offset as usize;
+        let width = usize::from(self.width);
+        let Some(end) = start.checked_add(width) else {
+            return false;
+        };
+        if end > frame.len() || (width < 8 && id >> (8 * width) != 0) {
+            return false;
+        }
+        frame[start..end].copy_from_slice(&id.to_be_bytes()[8 - width..]);
+        true
+    }
 }
 
 /// The proxy's HTTP-like code for a response with protocol status `status`, for a codec that
@@ -147,5 +196,35 @@ mod tests {
         assert_eq!(default_response_code(4), 500);
         assert_eq!(default_response_code(99), 500);
         assert_eq!(default_response_code(600), 500);
+    }
+}
+
+#[cfg(test)]
+mod id_field_tests {
+    use super::IdField;
+
+    #[test]
+    fn the_raw_answer_round_trips_and_bad_widths_are_no_field() {
+        let f = IdField {
+            offset: 5,
+            width: 4,
+        };
+        assert_eq!(IdField::from_raw(f.to_raw()), Some(f));
+        assert_eq!(IdField::from_raw(0), None);
+        assert_eq!(IdField::from_raw(5 << 8 | 9), None);
+    }
+
+    #[test]
+    fn write_sets_the_id_big_endian_and_refuses_what_does_not_fit() {
+        let f = IdField {
+            offset: 1,
+            width: 4,
+        };
+        let mut frame = [0u8; 6];
+        assert!(f.write(&mut frame, 0x0102_0304));
+        assert_eq!(frame, [0, 1, 2, 3, 4, 0]);
+        assert!(!f.write(&mut frame, 1 << 32), "too wide for 4 bytes");
+        assert!(!f.write(&mut frame[..4], 7), "outside the frame");
+        assert_eq!(frame, [0, 1, 2, 3, 4, 0], "untouched");
     }
 }

@@ -158,7 +158,22 @@ impl PartialEq for BoltCommand {
 
 impl Eq for BoltCommand {}
 
+impl BoltCommand {
+    /// Where the id is in `raw`, while the frame forwards as its original bytes with only the
+    /// id replaced: unchanged, and without a CRC (which covers the id).
+    fn raw_id_field(&self) -> Option<codec_abi::IdField> {
+        (!self.changed && !self.head.has_crc()).then(|| codec_abi::IdField {
+            offset: self.head.layout().id_at as u32,
+            width: 4,
+        })
+    }
+}
+
 impl Command for BoltCommand {
+    fn id_field(&self) -> Option<codec_abi::IdField> {
+        self.raw_id_field()
+    }
+
     /// GoAway (cmdCode 100) is a [`FrameKind::Request`]; a oneway heartbeat is a heartbeat
     /// request.
     fn kind(&self) -> FrameKind {

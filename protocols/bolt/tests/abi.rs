@@ -558,3 +558,40 @@ fn check_answers_from_the_first_bytes() {
     assert_eq!(h.live_contexts(), 1, "check creates and caches nothing");
     h.delete(ctx);
 }
+
+#[test]
+fn the_id_field_names_the_id_bytes_of_an_unchanged_frame_without_a_crc() {
+    let mut h = harness();
+    for (spec, field) in [
+        (Spec::request(3), Some((5, 4))),
+        (Spec::response(3, 0), Some((5, 4))),
+        (Spec::request(3).v2(1, 0), Some((6, 4))),
+        // The CRC covers the id: the frame goes through encode, which rewrites the CRC.
+        (Spec::request(3).v2(2, 1), None),
+    ] {
+        let frame = spec.build();
+        let ctx = h.create_context();
+        assert_eq!(h.decode(ctx, &frame).status, 0);
+        let got = codec_abi::IdField::from_raw(h.id_field(ctx)).map(|f| (f.offset, f.width));
+        assert_eq!(got, field, "{spec:?}");
+        if let Some((offset, _)) = got {
+            assert_eq!(offset as usize, vectors::id_offset(&frame));
+        }
+    }
+    // A frame whose headers an encode changed is not forwarded by its old bytes any more.
+    let spec = Spec {
+        headers: header_section(&[("service", "s"), ("a", "1")]),
+        ..Spec::request(3)
+    };
+    let ctx = h.create_context();
+    assert_eq!(h.decode(ctx, &spec.build()).status, 0);
+    let edited = header_section(&[("service", "s")]);
+    let call = h.encode(
+        ctx,
+        &encode_input(&edited, FrameKind::Request, 3, 3, 0, &[]),
+    );
+    assert_eq!(call.status, 0);
+    assert_eq!(h.id_field(ctx), 0);
+    // No decoded command: nothing to say.
+    assert_eq!(h.id_field(999), 0);
+}

@@ -126,6 +126,8 @@ fn check(name: &str) {
         ("rpc_sidecar_decode_is_goaway", sig(&[I32], &[I32])),
         ("rpc_sidecar_goaway", sig(&[I32, I64], &[I32])),
         ("rpc_sidecar_check", sig(&[I32, I32, I32], &[I32])),
+        ("rpc_sidecar_input_buffer", sig(&[I32], &[I32])),
+        ("rpc_sidecar_id_field", sig(&[I32], &[I32])),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_owned(), s))

@@ -356,6 +356,18 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
         u32::from(goaway)
     }
 
+    /// `rpc_sidecar_id_field` (optional export, `codec_abi::optional_exports::ID_FIELD`):
+    /// where the id sits in the frame decoded on `ctx`, as `IdField::to_raw`; 0 when there is
+    /// no decoded command or it must be encoded.
+    pub(crate) fn id_field(&mut self, ctx: u32) -> u32 {
+        self.contexts
+            .streams
+            .get(&ctx)
+            .and_then(|s| s.decoded.as_ref())
+            .and_then(Command::id_field)
+            .map_or(0, codec_abi::IdField::to_raw)
+    }
+
     /// `proxy_reply_keepalive_buffer_bytes` (§6.5): caches the answer to the decoded heartbeat
     /// request (the host's ptr/len carry nothing).
     pub(crate) fn reply_keepalive(&mut self, ctx: u32) -> u32 {
@@ -650,6 +662,7 @@ trait Abi {
     fn response_code(&mut self, ctx: u32, status: u32) -> u32;
     fn check(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn decode_is_goaway(&mut self, ctx: u32) -> u32;
+    fn id_field(&mut self, ctx: u32) -> u32;
     fn goaway(&mut self, ctx: u32, id: u64) -> u32;
     fn encode(&mut self, ctx: u32, input: &[u8]) -> u32;
     fn keepalive(&mut self, ctx: u32, id: u64) -> u32;
@@ -681,6 +694,9 @@ impl<P: Protocol, H: Host> Abi for Dispatcher<P, H> {
     }
     fn goaway(&mut self, ctx: u32, id: u64) -> u32 {
         Dispatcher::goaway(self, ctx, id)
+    }
+    fn id_field(&mut self, ctx: u32) -> u32 {
+        Dispatcher::id_field(self, ctx)
     }
     fn response_code(&mut self, ctx: u32, status: u32) -> u32 {
         Dispatcher::response_code(self, ctx, status)
@@ -910,6 +926,13 @@ mod wasm {
         // SAFETY: forwarded from this function's contract.
         let input = unsafe { Input::new(ptr, len) };
         with(INTERNAL, |d| d.check(ctx, input.bytes()))
+    }
+
+    /// `(ctx) -> u32`: where the id of the frame decoded on `ctx` sits, 0 = encode it
+    /// (optional export `codec_abi::optional_exports::ID_FIELD`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_id_field(ctx: u32) -> u32 {
+        with(0, |d| d.id_field(ctx))
     }
 
     /// `(len) -> ptr`: the guest-owned input buffer, at least `len` bytes (optional export

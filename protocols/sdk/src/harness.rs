@@ -297,6 +297,12 @@ impl<P: Protocol> Harness<P> {
         self.dispatcher.decode_is_goaway(ctx)
     }
 
+    /// `rpc_sidecar_id_field(ctx)` (optional export): where the id of the frame decoded on
+    /// `ctx` sits (`codec_abi::IdField::to_raw`), 0 = it must be encoded.
+    pub fn id_field(&mut self, ctx: u32) -> u32 {
+        self.dispatcher.id_field(ctx)
+    }
+
     /// `proxy_reply_keepalive_buffer_bytes(ctx, 0, 0)`.
     pub fn reply_keepalive(&mut self, ctx: u32) -> Call {
         let status = self.dispatcher.reply_keepalive(ctx);

@@ -20,6 +20,15 @@ pub trait Command: Sized + 'static {
         false
     }
 
+    /// Where the id sits in this command's frame as decoded, when that frame can be
+    /// forwarded unchanged by replacing only those bytes (reported through the optional
+    /// export `rpc_sidecar_id_field`, so the host skips the encode call). `None` (the
+    /// default): encode always runs, e.g. for a changed command or a frame whose bytes a
+    /// checksum covers.
+    fn id_field(&self) -> Option<codec_abi::IdField> {
+        None
+    }
+
     /// The protocol id, widened to `u64`.
     fn id(&self) -> u64;
 
