@@ -14,6 +14,9 @@ pub(crate) struct ContextIds {
     created: u64,
     deleted: u64,
     live_max: usize,
+    /// Ids kept for reuse (allocated here, alive in the guest, holding no frame): not
+    /// counted as live.
+    pooled: usize,
 }
 
 impl ContextIds {
@@ -25,6 +28,7 @@ impl ContextIds {
             created: 0,
             deleted: 0,
             live_max: 0,
+            pooled: 0,
         }
     }
 
@@ -50,11 +54,31 @@ impl ContextIds {
         let id = self.id_of(self.live.vacant_key())?;
         self.live.insert(());
         self.created += 1;
-        self.live_max = self.live_max.max(self.live.len());
+        self.live_max = self.live_max.max(self.live());
         Some(id)
     }
 
+    /// Counts live id `id` as put aside for reuse (released, as far as the counters go; the
+    /// id stays taken). False when it is not live.
+    pub(crate) fn pool(&mut self, id: u32) -> bool {
+        if !self.key_of(id).is_some_and(|k| self.live.contains(k)) {
+            return false;
+        }
+        self.pooled += 1;
+        self.deleted += 1;
+        true
+    }
+
+    /// Counts a pooled id as in use again (created, as far as the counters go).
+    pub(crate) fn unpool(&mut self) {
+        self.pooled = self.pooled.saturating_sub(1);
+        self.created += 1;
+        self.live_max = self.live_max.max(self.live());
+    }
+
     /// Frees `id`; false if it was not live (then nothing changes).
+    /// Frees `id` (deleted in the guest). A pooled id is freed through [`ContextIds::unpool`]
+    /// first.
     pub(crate) fn release(&mut self, id: u32) -> bool {
         match self.key_of(id) {
             Some(key) if self.live.contains(key) => {
@@ -74,7 +98,7 @@ impl ContextIds {
 
     /// Number of live contexts.
     pub(crate) fn live(&self) -> usize {
-        self.live.len()
+        self.live.len() - self.pooled
     }
 
     /// The most contexts live at once so far.

@@ -52,6 +52,10 @@ impl DroppedContexts {
     }
 }
 
+/// Most contexts an instance keeps for reuse (`DECODE_REUSES_CONTEXT`); beyond, finished
+/// frames' contexts are deleted. Bounds what idle contexts hold in the guest.
+const CONTEXT_POOL_MAX: usize = 256;
+
 /// A started instance of a plugin.
 pub(crate) struct PluginInstance {
     vm: Vm,
@@ -64,6 +68,9 @@ pub(crate) struct PluginInstance {
     /// A created context not yet holding a frame: the next decode's (kept across
     /// need-more-data retries, ABI §6.2).
     spare: Option<u32>,
+    /// Contexts of finished frames kept for the next decodes, when the guest's decode
+    /// accepts a used context (`DECODE_REUSES_CONTEXT`): no delete and create per frame.
+    pool: Vec<u32>,
     /// Guest calls made on this instance.
     calls: CallCounter,
 }
@@ -114,6 +121,7 @@ impl PluginInstance {
             dropped: Rc::new(DroppedContexts::default()),
             draining: Vec::new(),
             spare: None,
+            pool: Vec::new(),
             calls: CallCounter::default(),
         };
         inst.call(Start, ())?;
@@ -328,6 +336,14 @@ impl PluginInstance {
         self.dropped.take_into(&mut queued);
         let mut result = Ok(());
         for &ctx in &queued {
+            if self.vm.reuses_contexts()
+                && self.pool.len() < CONTEXT_POOL_MAX
+                && self.lifecycle == Lifecycle::Ready
+                && self.ctxs.pool(ctx)
+            {
+                self.pool.push(ctx);
+                continue;
+            }
             result = self.delete_ctx(ctx);
             if result.is_err() {
                 // Poisoned: the rest die with the instance.
@@ -344,7 +360,13 @@ impl PluginInstance {
         match self.spare {
             Some(ctx) => Ok(ctx),
             None => {
-                let ctx = self.new_ctx()?;
+                let ctx = match self.pool.pop() {
+                    Some(ctx) => {
+                        self.ctxs.unpool();
+                        ctx
+                    }
+                    None => self.new_ctx()?,
+                };
                 self.spare = Some(ctx);
                 Ok(ctx)
             }

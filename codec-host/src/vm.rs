@@ -7,7 +7,8 @@
 
 use codec_abi::exports as ex;
 use codec_abi::optional_exports::{
-    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, GOAWAY, ID_FIELD, INPUT_BUFFER, RESPONSE_CODE,
+    CHECK, DECODE_BYTES_NEEDED, DECODE_IS_GOAWAY, DECODE_REUSES_CONTEXT, GOAWAY, ID_FIELD,
+    INPUT_BUFFER, RESPONSE_CODE,
 };
 use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
@@ -56,6 +57,8 @@ pub(crate) struct Vm {
     input_mallocs: u64,
     /// The optional `rpc_sidecar_id_field` export: unchanged frames forwarded by the host.
     id_field: Option<TypedFunction<u32, u32>>,
+    /// The module exports the `rpc_sidecar_decode_reuses_context` marker.
+    reuses_contexts: bool,
     points_remaining: Global,
     points_exhausted: Global,
     budget: u64,
@@ -153,6 +156,7 @@ impl Vm {
                     VmError::Instantiate(format!("optional export {ID_FIELD}: {e}"))
                 })?),
             };
+        let reuses_contexts = x.get_function(DECODE_REUSES_CONTEXT).is_ok();
         let state = env.as_mut(&mut store);
         state.memory = Some(memory);
         state.malloc = Some(Malloc::typed(&exports).clone());
@@ -169,6 +173,7 @@ impl Vm {
             input_at: (0, 0),
             input_mallocs: 0,
             id_field,
+            reuses_contexts,
             points_remaining,
             points_exhausted,
             budget,
@@ -301,6 +306,12 @@ impl Vm {
             None => return Ok(None),
         };
         r.map(Some).map_err(|e| self.fail(e))
+    }
+
+    /// Whether decode accepts a used context (the `rpc_sidecar_decode_reuses_context`
+    /// marker).
+    pub(crate) fn reuses_contexts(&self) -> bool {
+        self.reuses_contexts
     }
 
     /// Whether the module exports the optional `rpc_sidecar_check`.

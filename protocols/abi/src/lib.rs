@@ -116,6 +116,14 @@ pub mod optional_exports {
     /// frame's original bytes with only those bytes replaced by the new id, and makes no
     /// encode call (the guest's cached command keeps its id, as after no encode at all).
     pub const ID_FIELD: &str = "rpc_sidecar_id_field";
+
+    /// `() -> ()`, never called: a marker saying that `proxy_decode_buffer_bytes` accepts a
+    /// context that already holds a command (decoded, or cached by keepalive, reply or
+    /// hijack) and replaces it. The host then keeps the contexts of finished frames and
+    /// decodes the next frames on them, instead of a `proxy_on_delete` and a
+    /// `proxy_on_context_create` per frame. MOSN's Go SDK traps on a decode on a used
+    /// context, so without the marker every frame gets a fresh one.
+    pub const DECODE_REUSES_CONTEXT: &str = "rpc_sidecar_decode_reuses_context";
 }
 
 /// Where a frame's protocol id sits in its bytes (optional export

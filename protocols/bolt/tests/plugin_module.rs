@@ -128,6 +128,7 @@ fn check(name: &str) {
         ("rpc_sidecar_check", sig(&[I32, I32, I32], &[I32])),
         ("rpc_sidecar_input_buffer", sig(&[I32], &[I32])),
         ("rpc_sidecar_id_field", sig(&[I32], &[I32])),
+        ("rpc_sidecar_decode_reuses_context", sig(&[], &[])),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_owned(), s))

@@ -227,7 +227,10 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
                 command.body(),
             ),
         }
+        // A reused context (optional export `DECODE_REUSES_CONTEXT`) starts over: the new
+        // command replaces whatever the context held.
         stream.decoded = Some(command);
+        stream.encoded = None;
         let reported = host.set_buffer(BufferType::DecodeData, scratch);
         self.finish_report(ctx, "decode", reported)
     }
@@ -927,6 +930,11 @@ mod wasm {
         let input = unsafe { Input::new(ptr, len) };
         with(INTERNAL, |d| d.check(ctx, input.bytes()))
     }
+
+    /// Marker (never called): decode accepts a context that already holds a command and
+    /// replaces it (optional export `codec_abi::optional_exports::DECODE_REUSES_CONTEXT`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rpc_sidecar_decode_reuses_context() {}
 
     /// `(ctx) -> u32`: where the id of the frame decoded on `ctx` sits, 0 = encode it
     /// (optional export `codec_abi::optional_exports::ID_FIELD`).
