@@ -52,8 +52,9 @@ struct Args {
         default_value = "direct,relay-2hop,wasm-1hop,native-1hop,wasm-2hop,native-2hop"
     )]
     variants: Vec<String>,
-    /// Scenarios to run, comma-separated (closed, open).
-    #[arg(long, value_delimiter = ',', default_value = "closed,open")]
+    /// Scenarios to run, comma-separated (closed: 1 connection × --in-flight; closed-8x16;
+    /// open: --rate on 1 connection).
+    #[arg(long, value_delimiter = ',', default_value = "closed,closed-8x16,open")]
     scenarios: Vec<String>,
     /// Output directory (relative paths are taken from the repository root).
     #[arg(long, visible_alias = "out", default_value = "bench-results")]
@@ -80,11 +81,16 @@ fn scenarios(args: &Args) -> anyhow::Result<Vec<Scenario>> {
                 connections: 1,
                 in_flight: args.in_flight,
             }),
+            // Several connections sharing the workers: 8 × 16 in flight.
+            "closed-8x16" => Ok(Scenario::Closed {
+                connections: 8,
+                in_flight: 16,
+            }),
             "open" => Ok(Scenario::Open {
                 connections: 1,
                 rate: args.rate,
             }),
-            other => bail!("unknown scenario {other:?} (closed, open)"),
+            other => bail!("unknown scenario {other:?} (closed, closed-8x16, open)"),
         })
         .collect()
 }
