@@ -55,15 +55,19 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
         done: false,
         log,
     };
-    tokio::task::spawn_local(async move {
+    let fut = async move {
         let conn = ledger.conn.clone();
+        // Boxed: the request's state machine is a few KB; spawned by value it would be copied
+        // into the task (twice) for every request; boxed here it is written once.
+        let handled = Box::pin(handle(ledger, frame));
         tokio::select! {
-            _ = handle(ledger, frame) => {}
+            _ = handled => {}
             // The downstream closed: dropping `handle` drops its pending response (which
             // forgets the upstream id) and the ledger records the reset.
             _ = conn.sink().closed() => {}
         }
-    });
+    };
+    tokio::task::spawn_local(fut);
 }
 
 /// Records the request's single outcome and its duration; if dropped unfinished, records a
@@ -127,7 +131,7 @@ async fn handle(ledger: Ledger, mut request: Frame) {
     // The response callbacks run in reverse order, as Envoy runs encoder filters.
     let outcome = match outcome {
         Outcome::Response(mut response, upstream) if !wasm.streams.is_empty() => {
-            match wasm_response(&wasm, &mut request, &mut response, upstream).await {
+            match Box::pin(wasm_response(&wasm, &mut request, &mut response, upstream)).await {
                 Ok(()) => Outcome::Response(response, upstream),
                 Err(f) => Outcome::Failed(f),
             }
@@ -256,7 +260,9 @@ async fn forward(
     let _held = if listener.filters.is_empty() {
         FilterGuard::none()
     } else {
-        match run_filters(listener, &shared.name, request, deadline).await {
+        // Boxed: the filters' futures (a gRPC call to the rate limit service among them) would
+        // otherwise be part of every request task, filters or not.
+        match Box::pin(run_filters(listener, &shared.name, request, deadline)).await {
             Ok(guard) => guard,
             Err(failure) => return Outcome::Failed(failure),
         }
@@ -266,8 +272,15 @@ async fn forward(
     let wasm_filters = &worker.wasm_filters[conn.listener];
     if !wasm_filters.is_empty() {
         wasm.deadline = Some(deadline);
-        if let Err(failure) =
-            wasm_request(wasm_filters, listener, conn, &shared.name, request, wasm).await
+        if let Err(failure) = Box::pin(wasm_request(
+            wasm_filters,
+            listener,
+            conn,
+            &shared.name,
+            request,
+            wasm,
+        ))
+        .await
         {
             return Outcome::Failed(failure);
         }

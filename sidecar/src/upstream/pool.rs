@@ -312,7 +312,8 @@ impl PoolInner {
             let ready = matches!(cell.get(), Some(Ok(c)) if !c.is_closed());
             // Waiting for a connect (this request's or another's) is being pending.
             let _pending = if ready { None } else { Some(self.pending()?) };
-            let result = cell.get_or_init(|| self.connect()).await.clone();
+            // Boxed: the connect future is large and rare; every request's task would carry it.
+            let result = cell.get_or_init(|| Box::pin(self.connect())).await.clone();
             match result {
                 Ok(conn) if conn.is_usable() && self.is_current(&conn) => return Ok(conn),
                 outcome => {
