@@ -199,7 +199,11 @@ mod tests {
         let svg = render(&sums, &["closed-1x64".into(), "open-2000".into()]);
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 12, "6 variants × 2 scenarios");
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            12,
+            "6 variants × 2 scenarios"
+        );
         assert_eq!(svg.matches("latency by percentile").count(), 2);
         assert!(svg.contains(">wasm-2hop</text>"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
