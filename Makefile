@@ -7,7 +7,7 @@ PLUGIN_DIR := target/$(WASM_TARGET)/plugin
 PLUGINS := $(PLUGIN_DIR)/bolt.wasm $(PLUGIN_DIR)/dubbo.wasm $(PLUGIN_DIR)/misbehave.wasm
 CONFIG ?= configs/mosn_rpc_config_wasm.json
 
-.PHONY: all run test plugins wasm-target build build-release peers dubbo-peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus
+.PHONY: all run test plugins wasm-target build build-release peers dubbo-peers services lint layers unit bench clean-bench help fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-tools
 .PHONY: filters lint-filters
 
 all: build
@@ -112,7 +112,12 @@ FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_OPTS ?=
 
-fuzz-build:
+# The nightly toolchain and cargo-fuzz, installed when missing (so `make test` sets itself up).
+fuzz-tools:
+	@rustup toolchain list | grep '^nightly' >/dev/null || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 0.13.2
+
+fuzz-build: fuzz-tools
 	$(FUZZ) build
 
 fuzz-corpus:
