@@ -104,7 +104,11 @@ impl<P: Protocol> Codec for NativeCodec<P> {
             .protocol
             .decode(&buf[..window])
             .map_err(|e| CodecError::Protocol(e.to_string()))?;
-        let Some(Decoded { command, consumed }) = decoded else {
+        let Some(Decoded {
+            mut command,
+            consumed,
+        }) = decoded
+        else {
             if window >= self.max_frame_bytes {
                 return Err(CodecError::TooLarge {
                     what: "incomplete frame",
@@ -120,7 +124,7 @@ impl<P: Protocol> Codec for NativeCodec<P> {
             )));
         }
         let raw = buf.split_to(consumed).freeze();
-        let headers = command.headers().clone();
+        let headers = command.take_headers();
         let mut encoded = Vec::new();
         let section = match command.encoded_headers() {
             Some(section) => section,

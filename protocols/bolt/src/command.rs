@@ -204,6 +204,16 @@ impl Command for BoltCommand {
         self.headers.get_or_init(|| self.parse_headers())
     }
 
+    fn take_headers(&mut self) -> HeaderMap {
+        // A map built from an unchanged section is rebuilt from it on the next use; any other
+        // (edited, or the decode-error header) is the only copy.
+        if self.section_is_map && !self.headers_changed {
+            self.headers.take().unwrap_or_else(|| self.parse_headers())
+        } else {
+            self.headers().clone()
+        }
+    }
+
     fn header_count(&self) -> usize {
         self.headers.get().map_or(self.header_count, HeaderMap::len)
     }

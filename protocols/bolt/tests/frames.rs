@@ -352,3 +352,31 @@ fn goaway_round_trips_and_only_cmd_code_100_requests_are_goaway() {
     assert!(!decode(&Spec::response(12, 0).build()).is_goaway());
     assert!(!decode(&encode(&Bolt::default().keepalive(12).unwrap())).is_goaway());
 }
+
+#[test]
+fn taken_headers_are_rebuilt_from_the_section_and_the_frame_still_forwards() {
+    let bytes = Spec::request(9).build();
+    let mut c = decode(&bytes);
+    let taken = c.take_headers();
+    assert_eq!(taken.get_str("service"), Some("com.foo.HelloService:1.0"));
+    assert_eq!(c.headers(), &taken, "rebuilt from the unchanged section");
+    assert_eq!(c.header_count(), taken.len());
+    assert_eq!(encode(&c), bytes);
+
+    // The decode-error header is the only copy: taking leaves it in place.
+    let spec = Spec {
+        headers: header_section(&[("service", "s")])[..9].to_vec(),
+        ..Spec::request(4)
+    };
+    let mut c = decode(&spec.build());
+    let taken = c.take_headers();
+    assert!(taken.get_str(codec_abi::HEADER_DECODE_ERROR).is_some());
+    assert_eq!(c.headers(), &taken);
+
+    // After an edit, the edited map is kept too.
+    let mut c = decode(&bytes);
+    c.headers_mut().insert("x-added", "1");
+    let taken = c.take_headers();
+    assert_eq!(taken.get_str("x-added"), Some("1"));
+    assert_eq!(c.headers().get_str("x-added"), Some("1"));
+}

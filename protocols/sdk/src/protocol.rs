@@ -39,6 +39,13 @@ pub trait Command: Sized + 'static {
     /// The header map: what routing and filters see.
     fn headers(&self) -> &HeaderMap;
 
+    /// The header map for a holder that keeps its own copy (the native host's frame). The
+    /// default clones `headers()`; a command that can rebuild its map from its bytes may move
+    /// it out instead (a later `headers()` builds it again).
+    fn take_headers(&mut self) -> HeaderMap {
+        self.headers().clone()
+    }
+
     /// Number of header pairs, as `headers().len()`. Override when the count is known
     /// without building the map (encode compares it with the host's count, §6.3 step 5).
     fn header_count(&self) -> usize {
