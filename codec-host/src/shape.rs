@@ -57,6 +57,22 @@ pub(crate) struct ModuleShape {
     pub(crate) exports: Vec<Item>,
 }
 
+impl ModuleShape {
+    /// The export called `name`.
+    pub(crate) fn export(&self, name: &str) -> Option<&Item> {
+        self.exports.iter().find(|e| e.name == name)
+    }
+
+    /// The exports that look like an ABI marker (`proxy_abi…`), for error messages.
+    pub(crate) fn abi_like_exports(&self) -> Vec<&str> {
+        self.exports
+            .iter()
+            .filter(|e| e.name.starts_with("proxy_abi"))
+            .map(|e| e.name.as_str())
+            .collect()
+    }
+}
+
 /// What the check learnt that instantiation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Checked {
@@ -86,26 +102,15 @@ pub(crate) fn check(
     shape: &ModuleShape,
     max_pages: u32,
 ) -> Result<Checked, LoadError> {
-    let export = |name: &str| shape.exports.iter().find(|e| e.name == name);
+    let export = |name: &str| shape.export(name);
     let wrong = |what: &'static str, name: String, expected: Sig, found: &ItemKind| {
-        LoadError::WrongSignature {
-            plugin: plugin.to_owned(),
-            what,
-            name,
-            expected: expected.to_string(),
-            found: found.to_string(),
-        }
+        wrong_signature(plugin, what, name, expected, found)
     };
 
     // §1: the marker, a function () -> ().
     match export(ABI_MARKER) {
         None => {
-            let others: Vec<&str> = shape
-                .exports
-                .iter()
-                .filter(|e| e.name.starts_with("proxy_abi"))
-                .map(|e| e.name.as_str())
-                .collect();
+            let others = shape.abi_like_exports();
             return Err(LoadError::MissingMarker {
                 plugin: plugin.to_owned(),
                 marker: ABI_MARKER,
@@ -144,40 +149,75 @@ pub(crate) fn check(
         }
     }
 
-    // §1: the guest's own memory, within the cap.
-    match export(ex::MEMORY) {
-        None => {
-            return Err(LoadError::MissingExport {
-                plugin: plugin.to_owned(),
-                name: ex::MEMORY,
-            })
-        }
+    check_memory(plugin, shape, max_pages)?;
+    check_imports(plugin, shape, imports::find)?;
+    Ok(Checked { allocator })
+}
+
+fn wrong_signature(
+    plugin: &str,
+    what: &'static str,
+    name: String,
+    expected: Sig,
+    found: &ItemKind,
+) -> LoadError {
+    LoadError::WrongSignature {
+        plugin: plugin.to_owned(),
+        what,
+        name,
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
+
+/// §1: the module exports its own memory, of at most `max_pages` initial pages.
+///
+/// # Errors
+/// No `memory` export, one that is not a memory, or one over the cap.
+pub(crate) fn check_memory(
+    plugin: &str,
+    shape: &ModuleShape,
+    max_pages: u32,
+) -> Result<(), LoadError> {
+    match shape.export(ex::MEMORY) {
+        None => Err(LoadError::MissingExport {
+            plugin: plugin.to_owned(),
+            name: ex::MEMORY,
+        }),
         Some(Item {
             kind: ItemKind::Memory { initial_pages },
             ..
-        }) => {
-            if *initial_pages > max_pages {
-                return Err(LoadError::MemoryLimit {
-                    plugin: plugin.to_owned(),
-                    needed_mib: u64::from(*initial_pages) * 64 / 1024,
-                    limit_mib: max_pages / 16,
-                });
-            }
-        }
-        Some(e) => {
-            return Err(LoadError::WrongSignature {
-                plugin: plugin.to_owned(),
-                what: "export",
-                name: e.name.clone(),
-                expected: "memory".into(),
-                found: e.kind.to_string(),
-            })
-        }
+        }) if *initial_pages > max_pages => Err(LoadError::MemoryLimit {
+            plugin: plugin.to_owned(),
+            needed_mib: u64::from(*initial_pages) * 64 / 1024,
+            limit_mib: max_pages / 16,
+        }),
+        Some(Item {
+            kind: ItemKind::Memory { .. },
+            ..
+        }) => Ok(()),
+        Some(e) => Err(LoadError::WrongSignature {
+            plugin: plugin.to_owned(),
+            what: "export",
+            name: e.name.clone(),
+            expected: "memory".into(),
+            found: e.kind.to_string(),
+        }),
     }
+}
 
-    // §4: only what the host provides, with the host's signature.
+/// §4: every import is one `find` provides (codec or filter hostcalls, WASI), with the
+/// signature it is provided with.
+///
+/// # Errors
+/// The first import not provided, or provided with another signature.
+pub(crate) fn check_imports(
+    plugin: &str,
+    shape: &ModuleShape,
+    find: fn(&str, &str) -> Option<&'static imports::Import>,
+) -> Result<(), LoadError> {
     for i in &shape.imports {
-        let Some(import) = imports::find(&i.module, &i.name) else {
+        let Some(import) = find(&i.module, &i.name) else {
             return Err(LoadError::UnknownImport {
                 plugin: plugin.to_owned(),
                 module: i.module.clone(),
@@ -185,7 +225,8 @@ pub(crate) fn check(
             });
         };
         if !i.kind.is_func(import.sig) {
-            return Err(wrong(
+            return Err(wrong_signature(
+                plugin,
                 "import",
                 format!("{}.{}", i.module, i.name),
                 import.sig,
@@ -193,7 +234,7 @@ pub(crate) fn check(
             ));
         }
     }
-    Ok(Checked { allocator })
+    Ok(())
 }
 
 impl fmt::Display for ItemKind {

@@ -13,7 +13,7 @@ use super::shared::{FilterShared, QueueWaker};
 use crate::compile::{self, CompiledModule};
 use crate::error::LoadError;
 use crate::limits::Limits;
-use crate::shape::ItemKind;
+use crate::shape;
 
 /// How to load one filter plugin.
 #[derive(Debug, Clone)]
@@ -188,18 +188,12 @@ fn check_shape(
     max_pages: u32,
 ) -> Result<AbiVersion, LoadError> {
     let shape = compiled.shape();
-    let export = |name: &str| shape.exports.iter().find(|e| e.name == name);
     let abi = shape
         .exports
         .iter()
         .find_map(|e| AbiVersion::from_marker(&e.name))
         .ok_or_else(|| {
-            let others: Vec<&str> = shape
-                .exports
-                .iter()
-                .filter(|e| e.name.starts_with("proxy_abi"))
-                .map(|e| e.name.as_str())
-                .collect();
+            let others = shape.abi_like_exports();
             LoadError::FilterAbi {
                 plugin: plugin.to_owned(),
                 found: if others.is_empty() {
@@ -209,58 +203,19 @@ fn check_shape(
                 },
             }
         })?;
-    for name in ["memory", "proxy_on_context_create"] {
-        if export(name).is_none() {
-            return Err(LoadError::MissingExport {
-                plugin: plugin.to_owned(),
-                name: if name == "memory" {
-                    "memory"
-                } else {
-                    "proxy_on_context_create"
-                },
-            });
-        }
+    shape::check_memory(plugin, &shape, max_pages)?;
+    if shape.export("proxy_on_context_create").is_none() {
+        return Err(LoadError::MissingExport {
+            plugin: plugin.to_owned(),
+            name: "proxy_on_context_create",
+        });
     }
-    if export("proxy_on_memory_allocate").is_none() && export("malloc").is_none() {
+    if shape.export("proxy_on_memory_allocate").is_none() && shape.export("malloc").is_none() {
         return Err(LoadError::MissingExport {
             plugin: plugin.to_owned(),
             name: "proxy_on_memory_allocate (or malloc)",
         });
     }
-    if let Some(ItemKind::Memory { initial_pages }) = export("memory").map(|e| &e.kind) {
-        if *initial_pages > max_pages {
-            return Err(LoadError::MemoryLimit {
-                plugin: plugin.to_owned(),
-                needed_mib: u64::from(*initial_pages) * 64 / 1024,
-                limit_mib: (u64::from(max_pages) * 64 / 1024) as u32,
-            });
-        }
-    }
-    for import in &shape.imports {
-        let Some(provided) = hostcalls::find(&import.module, &import.name) else {
-            return Err(LoadError::UnknownImport {
-                plugin: plugin.to_owned(),
-                module: import.module.clone(),
-                name: import.name.clone(),
-            });
-        };
-        if let ItemKind::Func(f) = &import.kind {
-            if !provided.sig.matches(f) {
-                return Err(LoadError::WrongSignature {
-                    plugin: plugin.to_owned(),
-                    what: "import",
-                    name: format!("{}.{}", import.module, import.name),
-                    expected: provided.sig.to_string(),
-                    found: import.kind.to_string(),
-                });
-            }
-        } else {
-            return Err(LoadError::UnknownImport {
-                plugin: plugin.to_owned(),
-                module: import.module.clone(),
-                name: import.name.clone(),
-            });
-        }
-    }
+    shape::check_imports(plugin, &shape, hostcalls::find)?;
     Ok(abi)
 }
