@@ -491,6 +491,10 @@ async fn every_request_has_exactly_one_outcome_and_the_counters_add_up() {
         "{g}"
     );
     assert_eq!(n("request_total"), 58 + 51);
+    // Each hop's first routed call connects (so it runs as a task), the no-route ones are
+    // answered by a task; the other 2 × 50 calls are sent and answered inline (the default
+    // route retries nothing once sent, the listeners have no filters).
+    assert_eq!(n("request_inline_total"), 2 * 50, "{g}");
     assert_eq!(n("request_404_total"), 7);
     assert!(n("request_504_total") >= 1);
     // Both hops time the slow call out at 200 ms; whichever fires first answers it, so the

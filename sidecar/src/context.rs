@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,7 @@ use crate::framed::{CodecRef, FrameSink};
 use crate::overload::{Admission, WorkerLoad};
 use crate::plan::{Plan, SharedCluster};
 use crate::stats::{ClusterShard, DownstreamStats, HostStats, ListenerStats, WorkerStats};
-use crate::upstream::{HostPool, OwnedSlot};
+use crate::upstream::{HostPool, OwnedSlot, UpstreamConn};
 
 /// A socket accepted by a listener, handed to a worker.
 pub struct Accepted {
@@ -214,6 +215,9 @@ pub struct DownstreamConn {
     last_active: Cell<Instant>,
     /// Its own upstream connections (`tcp` pool mode), by (cluster, host) index.
     owned_upstreams: RefCell<HashMap<(usize, usize), Rc<OwnedSlot>>>,
+    /// Its inline requests (no task of their own) waiting on upstream connections, with
+    /// their upstream ids: forgotten there when this connection closes.
+    inline: RefCell<Slab<(Rc<UpstreamConn>, u32)>>,
 }
 
 impl DownstreamConn {
@@ -237,6 +241,28 @@ impl DownstreamConn {
             slots: Notify::new(),
             last_active: Cell::new(Instant::now()),
             owned_upstreams: RefCell::new(HashMap::new()),
+            inline: RefCell::new(Slab::new()),
+        }
+    }
+
+    /// Notes an inline request waiting on `upstream` as `id`; the key for
+    /// [`DownstreamConn::inline_done`].
+    pub fn inline_waiting(&self, upstream: Rc<UpstreamConn>, id: u32) -> usize {
+        self.inline.borrow_mut().insert((upstream, id))
+    }
+
+    /// The inline request noted as `key` ended (answered or failed).
+    pub fn inline_done(&self, key: usize) {
+        self.inline.borrow_mut().try_remove(key);
+    }
+
+    /// The connection is gone: its inline requests are forgotten by their upstream
+    /// connections (each ends unanswered, counted as a reset), as a request task is
+    /// dropped.
+    pub fn reset_inline_requests(&self) {
+        let waiting: Vec<_> = self.inline.borrow_mut().drain().collect();
+        for (upstream, id) in waiting {
+            upstream.forget(id);
         }
     }
 
@@ -285,8 +311,13 @@ impl DownstreamConn {
 
     /// A request finished (answered, hijacked, forwarded oneway or reset).
     pub fn request_finished(&self) {
+        self.request_finished_at(Instant::now());
+    }
+
+    /// A request finished at `now` (a clock read shared with other records).
+    pub fn request_finished_at(&self, now: Instant) {
         self.in_flight.set(self.in_flight.get() - 1);
-        self.touch();
+        self.last_active.set(now);
         if self.in_flight.get() == 0 {
             self.drained.notify_waiters();
         }

@@ -177,6 +177,9 @@ async fn serve_framed(
             _ = conn.sink().closed() => {}
         }
     }
+    // What is still in flight ends here as a reset: request tasks see the sink close,
+    // inline requests are forgotten by their upstream connections.
+    conn.reset_inline_requests();
     stats.decode_calls.add(framed.decode_calls());
     match end {
         End::Shed => framed.abort(),

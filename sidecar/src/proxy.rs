@@ -22,6 +22,10 @@ use crate::plan::ListenerPlan;
 use crate::retry::{RetryPlan, RETRY_BACKOFF};
 use crate::stats::{DownstreamStats, ListenerStats};
 
+mod inline;
+
+use inline::Preselected;
+
 /// How a request ended.
 enum Outcome {
     /// The upstream's response, and the address of the host that sent it.
@@ -52,14 +56,20 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
         worker,
         conn,
         started,
+        ended: None,
         done: false,
         log,
+    };
+    // The common case needs no task of its own (no filters, a connection up, nothing
+    // retried once sent); everything else runs as one, from the choices already made.
+    let Some((ledger, frame, pre)) = inline::start(ledger, frame) else {
+        return;
     };
     let fut = async move {
         let conn = ledger.conn.clone();
         // Boxed: the request's state machine is a few KB; spawned by value it would be copied
         // into the task (twice) for every request; boxed here it is written once.
-        let handled = Box::pin(handle(ledger, frame));
+        let handled = Box::pin(handle(ledger, frame, pre));
         tokio::select! {
             _ = handled => {}
             // The downstream closed: dropping `handle` drops its pending response (which
@@ -76,6 +86,8 @@ struct Ledger {
     worker: Rc<WorkerContext>,
     conn: Rc<DownstreamConn>,
     started: Instant,
+    /// When it ended, if a clock was read for it already (else read on drop).
+    ended: Option<Instant>,
     done: bool,
     /// The access log record (`None`: the listener has no access log).
     log: Option<Box<Record>>,
@@ -91,6 +103,11 @@ impl Ledger {
         self.worker.plan.access_logs.note(self.log.as_deref())
     }
 
+    /// The request ended at `now` (a clock read shared with other records).
+    fn ended_at(&mut self, now: Instant) {
+        self.ended = Some(now);
+    }
+
     fn finish(mut self, record: impl FnOnce(&DownstreamStats)) {
         record(&self.stats().counters);
         self.done = true;
@@ -104,8 +121,11 @@ impl Drop for Ledger {
             stats.counters.reset.inc();
         }
         stats.counters.request_active.dec();
-        stats.request_duration.observe(self.started.elapsed());
-        self.conn.request_finished();
+        let ended = self.ended.unwrap_or_else(Instant::now);
+        stats
+            .request_duration
+            .observe(ended.saturating_duration_since(self.started));
+        self.conn.request_finished_at(ended);
         // One access log line per request, whatever its outcome (an open record: a reset).
         if let Some(log) = self.log.take() {
             self.worker.plan.access_logs.submit(log);
@@ -122,12 +142,20 @@ struct WasmCall {
     deadline: Option<Instant>,
 }
 
-async fn handle(ledger: Ledger, mut request: Frame) {
+async fn handle(ledger: Ledger, mut request: Frame, pre: Option<Preselected>) {
     let oneway = request.kind() == FrameKind::Oneway;
     let down_id = request.id();
     let note = ledger.note();
     let mut wasm = WasmCall::default();
-    let outcome = forward(&ledger.worker, &ledger.conn, &mut request, note, &mut wasm).await;
+    let outcome = forward(
+        &ledger.worker,
+        &ledger.conn,
+        &mut request,
+        note,
+        &mut wasm,
+        pre,
+    )
+    .await;
     // The response callbacks run in reverse order, as Envoy runs encoder filters.
     let outcome = match outcome {
         Outcome::Response(mut response, upstream) if !wasm.streams.is_empty() => {
@@ -148,23 +176,27 @@ async fn handle(ledger: Ledger, mut request: Frame) {
             note.oneway_dropped(failure);
             ledger.finish(|s| s.record_oneway_dropped(failure));
         }
-        Outcome::Response(mut response, _) => {
-            let status = response.timeout_or_status();
-            note.response(&response);
-            match ledger.conn.sink().send(&mut response, down_id) {
-                Ok(bytes) => {
-                    note.forwarded(bytes);
-                    ledger.stats().response_status.record(status);
-                    ledger.finish(|s| s.response_forwarded.inc());
-                }
-                Err(SendError::Codec(e)) => {
-                    warn!(cause = %e, "cannot encode the upstream response for downstream");
-                    hijack(ledger, &request, Failure::EncodeFailed, down_id);
-                }
-                Err(_) => {} // downstream gone: the ledger records a reset
-            }
-        }
+        Outcome::Response(response, _) => respond(ledger, &request, response, down_id),
         Outcome::Failed(failure) => hijack(ledger, &request, failure, down_id),
+    }
+}
+
+/// Relays the upstream's `response` to `request`'s downstream with the downstream id.
+fn respond(ledger: Ledger, request: &Frame, mut response: Frame, down_id: u64) {
+    let status = response.timeout_or_status();
+    let note = ledger.note();
+    note.response(&response);
+    match ledger.conn.sink().send(&mut response, down_id) {
+        Ok(bytes) => {
+            note.forwarded(bytes);
+            ledger.stats().response_status.record(status);
+            ledger.finish(|s| s.response_forwarded.inc());
+        }
+        Err(SendError::Codec(e)) => {
+            warn!(cause = %e, "cannot encode the upstream response for downstream");
+            hijack(ledger, request, Failure::EncodeFailed, down_id);
+        }
+        Err(_) => {} // downstream gone: the ledger records a reset
     }
 }
 
@@ -236,6 +268,7 @@ async fn forward(
     request: &mut Frame,
     note: Note<'_>,
     wasm: &mut WasmCall,
+    pre: Option<Preselected>,
 ) -> Outcome {
     if let Some(reason) = request.header_decode_error() {
         debug!(reason, "request header decode error");
@@ -245,7 +278,7 @@ async fn forward(
     let Some(route) = listener.route(conn.protocol, request.headers()) else {
         return Outcome::Failed(Failure::NoRoute);
     };
-    let picked = route.pick_cluster().index;
+    let picked = pre.map_or_else(|| route.pick_cluster().index, |p| p.cluster);
     note.routed(picked);
     let cluster = &worker.clusters[picked];
     let requested = request
@@ -290,7 +323,16 @@ async fn forward(
         cluster.stats.counters.request_pending_overflow.inc();
         return Outcome::Failed(Failure::Overflow);
     };
-    let outcome = attempts(cluster, conn, request, route.retry(), deadline, note).await;
+    let first_host = pre.and_then(|p| p.host);
+    let outcome = attempts(
+        cluster,
+        conn,
+        request,
+        (route.retry(), first_host),
+        deadline,
+        note,
+    )
+    .await;
     if matches!(outcome, Outcome::Failed(Failure::Timeout)) {
         cluster.stats.counters.request_timeout.inc();
     }
@@ -322,12 +364,13 @@ async fn run_filters(
 /// is bounded by the request's deadline. A retry goes to another host when there is one,
 /// takes one of the cluster's `max_retries` slots (none free: no retry, the last answer or
 /// failure stands) and is counted. A response whose mapped code the plan retries is
-/// dropped and retried, except on the last attempt, where it is relayed as it is.
+/// dropped and retried, except on the last attempt, where it is relayed as it is. The first
+/// attempt goes to `first_host` when the balancer chose it already.
 async fn attempts(
     cluster: &WorkerCluster,
     downstream: &DownstreamConn,
     request: &mut Frame,
-    retry: &RetryPlan,
+    (retry, mut first_host): (&RetryPlan, Option<usize>),
     deadline: Instant,
     note: Note<'_>,
 ) -> Outcome {
@@ -344,7 +387,10 @@ async fn attempts(
                 return Outcome::Failed(Failure::Timeout);
             }
         }
-        let Some(host) = cluster.balancer.choose_avoiding(tried) else {
+        let Some(host) = first_host
+            .take()
+            .or_else(|| cluster.balancer.choose_avoiding(tried))
+        else {
             return Outcome::Failed(Failure::NoHealthyHost);
         };
         tried = Some(host);

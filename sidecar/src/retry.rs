@@ -80,6 +80,13 @@ impl RetryPlan {
         }
     }
 
+    /// Whether anything that can happen once a request is sent (the connection closing, a
+    /// timeout, a response's code) can lead to another attempt. When not, a sent request
+    /// needs nothing of the plan but its per-try deadline.
+    pub fn retries_after_send(&self) -> bool {
+        self.retry_on || self.retries_responses()
+    }
+
     /// Most attempts one request gets (≥ 1).
     pub fn attempts(&self) -> u32 {
         self.attempts.max(1)

@@ -97,6 +97,10 @@ counters!(
         request_active,
         /// Oneway requests received.
         request_oneway_total,
+        /// Requests sent upstream on the inline path: no task of their own, answered by the
+        /// upstream connection's reader (no stream filters, a connection up, no retry once
+        /// sent). The others ran as a task each.
+        request_inline_total,
         /// Outcome: an upstream response was relayed.
         response_forwarded,
         /// Outcome: a oneway request was forwarded (or dropped on a failure or by a stream

@@ -95,6 +95,18 @@ impl CircuitBreaker {
         self.slot(Kind::Request)
     }
 
+    /// Admits one request like [`CircuitBreaker::admit`], for a holder that cannot keep a
+    /// borrowed [`Slot`] (an inline request, which lives in an upstream's table): true when
+    /// admitted, and then [`CircuitBreaker::release_request`] must follow exactly once.
+    pub fn admit_detached(&self) -> bool {
+        self.requests.acquire()
+    }
+
+    /// Ends a request admitted by [`CircuitBreaker::admit_detached`].
+    pub fn release_request(&self) {
+        self.requests.release();
+    }
+
     /// Lets one request wait for a connection (`max_pending_requests`); `None` on
     /// overflow.
     pub fn wait_for_connection(&self) -> Option<Slot<'_>> {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::keepalive::{Due, Keepalive};
-use super::waiters::{Matched, PendingResponse, Waiters};
+use super::waiters::{Matched, PendingResponse, Reserved, Waiters};
 use crate::config::KeepaliveConfig;
 use crate::failure::Failure;
 use crate::framed::{CodecRef, FrameSink, FramedConn, ReadError, ReadLimits, SendError};
@@ -137,6 +137,31 @@ impl UpstreamConn {
         Ok(response)
     }
 
+    /// Like [`UpstreamConn::send`], for a request with no task of its own: encodes and
+    /// queues `frame` with a fresh upstream id, reserved for the handler that
+    /// [`Reserved::park`] then hands to this connection's reader (answered with the
+    /// response, the failure that closes the connection, or a timeout).
+    ///
+    /// # Errors
+    /// As [`UpstreamConn::send`].
+    pub fn send_reserved(&self, frame: &mut Frame) -> Result<Reserved, Failure> {
+        if !self.is_usable() {
+            return Err(Failure::ConnectFailed);
+        }
+        let reserved = self.waiters.reserve().ok_or(Failure::Overflow)?;
+        // On failure, dropping `reserved` frees the id.
+        self.write_frame(frame, reserved.id() as u64)?;
+        self.stats.request_total.inc();
+        Ok(reserved)
+    }
+
+    /// Forgets the inline request `id` (its handler is dropped unanswered: the downstream
+    /// went away); a late response finds nothing.
+    pub fn forget(&self, id: u32) {
+        self.waiters.forget(id);
+        self.close_if_drained();
+    }
+
     /// Encodes and queues a oneway request with a fresh id; no id is registered, since
     /// nothing comes back.
     ///
@@ -194,6 +219,11 @@ impl UpstreamConn {
                 _ = &mut timer, if keepalive.is_on() => {
                     self.on_keepalive_timer(&mut keepalive, framed.last_read());
                     timer.as_mut().reset(keepalive.wake(framed.last_read()));
+                    continue;
+                }
+                // An inline request's deadline passed: it was answered with a timeout.
+                () = std::future::poll_fn(|cx| self.waiters.poll_timeout(cx)) => {
+                    self.close_if_drained();
                     continue;
                 }
                 // Closed by us (pool shutdown, keepalive), a write error or an overflow.

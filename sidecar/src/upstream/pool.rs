@@ -212,6 +212,27 @@ impl HostPool {
         }
     }
 
+    /// A multiplexed connection that is up now (open, usable, to the host's current
+    /// address), without waiting or connecting; `None` otherwise (then [`HostPool::lease`]
+    /// connects), and always for exclusive (ping-pong) pools, whose connection must be
+    /// given back.
+    pub fn ready_now(&self) -> Option<Rc<UpstreamConn>> {
+        let inner = &self.inner;
+        if !inner.settings.shares_connections() {
+            return None;
+        }
+        inner.follow_address();
+        let i = inner.next.get() % inner.slots.len();
+        let slot = inner.slots[i].borrow();
+        match slot.get() {
+            Some(Ok(conn)) if conn.is_usable() && inner.is_current(conn) => {
+                inner.next.set(i + 1);
+                Some(conn.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// The connection of `slot` (a downstream connection's own, `tcp` pool mode), connecting
     /// it first when needed, waiting at most until `deadline`.
     ///

@@ -1,8 +1,14 @@
 //! Who waits for what on one multiplexed upstream connection: requests awaiting their
 //! response and heartbeats awaiting their ack, keyed by upstream id ([`InFlight`]).
 //!
-//! A request's wait is a [`PendingResponse`] future; dropped before it resolves (a timeout,
-//! the downstream gone) it forgets its id, so a late response finds nothing.
+//! A request waits in one of two ways:
+//! * a [`PendingResponse`] future (the request's own task awaits it); dropped before it
+//!   resolves (a timeout, the downstream gone) it forgets its id, so a late response finds
+//!   nothing;
+//! * an inline [`ResponseHandler`] (no task: the connection's reader calls it with the
+//!   response, the failure that ended the connection, or a timeout from the connection's
+//!   own deadline queue). Forgotten before that (the downstream gone), it is dropped
+//!   unanswered.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -12,6 +18,8 @@ use std::task::{ready, Context, Poll};
 
 use codec_host::Frame;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::inflight::InFlight;
 use crate::failure::Failure;
@@ -19,9 +27,30 @@ use crate::failure::Failure;
 /// What a response waiter receives.
 pub type ResponseResult = Result<Frame, Failure>;
 
+/// A request waiting for its response without a task of its own: called exactly once with
+/// the response or the failure that ended the wait, or dropped unanswered when forgotten.
+pub trait ResponseHandler {
+    /// The wait is over: `result` is the response, or why there is none.
+    fn answer(self: Box<Self>, result: ResponseResult);
+}
+
 enum Waiter {
     Request(oneshot::Sender<ResponseResult>),
+    Inline {
+        handler: Box<dyn ResponseHandler>,
+        /// Its entry in the deadline queue.
+        timer: delay_queue::Key,
+    },
+    /// An id taken for an inline request being encoded ([`Waiters::reserve`]).
+    Sending,
     Heartbeat,
+}
+
+/// What one connection's waiters share: the id table and the inline requests' deadlines.
+#[derive(Default)]
+struct Table {
+    ids: InFlight<Waiter>,
+    deadlines: DelayQueue<u32>,
 }
 
 /// What a response frame was for.
@@ -37,7 +66,7 @@ pub enum Matched {
 /// The waiters of one connection; cheap to clone (shared with its pending responses).
 #[derive(Clone, Default)]
 pub struct Waiters {
-    table: Rc<RefCell<InFlight<Waiter>>>,
+    table: Rc<RefCell<Table>>,
 }
 
 impl Waiters {
@@ -45,7 +74,12 @@ impl Waiters {
     /// id table is full.
     pub fn request(&self) -> Option<(u32, PendingResponse)> {
         let (tx, rx) = oneshot::channel();
-        let id = self.table.borrow_mut().insert(Waiter::Request(tx)).ok()?;
+        let id = self
+            .table
+            .borrow_mut()
+            .ids
+            .insert(Waiter::Request(tx))
+            .ok()?;
         let pending = PendingResponse {
             waiters: self.clone(),
             id,
@@ -55,50 +89,141 @@ impl Waiters {
         Some((id, pending))
     }
 
-    /// Registers a heartbeat; its upstream id, `None` when the table is full.
-    pub fn heartbeat(&self) -> Option<u32> {
-        self.table.borrow_mut().insert(Waiter::Heartbeat).ok()
+    /// Takes an id for an inline request about to be sent; `None` when the table is full.
+    /// The request waits once [`Reserved::park`] gives it its handler; dropped unparked, the
+    /// id is freed.
+    pub fn reserve(&self) -> Option<Reserved> {
+        let id = self.table.borrow_mut().ids.insert(Waiter::Sending).ok()?;
+        Some(Reserved {
+            waiters: self.clone(),
+            id,
+            parked: false,
+        })
     }
 
-    /// Forgets `id`; true when something was still waiting for it.
+    /// Registers a heartbeat; its upstream id, `None` when the table is full.
+    pub fn heartbeat(&self) -> Option<u32> {
+        self.table.borrow_mut().ids.insert(Waiter::Heartbeat).ok()
+    }
+
+    /// Forgets `id` (an inline request's handler is dropped unanswered); true when something
+    /// was still waiting for it.
     pub fn forget(&self, id: u32) -> bool {
-        self.table.borrow_mut().remove(id as u64).is_some()
+        let waiter = self.take(id as u64);
+        let found = waiter.is_some();
+        drop(waiter); // outside the borrow: a handler's drop may reach other tables
+        found
+    }
+
+    /// Removes `id`'s waiter (and its deadline).
+    fn take(&self, id: u64) -> Option<Waiter> {
+        let mut table = self.table.borrow_mut();
+        let waiter = table.ids.remove(id)?;
+        if let Waiter::Inline { timer, .. } = &waiter {
+            table.deadlines.remove(timer);
+        }
+        Some(waiter)
     }
 
     /// Hands `response` to whoever waits for its id.
     pub fn complete(&self, response: Frame) -> Matched {
-        let waiter = self.table.borrow_mut().remove(response.id());
-        match waiter {
+        match self.take(response.id()) {
             Some(Waiter::Request(tx)) => {
                 let _ = tx.send(Ok(response));
                 Matched::Request
             }
+            Some(Waiter::Inline { handler, .. }) => {
+                handler.answer(Ok(response));
+                Matched::Request
+            }
             Some(Waiter::Heartbeat) => Matched::Heartbeat,
-            None => Matched::Late(response),
+            Some(Waiter::Sending) | None => Matched::Late(response),
         }
     }
 
     /// Fails every waiting request with `failure` (the connection is gone); how many.
     pub fn fail_all(&self, failure: Failure) -> usize {
-        let drained = self.table.borrow_mut().drain();
+        let drained = {
+            let mut table = self.table.borrow_mut();
+            table.deadlines.clear();
+            table.ids.drain()
+        };
         let mut failed = 0;
         for waiter in drained {
-            if let Waiter::Request(tx) = waiter {
-                let _ = tx.send(Err(failure));
-                failed += 1;
+            match waiter {
+                Waiter::Request(tx) => {
+                    let _ = tx.send(Err(failure));
+                    failed += 1;
+                }
+                Waiter::Inline { handler, .. } => {
+                    handler.answer(Err(failure));
+                    failed += 1;
+                }
+                Waiter::Sending | Waiter::Heartbeat => {}
             }
         }
         failed
     }
 
+    /// Waits for the next inline request whose deadline passed and answers it with
+    /// [`Failure::Timeout`]; pending while none has (also when none waits).
+    pub fn poll_timeout(&self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let expired = match self.table.borrow_mut().deadlines.poll_expired(cx) {
+                Poll::Ready(Some(expired)) => expired.into_inner(),
+                // Empty: the queue woke no one; a new deadline wakes this task.
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            };
+            let waiter = self.table.borrow_mut().ids.remove(expired as u64);
+            if let Some(Waiter::Inline { handler, .. }) = waiter {
+                handler.answer(Err(Failure::Timeout));
+                return Poll::Ready(());
+            }
+        }
+    }
+
     /// Requests and heartbeats waiting.
     pub fn len(&self) -> usize {
-        self.table.borrow().len()
+        self.table.borrow().ids.len()
     }
 
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.table.borrow().is_empty()
+        self.table.borrow().ids.is_empty()
+    }
+}
+
+/// An id taken for an inline request ([`Waiters::reserve`]); freed when dropped unparked.
+#[must_use = "an unparked id is freed when dropped"]
+pub struct Reserved {
+    waiters: Waiters,
+    id: u32,
+    parked: bool,
+}
+
+impl Reserved {
+    /// The upstream id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The request was sent with this id: `handler` waits for its answer, which comes by
+    /// `deadline` at the latest (then [`Failure::Timeout`]).
+    pub fn park(mut self, handler: Box<dyn ResponseHandler>, deadline: Instant) {
+        self.parked = true;
+        let mut table = self.waiters.table.borrow_mut();
+        let timer = table.deadlines.insert_at(self.id, deadline);
+        if let Some(slot) = table.ids.get_mut(self.id as u64) {
+            *slot = Waiter::Inline { handler, timer };
+        }
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if !self.parked {
+            self.waiters.forget(self.id);
+        }
     }
 }
 
@@ -139,7 +264,142 @@ impl Drop for PendingResponse {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use codec_host::{FrameKind, FrameParts, HeaderMap};
+
     use super::*;
+
+    /// What the test handlers heard: "ok <id>", a failure's name, or "dropped".
+    type Heard = Rc<RefCell<Vec<String>>>;
+
+    struct Recorder {
+        heard: Heard,
+        answered: bool,
+    }
+
+    impl ResponseHandler for Recorder {
+        fn answer(mut self: Box<Self>, result: ResponseResult) {
+            self.answered = true;
+            self.heard.borrow_mut().push(match result {
+                Ok(frame) => format!("ok {}", frame.id()),
+                Err(f) => format!("{f:?}"),
+            });
+        }
+    }
+
+    impl Drop for Recorder {
+        fn drop(&mut self) {
+            if !self.answered {
+                self.heard.borrow_mut().push("dropped".into());
+            }
+        }
+    }
+
+    fn park(waiters: &Waiters, heard: &Heard, deadline: Instant) -> u32 {
+        let reserved = waiters.reserve().expect("room");
+        let id = reserved.id();
+        let handler = Recorder {
+            heard: heard.clone(),
+            answered: false,
+        };
+        reserved.park(Box::new(handler), deadline);
+        id
+    }
+
+    fn response(id: u32) -> Frame {
+        Frame::new(FrameParts {
+            kind: FrameKind::Response,
+            id: id as u64,
+            timeout_or_status: 0,
+            headers: HeaderMap::new(),
+            header_section: Bytes::new(),
+            payload: Bytes::new(),
+            raw: Bytes::new(),
+            state: Box::new(()),
+        })
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn an_inline_request_is_answered_once_by_its_response() {
+        let waiters = Waiters::default();
+        let heard = Heard::default();
+        let id = park(&waiters, &heard, later());
+        assert!(matches!(waiters.complete(response(id)), Matched::Request));
+        assert!(matches!(waiters.complete(response(id)), Matched::Late(_)));
+        assert_eq!(*heard.borrow(), [format!("ok {id}")]);
+        assert!(waiters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unparked_reservation_frees_its_id_and_answers_nothing() {
+        let waiters = Waiters::default();
+        let reserved = waiters.reserve().expect("room");
+        let id = reserved.id();
+        assert_eq!(waiters.len(), 1);
+        assert!(
+            matches!(waiters.complete(response(id)), Matched::Late(_)),
+            "a response before the park finds no one"
+        );
+        drop(reserved);
+        assert!(waiters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_inline_request_is_dropped_unanswered() {
+        let waiters = Waiters::default();
+        let heard = Heard::default();
+        let id = park(&waiters, &heard, later());
+        assert!(waiters.forget(id));
+        assert!(matches!(waiters.complete(response(id)), Matched::Late(_)));
+        assert_eq!(*heard.borrow(), ["dropped"]);
+    }
+
+    #[tokio::test]
+    async fn failing_all_answers_inline_requests_with_the_failure() {
+        let waiters = Waiters::default();
+        let heard = Heard::default();
+        park(&waiters, &heard, later());
+        park(&waiters, &heard, later());
+        let (_, task) = waiters.request().expect("room");
+        assert_eq!(waiters.fail_all(Failure::UpstreamClosed), 3);
+        assert_eq!(*heard.borrow(), ["UpstreamClosed", "UpstreamClosed"]);
+        assert!(matches!(task.await, Err(Failure::UpstreamClosed)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_inline_request_past_its_deadline_is_answered_with_a_timeout() {
+        let waiters = Waiters::default();
+        let heard = Heard::default();
+        let now = Instant::now();
+        let early = park(&waiters, &heard, now + Duration::from_millis(100));
+        let late = park(&waiters, &heard, now + Duration::from_millis(300));
+        let answered = park(&waiters, &heard, now + Duration::from_millis(200));
+        assert!(matches!(
+            waiters.complete(response(answered)),
+            Matched::Request
+        ));
+        // The first expiry: only the earliest deadline.
+        std::future::poll_fn(|cx| waiters.poll_timeout(cx)).await;
+        assert_eq!(Instant::now() - now, Duration::from_millis(100));
+        assert_eq!(
+            *heard.borrow(),
+            [format!("ok {answered}"), "Timeout".to_string()]
+        );
+        assert!(!waiters.forget(early), "gone with its timeout");
+        // The answered request's deadline fires nothing; the next expiry is the last one.
+        std::future::poll_fn(|cx| waiters.poll_timeout(cx)).await;
+        assert_eq!(Instant::now() - now, Duration::from_millis(300));
+        assert_eq!(heard.borrow().len(), 3);
+        assert!(!waiters.forget(late));
+        assert!(waiters.is_empty());
+    }
 
     #[tokio::test]
     async fn a_dropped_pending_response_forgets_its_id() {
