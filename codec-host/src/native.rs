@@ -159,6 +159,24 @@ impl<P: Protocol> Codec for NativeCodec<P> {
     }
 
     fn encode(&mut self, frame: &mut Frame, id: u64, out: &mut BytesMut) -> Result<(), CodecError> {
+        // Unchanged, and the protocol says where its id sits: the frame's own bytes with the
+        // id patched (as the Wasm codec does with `rpc_sidecar_id_field`), no encode.
+        if !frame.headers_changed() {
+            let field = frame
+                .state()
+                .downcast_ref::<NativeFrameState<P::Command>>()
+                .and_then(|s| s.command.id_field());
+            if let Some(field) = field {
+                let start = out.len();
+                out.extend_from_slice(frame.raw());
+                if field.write(&mut out[start..], id) {
+                    // The command keeps the id it was sent with, as after an encode.
+                    command_mut::<P::Command>(frame.state_mut())?.set_id(id);
+                    return Ok(());
+                }
+                out.truncate(start);
+            }
+        }
         let edited = frame.headers_changed().then(|| frame.headers().clone());
         let command = command_mut::<P::Command>(frame.state_mut())?;
         if let Some(edited) = &edited {

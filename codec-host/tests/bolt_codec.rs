@@ -590,3 +590,46 @@ fn an_unchanged_frame_is_forwarded_by_the_host_without_an_encode_call() {
     assert_eq!(back[0].headers().get_str("x-added"), Some("1"));
     assert_eq!(back[0].id(), 78);
 }
+
+#[test]
+fn an_unchanged_frame_keeps_its_own_bytes_in_wasm_and_native_with_only_the_id_patched() {
+    // A header section with a null value: the map drops that pair, so a re-encode would
+    // not reproduce these bytes; the id-only path forwards them as they came (as MOSN does).
+    let mut section = Vec::new();
+    section.extend_from_slice(&1u32.to_be_bytes());
+    section.push(b'k');
+    section.extend_from_slice(&u32::MAX.to_be_bytes());
+    section.extend_from_slice(&7u32.to_be_bytes());
+    section.extend_from_slice(b"service");
+    section.extend_from_slice(&1u32.to_be_bytes());
+    section.push(b's');
+    let mut wire = vec![0x01, 0x01, 0x00, 0x01, 0x01];
+    wire.extend_from_slice(&9u32.to_be_bytes());
+    wire.push(0x01);
+    wire.extend_from_slice(&1000u32.to_be_bytes());
+    wire.extend_from_slice(&1u16.to_be_bytes());
+    wire.extend_from_slice(&(section.len() as u16).to_be_bytes());
+    wire.extend_from_slice(&4u32.to_be_bytes());
+    wire.push(b'C');
+    wire.extend_from_slice(&section);
+    wire.extend_from_slice(b"body");
+    for (name, mut codec) in both() {
+        let mut frames = decode_all(codec.as_mut(), &wire);
+        assert_eq!(
+            frames[0].headers().len(),
+            1,
+            "{name}: the null pair is dropped"
+        );
+        let out = encode(codec.as_mut(), &mut frames[0], 77);
+        assert_eq!(out, with_bolt_id(&wire, 77), "{name}: the original bytes");
+        // An edited map is encoded from the map: no null pair, the new header.
+        let mut frames = decode_all(codec.as_mut(), &wire);
+        frames[0].headers_mut().insert("x-added", "1");
+        let out = encode(codec.as_mut(), &mut frames[0], 78);
+        assert!(out.len() < wire.len() + 8 + 7 + 1, "{name}: re-encoded");
+        let back = decode_all(codec.as_mut(), &out);
+        assert_eq!(back[0].headers().get_str("x-added"), Some("1"), "{name}");
+        assert_eq!(back[0].headers().get_str("service"), Some("s"), "{name}");
+        assert_eq!(back[0].id(), 78, "{name}");
+    }
+}
