@@ -407,7 +407,7 @@ impl Vm {
         // ABI §4: a fresh view after the call; memory may have grown.
         let view = mem.view(&self.store);
         let end = u64::from(ptr) + input.len() as u64;
-        if end > view.data_size() || view.write(u64::from(ptr), input).is_err() {
+        if end > view.data_size() || !crate::guest_write::write(&view, u64::from(ptr), input) {
             return Err(VmError::Trap(format!(
                 "malloc({len}) returned {ptr:#x}, outside guest memory"
             )));
