@@ -487,9 +487,11 @@ mod tests {
         assert_eq!(inst.lifecycle(), Lifecycle::Ready);
         let ctx = inst.new_ctx().unwrap();
         assert_eq!(decode(&mut inst, ctx, &frame).unwrap(), 0);
+        // The spec's result, then the decode extras the host asked for: the id at offset 5,
+        // 4 bytes wide (0x0504), no GoAway.
         assert_eq!(
             inst.result(13).unwrap(),
-            &hex("0000000a 00000001 6b 00000001 76 41 0000000000000007 000003e8 00000023 00000002 6869")[..]
+            &hex("0000000a 00000001 6b 00000001 76 41 0000000000000007 000003e8 00000023 00000002 6869 00000504 00")[..]
         );
         let input = hex("0000000a 00000001 6b 00000001 76 40 0000000000000009 0000000000000007 000003e8 00000002 6869");
         assert_eq!(encode(&mut inst, ctx, &input).unwrap(), 0);

@@ -219,7 +219,8 @@ impl fmt::Debug for Plugin {
 }
 
 /// The plugin configuration pairs a guest sees: `pairs` without any `max_frame_bytes` pair,
-/// then that pair with the host's limit, so host and plugin enforce the same limit.
+/// then that pair with the host's limit, so host and plugin enforce the same limit, then
+/// the request for decode extras ([`codec_abi::DECODE_EXTRAS_KEY`]).
 fn with_host_limits(
     plugin: &str,
     mut pairs: Vec<(String, String)>,
@@ -241,6 +242,10 @@ fn with_host_limits(
         false
     });
     pairs.push((key, value));
+    // Plugins built with our SDK then append the decode extras (where the id sits, GoAway)
+    // and save the host two guest calls per frame; others ignore the pair.
+    pairs.retain(|(k, _)| k != codec_abi::DECODE_EXTRAS_KEY);
+    pairs.push((codec_abi::DECODE_EXTRAS_KEY.to_owned(), "1".to_owned()));
     pairs
 }
 
@@ -321,11 +326,15 @@ mod tests {
                 pair("protocol", "x-bolt"),
                 pair("pool_mode", "multiplex"),
                 pair("max_frame_bytes", "1000"),
+                pair(codec_abi::DECODE_EXTRAS_KEY, "1"),
             ]
         );
         assert_eq!(
             with_host_limits("p", Vec::new(), &Limits::new().resolved()),
-            [pair("max_frame_bytes", "4194304")]
+            [
+                pair("max_frame_bytes", "4194304"),
+                pair(codec_abi::DECODE_EXTRAS_KEY, "1")
+            ]
         );
     }
 

@@ -47,6 +47,9 @@ struct WasmFrameState {
     /// walks all of them on every collection, so contexts must not live for a round trip. A
     /// later encode (a retry) re-decodes the frame's raw bytes on a fresh context.
     released: bool,
+    /// What the decode extras said of the id's place (`Some(None)`: the frame must be
+    /// encoded); `None` when the plugin sent no extras (the guest is asked at encode).
+    id_field: Option<Option<codec_abi::IdField>>,
 }
 
 impl WasmFrameState {
@@ -453,6 +456,7 @@ impl WasmCodec {
             cached_id: id,
             owner: Rc::clone(inst.dropped_queue()),
             released: false,
+            id_field: state.id_field,
         };
         Ok((At::Current, ctx, id))
     }
@@ -703,12 +707,16 @@ impl WasmCodec {
             cached_id: decoded.id,
             owner: Rc::clone(inst.dropped_queue()),
             released: false,
+            id_field: decoded.extras.map(|e| e.id_field),
         };
         let kind = FrameKind::from_flag(decoded.flag);
         // The optional extension: only requests can be a GoAway (on an error, dropping
-        // `state` releases the context).
-        let goaway =
-            matches!(kind, FrameKind::Request | FrameKind::Oneway) && inst.decode_is_goaway(ctx)?;
+        // `state` releases the context). Told by the decode extras, or asked.
+        let goaway = matches!(kind, FrameKind::Request | FrameKind::Oneway)
+            && match decoded.extras {
+                Some(extras) => extras.goaway,
+                None => inst.decode_is_goaway(ctx)?,
+            };
         self.typical_frame = (self.typical_frame * 3 + decoded.raw.len()) / 4;
         Ok(Some(
             Frame::new(FrameParts {
@@ -731,10 +739,28 @@ impl WasmCodec {
         id: u64,
         out: &mut BytesMut,
     ) -> Result<(), CodecError> {
+        // Unchanged headers and a guest that said where the id is (in the decode extras): the
+        // original bytes with only the id replaced, no guest call at all, whatever became of
+        // the frame's context.
+        let told = frame
+            .state()
+            .downcast_ref::<WasmFrameState>()
+            .and_then(|s| s.id_field);
+        if let (false, Some(Some(field))) = (frame.headers_changed(), told) {
+            let start = out.len();
+            out.extend_from_slice(frame.raw());
+            if field.write(&mut out[start..], id) {
+                if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
+                    state.release();
+                }
+                return Ok(());
+            }
+            out.truncate(start);
+        }
         let (at, ctx, cached_id) = self.frame_ctx(frame)?;
         // Unchanged headers and a guest that says where the id is: the original bytes with
         // only the id replaced, no encode call (`optional_exports::ID_FIELD`).
-        if !frame.headers_changed() {
+        if !frame.headers_changed() && told.is_none() {
             if let Some(field) = self.instance_at(at)?.id_field(ctx)? {
                 let start = out.len();
                 out.extend_from_slice(frame.raw());
@@ -916,6 +942,7 @@ impl WasmCodec {
 
 /// A decoded frame's parts, taken off the connection buffer.
 struct Decoded {
+    extras: Option<codec_abi::DecodeExtras>,
     headers: HeaderMap,
     header_section: Bytes,
     flag: u8,
@@ -941,6 +968,7 @@ fn take_frame(result: &[u8], buf: &mut BytesMut, input_len: usize) -> Result<Dec
     let raw = buf.split_to(drain).freeze();
     let (payload, header_section) = payload_and_headers(&raw, view.payload, view.headers);
     Ok(Decoded {
+        extras: view.extras,
         headers,
         header_section,
         flag: view.flag,

@@ -83,8 +83,15 @@ fn frames_in_flight_finish_on_the_instance_that_decoded_them() {
     assert_eq!(stats.instances, 2);
     assert_eq!(stats.replaced_instances, 1);
     assert_eq!(stats.calls.traps, 1);
-    // Encoded again (a retry): the context went back after the first encode, so the frame is
-    // re-decoded, now on the new plugin, which traps on it.
+    // Encoded again (a retry) unchanged: the id-only path needs no guest (the decode extras
+    // said where the id is), so the new plugin is not asked.
+    assert_eq!(
+        encode(&mut codec, &mut in_flight, 78),
+        with_bolt_id(&before, 78)
+    );
+    // Encoded again with an edited header: the context went back after the first encode, so
+    // the frame is re-decoded, now on the new plugin, which traps on it.
+    in_flight.headers_mut().insert("x-retry", "1");
     let mut out = BytesMut::new();
     assert!(matches!(
         codec.encode(&mut in_flight, 78, &mut out),

@@ -9,8 +9,13 @@ use codec_host::{Codec, CodecError, FrameKind, Limits, Plugin, WasmCodec};
 use common::{config, fixture};
 
 /// The plugin-configuration pair through which the host tells a plugin its frame limit.
-fn host_frame_limit(bytes: usize) -> (String, String) {
-    (MAX_FRAME_BYTES_KEY.into(), bytes.to_string())
+/// The pairs the host always appends to a plugin's configuration: its frame limit, then its
+/// request for the decode extras.
+fn host_pairs(bytes: usize) -> Vec<(String, String)> {
+    vec![
+        (MAX_FRAME_BYTES_KEY.into(), bytes.to_string()),
+        (codec_abi::DECODE_EXTRAS_KEY.into(), "1".into()),
+    ]
 }
 
 /// A toy frame: u16be total length, id, cmd, body.
@@ -155,7 +160,7 @@ fn the_plugin_reads_the_configuration_pairs() {
     let cfg = config("toy", fixture("toy.wat"));
     // What the guest is sent: the configured pairs, then the host's frame limit.
     let mut sent = cfg.plugin_config.clone();
-    sent.push(host_frame_limit(Limits::DEFAULT_MAX_FRAME_BYTES));
+    sent.extend(host_pairs(Limits::DEFAULT_MAX_FRAME_BYTES));
     let want = codec_abi::encode_pairs(&sent);
     let mut c = Plugin::load(cfg).unwrap().new_codec().unwrap();
     let f = decode_one(&mut c, &frame(1, 6, b""));
@@ -172,9 +177,9 @@ fn empty_configuration_buffers_do_not_call_malloc_zero() {
     assert_eq!(plugin.protocol(), "toy");
     let mut c = plugin.new_codec().unwrap();
     // The VM configuration stays empty; the plugin configuration always carries the host's
-    // frame limit.
+    // frame limit and its request for decode extras.
     assert!(decode_one(&mut c, &frame(1, 9, b"")).payload().is_empty());
-    let want = codec_abi::encode_pairs(&[host_frame_limit(Limits::DEFAULT_MAX_FRAME_BYTES)]);
+    let want = codec_abi::encode_pairs(&host_pairs(Limits::DEFAULT_MAX_FRAME_BYTES));
     assert_eq!(
         decode_one(&mut c, &frame(2, 6, b"")).payload().as_ref(),
         &want[..]
@@ -189,7 +194,7 @@ fn the_host_frame_limit_replaces_a_configured_one() {
     cfg.limits.max_frame_bytes = 1000;
     let mut c = Plugin::load(cfg.clone()).unwrap().new_codec().unwrap();
     let mut sent = cfg.plugin_config[1..].to_vec();
-    sent.push(host_frame_limit(1000));
+    sent.extend(host_pairs(1000));
     let want = codec_abi::encode_pairs(&sent);
     assert_eq!(
         decode_one(&mut c, &frame(1, 6, b"")).payload().as_ref(),

@@ -146,6 +146,42 @@ impl<'a> HostCommandView<'a> {
     }
 }
 
+/// What a plugin asked for them ([`crate::DECODE_EXTRAS_KEY`]) appends after a §5.4 decode
+/// result: `u32be id_field` ([`crate::IdField::to_raw`], 0 for none) and `u8 goaway` (1 for a
+/// GoAway request, else 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeExtras {
+    /// Where the id sits in the frame, when it can be forwarded with only the id replaced.
+    pub id_field: Option<crate::IdField>,
+    /// The request is the protocol's GoAway.
+    pub goaway: bool,
+}
+
+/// Bytes [`DecodeExtras`] take after a decode result.
+pub const DECODE_EXTRAS_LEN: usize = 5;
+
+impl DecodeExtras {
+    /// Appends the extras' encoding.
+    pub fn write(self, out: &mut Vec<u8>) {
+        let raw = self.id_field.map_or(0, crate::IdField::to_raw);
+        out.extend_from_slice(&raw.to_be_bytes());
+        out.push(u8::from(self.goaway));
+    }
+
+    /// Reads what follows a decode result: `None` unless it is exactly the extras (a plugin
+    /// that does not append them; other trailing bytes stay ignored, as they always were).
+    pub fn parse(rest: &[u8]) -> Option<DecodeExtras> {
+        if rest.len() != DECODE_EXTRAS_LEN {
+            return None;
+        }
+        let raw = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        Some(DecodeExtras {
+            id_field: crate::IdField::from_raw(raw),
+            goaway: rest[4] == 1,
+        })
+    }
+}
+
 /// A parsed §5.4 decode result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeResultView<'a> {
@@ -163,6 +199,8 @@ pub struct DecodeResultView<'a> {
     pub payload: &'a [u8],
     /// Offset of `payload` within the parsed buffer.
     pub payload_offset: usize,
+    /// The decode extras after the result, when the plugin appended them.
+    pub extras: Option<DecodeExtras>,
 }
 
 impl<'a> DecodeResultView<'a> {
@@ -181,6 +219,7 @@ impl<'a> DecodeResultView<'a> {
         let c = r.u32("payload length")? as usize;
         let payload_offset = r.at;
         let payload = r.bytes(c, "payload")?;
+        let extras = DecodeExtras::parse(&buf[r.at..]);
         Ok(DecodeResultView {
             headers,
             flag,
@@ -189,6 +228,7 @@ impl<'a> DecodeResultView<'a> {
             drain,
             payload,
             payload_offset,
+            extras,
         })
     }
 }
@@ -294,6 +334,35 @@ mod tests {
     // §5.7: the test vector checked against MOSN's own bolt plugin.
     const FRAME: &str =
         "01 01 0001 01 00000007 01 000003e8 0001 000a 00000002 43 00000001 6b 00000001 76 6869";
+
+    #[test]
+    fn decode_extras_follow_a_result_and_anything_else_is_ignored() {
+        let map: HeaderMap = [("k", "v")].into_iter().collect();
+        let mut out = Vec::new();
+        write_decode_result(&mut out, &map, 0x41, 7, 1000, 35, b"hi");
+        assert_eq!(DecodeResultView::parse(&out).unwrap().extras, None);
+        let extras = DecodeExtras {
+            id_field: Some(crate::IdField {
+                offset: 5,
+                width: 4,
+            }),
+            goaway: true,
+        };
+        let mut with = out.clone();
+        extras.write(&mut with);
+        assert_eq!(with.len(), out.len() + DECODE_EXTRAS_LEN);
+        let view = DecodeResultView::parse(&with).unwrap();
+        assert_eq!(view.extras, Some(extras));
+        assert_eq!(view.payload, b"hi");
+        let mut none = out.clone();
+        DecodeExtras::default().write(&mut none);
+        assert_eq!(
+            DecodeResultView::parse(&none).unwrap().extras,
+            Some(DecodeExtras::default())
+        );
+        out.extend_from_slice(b"pad");
+        assert_eq!(DecodeResultView::parse(&out).unwrap().extras, None);
+    }
 
     #[test]
     fn decode_result_of_the_spec_vector() {

@@ -21,8 +21,8 @@ pub use error::LayoutError;
 pub use flag::FrameKind;
 pub use header_map::HeaderMap;
 pub use layout::{
-    write_decode_result, write_encode_result, write_host_command, DecodeResultView,
-    EncodeResultView, HeaderSection, HostCommandView, DECODE_RESULT_FIXED_LEN,
+    write_decode_result, write_encode_result, write_host_command, DecodeExtras, DecodeResultView,
+    EncodeResultView, HeaderSection, HostCommandView, DECODE_EXTRAS_LEN, DECODE_RESULT_FIXED_LEN,
     ENCODE_RESULT_FIXED_LEN, HOST_COMMAND_FIXED_LEN,
 };
 pub use pairs::{decode_pairs, encode_pairs, pairs_len, Pair};
@@ -191,6 +191,15 @@ pub const HEADER_DECODE_ERROR: &str = "x-codec-header-error";
 /// configured pair of that name, so host and plugin enforce the same limit; a plugin that
 /// limits frame sizes reads it in `proxy_on_configure`.
 pub const MAX_FRAME_BYTES_KEY: &str = "max_frame_bytes";
+
+/// Plugin-configuration key through which this host asks a plugin to append the decode
+/// extras ([`layout::DecodeExtras`]: where the id sits, whether the request is a GoAway)
+/// after each §5.4 decode result, value `"1"`. The answers the optional exports
+/// `rpc_sidecar_id_field` and `rpc_sidecar_decode_is_goaway` give then come with the
+/// decode, and the host makes neither call. MOSN never sends the key, so a plugin that
+/// honours it writes the standard layout there; a plugin that ignores it is asked the
+/// exports as before.
+pub const DECODE_EXTRAS_KEY: &str = "rpc_sidecar_decode_extras";
 
 #[cfg(test)]
 mod tests {

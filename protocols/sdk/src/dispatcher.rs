@@ -42,6 +42,8 @@ pub(crate) struct Dispatcher<P: Protocol, H: Host> {
     /// The last decode that answered 99: its ctx and the frame length the protocol
     /// declared (0 = unknown), for [`Dispatcher::decode_bytes_needed`].
     needed: (u32, u32),
+    /// The host asked for the decode extras ([`codec_abi::DECODE_EXTRAS_KEY`]).
+    decode_extras: bool,
 }
 
 impl<P: Protocol, H: Host> Dispatcher<P, H> {
@@ -53,6 +55,7 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
             contexts: Contexts::new(),
             scratch: Vec::new(),
             needed: (0, 0),
+            decode_extras: false,
         }
     }
 
@@ -133,6 +136,12 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
                 return false;
             }
         };
+        if plugin_config
+            .iter()
+            .any(|(k, v)| k == codec_abi::DECODE_EXTRAS_KEY && v == "1")
+        {
+            self.decode_extras = true;
+        }
         match r.protocol.configure(&r.vm_config, &plugin_config) {
             Ok(()) => true,
             Err(err) => {
@@ -226,6 +235,13 @@ impl<P: Protocol, H: Host> Dispatcher<P, H> {
                 drain,
                 command.body(),
             ),
+        }
+        if self.decode_extras {
+            codec_abi::DecodeExtras {
+                id_field: command.id_field(),
+                goaway: command.is_goaway(),
+            }
+            .write(scratch);
         }
         // A reused context (optional export `DECODE_REUSES_CONTEXT`) starts over: the new
         // command replaces whatever the context held.
