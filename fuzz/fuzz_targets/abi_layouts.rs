@@ -8,8 +8,9 @@
 
 use codec_abi::{
     decode_pairs, encode_pairs, pairs_len, write_decode_result, write_encode_result,
-    write_host_command, DecodeResultView, EncodeResultView, HeaderMap, HostCommandView,
-    DECODE_RESULT_FIXED_LEN, ENCODE_RESULT_FIXED_LEN, HOST_COMMAND_FIXED_LEN,
+    write_host_command, DecodeExtras, DecodeResultView, EncodeResultView, HeaderMap,
+    HostCommandView, DECODE_EXTRAS_LEN, DECODE_RESULT_FIXED_LEN, ENCODE_RESULT_FIXED_LEN,
+    HOST_COMMAND_FIXED_LEN,
 };
 use codec_sdk::header_section;
 use libfuzzer_sys::fuzz_target;
@@ -135,6 +136,12 @@ fn decode_result(data: &[u8]) {
         data[..len],
         "the parsed fields are a prefix of the input"
     );
+    // Extras are read exactly when exactly their bytes follow.
+    assert_eq!(v.extras, DecodeExtras::parse(&data[len..]));
+    assert_eq!(v.extras.is_some(), data.len() == len + DECODE_EXTRAS_LEN);
+    if let Some(extras) = v.extras {
+        extras.write(&mut enc);
+    }
     assert_eq!(DecodeResultView::parse(&enc), Ok(v));
 }
 
