@@ -2,6 +2,7 @@
 //! per-worker pools.
 
 pub mod connection;
+pub mod deadlines;
 pub mod inflight;
 pub mod keepalive;
 pub mod pool;

@@ -49,6 +49,16 @@ impl<T> InFlight<T> {
     }
 
     /// The entry for `id`, if it is live.
+    pub fn get(&self, id: u64) -> Option<&T> {
+        let id = u32::try_from(id).ok()?;
+        let key = (id & 0xFFFF).checked_sub(1)? as usize;
+        if self.generations.get(key) != Some(&((id >> 16) as u16)) {
+            return None;
+        }
+        self.slots.get(key)
+    }
+
+    /// The entry for `id`, if it is live, to change.
     pub fn get_mut(&mut self, id: u64) -> Option<&mut T> {
         let id = u32::try_from(id).ok()?;
         let key = (id & 0xFFFF).checked_sub(1)? as usize;

@@ -19,8 +19,8 @@ use std::task::{ready, Context, Poll};
 use codec_host::Frame;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::time::{delay_queue, DelayQueue};
 
+use super::deadlines::Deadlines;
 use super::inflight::InFlight;
 use crate::failure::Failure;
 
@@ -38,8 +38,8 @@ enum Waiter {
     Request(oneshot::Sender<ResponseResult>),
     Inline {
         handler: Box<dyn ResponseHandler>,
-        /// Its entry in the deadline queue.
-        timer: delay_queue::Key,
+        /// When it times out (its entry in the deadline heap says the same).
+        deadline: Instant,
     },
     /// An id taken for an inline request being encoded ([`Waiters::reserve`]).
     Sending,
@@ -50,7 +50,13 @@ enum Waiter {
 #[derive(Default)]
 struct Table {
     ids: InFlight<Waiter>,
-    deadlines: DelayQueue<u32>,
+    deadlines: Deadlines,
+}
+
+/// Whether `id` names an inline request waiting with `deadline` (else a deadline entry for
+/// it is stale: answered, forgotten, or its id reused).
+fn waits_until(ids: &InFlight<Waiter>, id: u32, deadline: Instant) -> bool {
+    matches!(ids.get(id as u64), Some(Waiter::Inline { deadline: d, .. }) if *d == deadline)
 }
 
 /// What a response frame was for.
@@ -115,14 +121,10 @@ impl Waiters {
         found
     }
 
-    /// Removes `id`'s waiter (and its deadline).
+    /// Removes `id`'s waiter.
     fn take(&self, id: u64) -> Option<Waiter> {
-        let mut table = self.table.borrow_mut();
-        let waiter = table.ids.remove(id)?;
-        if let Waiter::Inline { timer, .. } = &waiter {
-            table.deadlines.remove(timer);
-        }
-        Some(waiter)
+        // An inline request's deadline entry goes stale; the heap skips it.
+        self.table.borrow_mut().ids.remove(id)
     }
 
     /// Hands `response` to whoever waits for its id.
@@ -169,12 +171,14 @@ impl Waiters {
     /// [`Failure::Timeout`]; pending while none has (also when none waits).
     pub fn poll_timeout(&self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            let expired = match self.table.borrow_mut().deadlines.poll_expired(cx) {
-                Poll::Ready(Some(expired)) => expired.into_inner(),
-                // Empty: the queue woke no one; a new deadline wakes this task.
-                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            let waiter = {
+                let mut table = self.table.borrow_mut();
+                let (id, at) = ready!(table.deadlines.poll_expired(cx));
+                if !waits_until(&table.ids, id, at) {
+                    continue; // answered or forgotten since
+                }
+                table.ids.remove(id as u64)
             };
-            let waiter = self.table.borrow_mut().ids.remove(expired as u64);
             if let Some(Waiter::Inline { handler, .. }) = waiter {
                 handler.answer(Err(Failure::Timeout));
                 return Poll::Ready(());
@@ -212,10 +216,15 @@ impl Reserved {
     pub fn park(mut self, handler: Box<dyn ResponseHandler>, deadline: Instant) {
         self.parked = true;
         let mut table = self.waiters.table.borrow_mut();
-        let timer = table.deadlines.insert_at(self.id, deadline);
-        if let Some(slot) = table.ids.get_mut(self.id as u64) {
-            *slot = Waiter::Inline { handler, timer };
-        }
+        let Some(slot) = table.ids.get_mut(self.id as u64) else {
+            return;
+        };
+        *slot = Waiter::Inline { handler, deadline };
+        let waiting = table.ids.len();
+        let Table { ids, deadlines } = &mut *table;
+        deadlines.push(deadline, self.id, waiting, |id, at| {
+            waits_until(ids, id, at)
+        });
     }
 }
 
