@@ -123,7 +123,11 @@ impl WriteQueue {
             Ok(()) => {
                 if buf.len() > before {
                     drop(buf);
-                    self.inner.notify.notify_one();
+                    // Only the first bytes of a batch wake the writer: it takes everything
+                    // queued at once, and looks at the buffer before it waits again.
+                    if before == 0 {
+                        self.inner.notify.notify_one();
+                    }
                     self.changed();
                 }
                 Ok(true)
@@ -235,6 +239,45 @@ mod tests {
                 b.read_to_end(&mut got).await.unwrap();
                 assert_eq!(got.len(), 1000);
                 assert_eq!(&got[990..], &[99u8; 10]);
+                writer.await.unwrap().unwrap();
+            })
+            .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bytes_queued_while_the_writer_writes_or_waits_are_all_written() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                // A small pipe: the writer blocks mid-batch while more is queued behind it.
+                let (a, mut b) = tokio::io::duplex(8);
+                let q = WriteQueue::new();
+                let writer = {
+                    let q = q.clone();
+                    tokio::task::spawn_local(async move { q.run_writer(a).await })
+                };
+                let mut got = vec![0u8; 30];
+                for round in 0..3u8 {
+                    // The first push of a batch wakes the (waiting) writer; the others only
+                    // append to the batch it has yet to take or the one after.
+                    for i in 0..3u8 {
+                        assert!(q.push(&[round * 3 + i; 10]));
+                        tokio::task::yield_now().await;
+                    }
+                    // Bounded only so that a writer never woken fails the test, not hangs it.
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        b.read_exact(&mut got),
+                    )
+                    .await
+                    .expect("the writer was woken")
+                    .unwrap();
+                    let want: Vec<u8> = (0..3u8).flat_map(|i| [round * 3 + i; 10]).collect();
+                    assert_eq!(got, want, "round {round}");
+                    // Drained: the writer waits again, and the next push must wake it.
+                    assert_eq!(q.pending(), 0);
+                }
+                q.close();
                 writer.await.unwrap().unwrap();
             })
             .await;
