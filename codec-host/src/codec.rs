@@ -316,6 +316,24 @@ impl Frame {
         &self.raw
     }
 
+    /// Appends the frame's own bytes with only the id at `field` set to `id` (the forward of
+    /// an unchanged frame, no encode); `false`, with `out` as it was, when the field lies
+    /// outside the frame or `id` does not fit it.
+    pub fn write_raw_with_id(
+        &self,
+        field: codec_abi::IdField,
+        id: u64,
+        out: &mut BytesMut,
+    ) -> bool {
+        let start = out.len();
+        out.extend_from_slice(&self.raw);
+        if field.write(&mut out[start..], id) {
+            return true;
+        }
+        out.truncate(start);
+        false
+    }
+
     /// The protocol body.
     pub fn payload(&self) -> &Bytes {
         &self.payload

@@ -166,15 +166,10 @@ impl<P: Protocol> Codec for NativeCodec<P> {
                 .state()
                 .downcast_ref::<NativeFrameState<P::Command>>()
                 .and_then(|s| s.command.id_field());
-            if let Some(field) = field {
-                let start = out.len();
-                out.extend_from_slice(frame.raw());
-                if field.write(&mut out[start..], id) {
-                    // The command keeps the id it was sent with, as after an encode.
-                    command_mut::<P::Command>(frame.state_mut())?.set_id(id);
-                    return Ok(());
-                }
-                out.truncate(start);
+            if field.is_some_and(|field| frame.write_raw_with_id(field, id, out)) {
+                // The command keeps the id it was sent with, as after an encode.
+                command_mut::<P::Command>(frame.state_mut())?.set_id(id);
+                return Ok(());
             }
         }
         let edited = frame.headers_changed().then(|| frame.headers().clone());

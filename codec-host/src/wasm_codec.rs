@@ -747,32 +747,18 @@ impl WasmCodec {
             .downcast_ref::<WasmFrameState>()
             .and_then(|s| s.id_field);
         if let (false, Some(Some(field))) = (frame.headers_changed(), told) {
-            let start = out.len();
-            out.extend_from_slice(frame.raw());
-            if field.write(&mut out[start..], id) {
-                if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
-                    state.release();
-                }
+            if forward_with_id(frame, field, id, out) {
                 return Ok(());
             }
-            out.truncate(start);
         }
         let (at, ctx, cached_id) = self.frame_ctx(frame)?;
         // Unchanged headers and a guest that says where the id is: the original bytes with
         // only the id replaced, no encode call (`optional_exports::ID_FIELD`).
         if !frame.headers_changed() && told.is_none() {
             if let Some(field) = self.instance_at(at)?.id_field(ctx)? {
-                let start = out.len();
-                out.extend_from_slice(frame.raw());
-                if field.write(&mut out[start..], id) {
-                    if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
-                        // As after an encode: the context goes back now; the guest's cached
-                        // command keeps its id, which `cached_id` still names.
-                        state.release();
-                    }
+                if forward_with_id(frame, field, id, out) {
                     return Ok(());
                 }
-                out.truncate(start);
             }
         }
         let flag = frame.kind().host_flag();
@@ -941,6 +927,24 @@ impl WasmCodec {
 }
 
 /// A decoded frame's parts, taken off the connection buffer.
+/// Forwards an unchanged Wasm-decoded `frame` as its own bytes with the id at `field` set to
+/// `id`; on success its context goes back now, as after an encode (the guest's cached command
+/// keeps its id, which `cached_id` still names).
+fn forward_with_id(
+    frame: &mut Frame,
+    field: codec_abi::IdField,
+    id: u64,
+    out: &mut BytesMut,
+) -> bool {
+    if !frame.write_raw_with_id(field, id, out) {
+        return false;
+    }
+    if let Some(state) = frame.state_mut().downcast_mut::<WasmFrameState>() {
+        state.release();
+    }
+    true
+}
+
 struct Decoded {
     extras: Option<codec_abi::DecodeExtras>,
     headers: HeaderMap,
