@@ -309,12 +309,8 @@ impl DownstreamConn {
         self.in_flight.set(self.in_flight.get() + 1);
     }
 
-    /// A request finished (answered, hijacked, forwarded oneway or reset).
-    pub fn request_finished(&self) {
-        self.request_finished_at(Instant::now());
-    }
-
-    /// A request finished at `now` (a clock read shared with other records).
+    /// A request finished (answered, hijacked, forwarded oneway or reset) at `now` (the clock
+    /// read that also ended its duration).
     pub fn request_finished_at(&self, now: Instant) {
         self.in_flight.set(self.in_flight.get() - 1);
         self.last_active.set(now);

@@ -20,6 +20,7 @@ use crate::filter::{FilterGuard, RequestView, WasmStream, WorkerWasmFilter};
 use crate::framed::SendError;
 use crate::plan::ListenerPlan;
 use crate::retry::{RetryPlan, RETRY_BACKOFF};
+use crate::router::Route;
 use crate::stats::{DownstreamStats, ListenerStats};
 
 mod inline;
@@ -281,10 +282,7 @@ async fn forward(
     let picked = pre.map_or_else(|| route.pick_cluster().index, |p| p.cluster);
     note.routed(picked);
     let cluster = &worker.clusters[picked];
-    let requested = request
-        .timeout_ms()
-        .map(|ms| Duration::from_millis(ms as u64));
-    let deadline = Instant::now() + route.request_timeout(requested);
+    let deadline = request_deadline(route, request, Instant::now());
     let shared = &cluster.shared;
 
     // Stream filters: after routing, before the circuit breaker and the host choice. What a
@@ -337,6 +335,15 @@ async fn forward(
         cluster.stats.counters.request_timeout.inc();
     }
     outcome
+}
+
+/// When `request` must be answered, counting from `from`: its own timeout, else its route's
+/// (`Route::request_timeout`).
+fn request_deadline(route: &Route, request: &Frame, from: Instant) -> Instant {
+    let requested = request
+        .timeout_ms()
+        .map(|ms| Duration::from_millis(ms as u64));
+    from + route.request_timeout(requested)
 }
 
 /// Runs the listener's filter chain on `request`, bounded by the request's deadline (an

@@ -217,7 +217,14 @@ impl Default for WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+    use tokio::task::JoinHandle;
+
+    /// `q`'s writer task, writing into `sink` (on the current `LocalSet`).
+    fn spawn_writer(q: &WriteQueue, sink: DuplexStream) -> JoinHandle<std::io::Result<()>> {
+        let q = q.clone();
+        tokio::task::spawn_local(async move { q.run_writer(sink).await })
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn writes_everything_queued_then_flushes_on_close() {
@@ -226,10 +233,7 @@ mod tests {
             .run_until(async {
                 let (a, mut b) = tokio::io::duplex(64);
                 let q = WriteQueue::new();
-                let writer = {
-                    let q = q.clone();
-                    tokio::task::spawn_local(async move { q.run_writer(a).await })
-                };
+                let writer = spawn_writer(&q, a);
                 for i in 0..100u8 {
                     assert!(q.push(&[i; 10]));
                 }
@@ -252,10 +256,7 @@ mod tests {
                 // A small pipe: the writer blocks mid-batch while more is queued behind it.
                 let (a, mut b) = tokio::io::duplex(8);
                 let q = WriteQueue::new();
-                let writer = {
-                    let q = q.clone();
-                    tokio::task::spawn_local(async move { q.run_writer(a).await })
-                };
+                let writer = spawn_writer(&q, a);
                 let mut got = vec![0u8; 30];
                 for round in 0..3u8 {
                     // The first push of a batch wakes the (waiting) writer; the others only

@@ -109,11 +109,6 @@ impl HeaderMap {
         self.encoded.len()
     }
 
-    /// The §5.1 encoding of the map (what [`HeaderMap::encode_into`] appends).
-    pub fn as_encoded(&self) -> &[u8] {
-        &self.encoded
-    }
-
     /// Appends the §5.1 encoding: `u32be key_len, key, u32be val_len, val` per pair.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.encoded);

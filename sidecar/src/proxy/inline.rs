@@ -15,7 +15,7 @@
 use codec_host::{Frame, FrameKind};
 use tokio::time::Instant;
 
-use super::{hijack, respond, Ledger};
+use super::{hijack, request_deadline, respond, Ledger};
 use crate::failure::Failure;
 use crate::upstream::waiters::{ResponseHandler, ResponseResult};
 
@@ -98,10 +98,7 @@ pub(super) fn start(ledger: Ledger, mut request: Frame) -> Option<ToTask> {
     // Sent within the read that started it: the request's start is its send time.
     let sent = ledger.started;
     note.sent_at(sent.into_std());
-    let requested = request
-        .timeout_ms()
-        .map(|ms| std::time::Duration::from_millis(ms as u64));
-    let deadline = sent + route.request_timeout(requested);
+    let deadline = request_deadline(route, &request, sent);
     let try_deadline = retry.try_deadline(sent, deadline);
     held.key = conn.inline_waiting(upstream.clone(), reserved.id());
     let stats = worker.downstream_stats(conn.listener);

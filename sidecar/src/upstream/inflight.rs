@@ -38,34 +38,28 @@ impl<T> InFlight<T> {
 
     /// Removes and returns the entry for `id`, if it is live (same slot and generation).
     pub fn remove(&mut self, id: u64) -> Option<T> {
-        let id = u32::try_from(id).ok()?;
-        let key = (id & 0xFFFF).checked_sub(1)? as usize;
-        let generation = (id >> 16) as u16;
-        if self.generations.get(key) != Some(&generation) || !self.slots.contains(key) {
-            return None;
-        }
-        self.generations[key] = generation.wrapping_add(1);
+        let key = self.live_key(id)?;
+        self.generations[key] = self.generations[key].wrapping_add(1);
         Some(self.slots.remove(key))
     }
 
     /// The entry for `id`, if it is live.
     pub fn get(&self, id: u64) -> Option<&T> {
-        let id = u32::try_from(id).ok()?;
-        let key = (id & 0xFFFF).checked_sub(1)? as usize;
-        if self.generations.get(key) != Some(&((id >> 16) as u16)) {
-            return None;
-        }
-        self.slots.get(key)
+        self.slots.get(self.live_key(id)?)
     }
 
     /// The entry for `id`, if it is live, to change.
     pub fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        let key = self.live_key(id)?;
+        self.slots.get_mut(key)
+    }
+
+    /// The slot `id` names, when it holds an entry of `id`'s generation.
+    fn live_key(&self, id: u64) -> Option<usize> {
         let id = u32::try_from(id).ok()?;
         let key = (id & 0xFFFF).checked_sub(1)? as usize;
-        if self.generations.get(key) != Some(&((id >> 16) as u16)) {
-            return None;
-        }
-        self.slots.get_mut(key)
+        let generation = (id >> 16) as u16;
+        (self.generations.get(key) == Some(&generation) && self.slots.contains(key)).then_some(key)
     }
 
     /// Number of live entries.

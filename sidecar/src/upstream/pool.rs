@@ -225,7 +225,7 @@ impl HostPool {
         let i = inner.next.get() % inner.slots.len();
         let slot = inner.slots[i].borrow();
         match slot.get() {
-            Some(Ok(conn)) if conn.is_usable() && inner.is_current(conn) => {
+            Some(Ok(conn)) if inner.takes_requests(conn) => {
                 inner.next.set(i + 1);
                 Some(conn.clone())
             }
@@ -300,6 +300,11 @@ impl PoolInner {
         self.addr.get() == Some(conn.addr())
     }
 
+    /// Whether a request may go on `conn` now: open, not draining, to the current address.
+    fn takes_requests(&self, conn: &UpstreamConn) -> bool {
+        conn.is_usable() && self.is_current(conn)
+    }
+
     async fn connect(&self) -> Result<Rc<UpstreamConn>, Failure> {
         let Some(addr) = self.addr.get() else {
             return Err(Failure::NoHealthyHost);
@@ -336,7 +341,7 @@ impl PoolInner {
             // Boxed: the connect future is large and rare; every request's task would carry it.
             let result = cell.get_or_init(|| Box::pin(self.connect())).await.clone();
             match result {
-                Ok(conn) if conn.is_usable() && self.is_current(&conn) => return Ok(conn),
+                Ok(conn) if self.takes_requests(&conn) => return Ok(conn),
                 outcome => {
                     if let Ok(conn) = &outcome {
                         if conn.is_usable() {
@@ -377,7 +382,7 @@ impl PoolInner {
         let mut pending = None;
         loop {
             while let Some(c) = self.idle.borrow_mut().pop() {
-                if c.is_usable() && self.is_current(&c) {
+                if self.takes_requests(&c) {
                     return Ok(c);
                 }
                 // Draining after a GoAway, or to an address the host no longer has.
