@@ -8,17 +8,13 @@ use wasmer::sys::{
     CompilerConfig, Cranelift, CraneliftOptLevel, EngineBuilder, FunctionMiddleware,
     MiddlewareError, ModuleMiddleware,
 };
-use wasmer::wasmparser::Operator;
 use wasmer::{Engine, ExternType, LocalFunctionIndex, Module, ModuleInfo, Pages};
-use wasmer_middlewares::Metering;
 
+use crate::budget::Budget;
 use crate::limits::Limits;
 use crate::shape::{Item, ItemKind, ModuleShape};
 
-/// Export holding the remaining CPU points (added by the metering middleware).
-pub(crate) const POINTS_REMAINING: &str = "wasmer_metering_remaining_points";
-/// Export set to 1 when the points ran out (added by the metering middleware).
-pub(crate) const POINTS_EXHAUSTED: &str = "wasmer_metering_points_exhausted";
+pub(crate) use crate::budget::{POINTS_EXHAUSTED, POINTS_REMAINING};
 
 /// A plugin compiled for this process: shared by every worker (`Send + Sync`).
 pub(crate) struct CompiledModule {
@@ -29,11 +25,9 @@ pub(crate) struct CompiledModule {
     pub(crate) module: Module,
 }
 
-/// Metering cost of one Wasm operator: 1 point each, so the budget reads as "operators
-/// executed" (branches also pay for the accounting code the middleware inserts).
-fn operator_cost(_op: &Operator<'_>) -> u64 {
-    1
-}
+/// Set (to anything) in the sidecar's environment, plugins are compiled with a perf map
+/// (`/tmp/perf-<pid>.map`) so that `perf report` names guest functions.
+pub(crate) const PERFMAP_ENV: &str = "RPC_SIDECAR_PERFMAP";
 
 /// Compiles `wasm` (binary, or text for fixtures) with cranelift, CPU metering and the memory
 /// cap of `limits` (resolved).
@@ -46,10 +40,16 @@ pub(crate) fn compile(
 ) -> Result<CompiledModule, Box<dyn std::error::Error + Send + Sync>> {
     let mut compiler = Cranelift::new();
     compiler.opt_level(CraneliftOptLevel::Speed);
-    compiler.push_middleware(Arc::new(Metering::new(
-        limits.cpu_points_per_call,
-        operator_cost,
-    )));
+    if std::env::var_os(PERFMAP_ENV).is_some() {
+        // `perf` names guest functions through /tmp/perf-<pid>.map (when the module keeps
+        // its name section).
+        compiler.enable_perfmap();
+    }
+    if std::env::var_os(PERFMAP_ENV).is_some() {
+        // `perf` resolves guest functions by name through /tmp/perf-<pid>.map.
+        compiler.enable_perfmap();
+    }
+    compiler.push_middleware(Arc::new(Budget::new(limits.cpu_points_per_call)));
     compiler.push_middleware(Arc::new(MemoryCap {
         max_pages: limits.memory_pages(),
     }));

@@ -29,6 +29,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
 mod call_stats;
 pub mod codec;
 mod compile;

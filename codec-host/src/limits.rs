@@ -10,8 +10,8 @@ pub struct Limits {
     /// inside the guest (`memory.grow` returns -1), which a plugin reports as an allocation
     /// failure and usually turns into a trap. 0 means [`Limits::DEFAULT_MEMORY_MIB`].
     pub memory_mib: u32,
-    /// CPU budget of one codec operation in metering points (one point per executed Wasm
-    /// operator). Exhaustion stops the guest with [`crate::CodecError::CpuExhausted`]. 0 means
+    /// CPU budget of one codec operation in metering points (about one point per executed
+    /// Wasm operator). Exhaustion stops the guest with [`crate::CodecError::CpuExhausted`]. 0 means
     /// [`Limits::DEFAULT_CPU_POINTS`].
     pub cpu_points_per_call: u64,
     /// Largest frame decode accepts, in bytes. 0 means [`Limits::DEFAULT_MAX_FRAME_BYTES`].
@@ -38,14 +38,17 @@ impl Limits {
     pub const DEFAULT_MEMORY_MIB: u32 = 64;
     /// CPU budget per call when none is configured: 64 million points.
     ///
-    /// Measured with cranelift on the 2-core build host: the worst case for the host is a
-    /// loop of one-operator basic blocks (every point pays the metering check), which burns
-    /// about 0.7 billion points per second, so an endless loop stops within ~100 ms; loops
-    /// with more work per block stop sooner (the misbehave plugin's loop: ~5 ms). A real call
-    /// needs far less: start-up, decode and encode of a Bolt frame each fit in 6,400 points,
-    /// for 362 bytes and for 4 MiB alike (bulk-memory copies cost one point), a 10,000×
-    /// margin; a plugin touching every byte of a 4 MiB frame at ~10 operators per byte
-    /// (a byte-wise CRC) still fits.
+    /// A point is about one Wasm operator. Points are charged at loop back-edges, loop
+    /// entries and function exits, for the operators written between the previous check
+    /// and this one (`budget.rs`), so code a branch skipped is paid too. Measured with
+    /// cranelift on the 2-core build host (`time_to_stop_an_endless_loop_with_the_default_budget`):
+    /// the worst case for the host is a loop of a single branch (every point pays a check),
+    /// stopped after ~160 ms; a two-operator loop after ~85 ms, a nine-operator counting loop
+    /// after ~9 ms. A real call needs far less: start-up, decode and encode of a Bolt frame
+    /// each fit in 40,000 points, for a small frame and for 4 MiB alike (bulk-memory copies
+    /// cost one point; `a_bolt_frame_costs_the_guest_under_40000_points_whatever_its_size`),
+    /// a 1,600× margin; a plugin touching every byte of a 4 MiB frame at ~10 operators per
+    /// byte (a byte-wise CRC) still fits.
     pub const DEFAULT_CPU_POINTS: u64 = 64_000_000;
     /// Frame cap when none is configured: 4 MiB (gRPC's default message cap; MOSN's own
     /// bolt plugin was exercised with 3 MiB bodies).

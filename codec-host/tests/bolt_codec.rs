@@ -644,3 +644,33 @@ fn an_unchanged_frame_keeps_its_own_bytes_in_wasm_and_native_with_only_the_id_pa
         assert_eq!(back[0].id(), 78, "{name}");
     }
 }
+
+/// `Limits::DEFAULT_CPU_POINTS` is sized from this: start-up, a decode and an encode with
+/// edited headers each fit in 40,000 points, for a small frame and a 4 MiB one alike (bulk
+/// copies cost one point), so the default budget leaves a 1,600× margin.
+#[test]
+fn a_bolt_frame_costs_the_guest_under_40000_points_whatever_its_size() {
+    let limits = Limits {
+        cpu_points_per_call: 40_000,
+        ..Limits::new()
+    };
+    let mut cfg = common::config("wasm-bolt-40000", plugin_wasm("bolt"));
+    cfg.limits = limits;
+    let plugin = Plugin::load(cfg).expect("start-up fits");
+    let mut codec = plugin.new_codec().expect("bolt instance");
+    let big = vec![7u8; (4 << 20) - 1024];
+    for content in [&b"hi"[..], &big[..]] {
+        let frame = bolt_request(3, 1000, b"com.example.Svc", &[("service", "s")], content);
+        let mut buf = BytesMut::from(&frame[..]);
+        let mut decoded = codec
+            .decode(&mut buf)
+            .unwrap_or_else(|e| panic!("decode of {} bytes: {e}", frame.len()))
+            .expect("a whole frame");
+        decoded.headers_mut().insert("x-added", "1");
+        let mut out = BytesMut::new();
+        codec
+            .encode(&mut decoded, 9, &mut out)
+            .unwrap_or_else(|e| panic!("encode of {} bytes: {e}", frame.len()));
+        assert!(out.len() > frame.len(), "the added header is in the frame");
+    }
+}
