@@ -240,12 +240,14 @@ impl<'a> FunctionMiddleware<'a> for FunctionBudget {
 
 #[cfg(test)]
 mod tests {
-    use wasmer::{imports, Instance, Store, TypedFunction, Value};
+    use std::sync::Arc;
 
-    use crate::compile::compile;
+    use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder};
+    use wasmer::{imports, Engine, Instance, Module, Store, TypedFunction, Value};
+
     use crate::limits::Limits;
 
-    use super::{POINTS_EXHAUSTED, POINTS_REMAINING};
+    use super::{Budget, POINTS_EXHAUSTED, POINTS_REMAINING};
 
     /// A module instance with a budget of `points` per call.
     struct Metered {
@@ -255,15 +257,12 @@ mod tests {
 
     impl Metered {
         fn new(wat: &str, points: u64) -> Metered {
-            let limits = Limits {
-                cpu_points_per_call: points,
-                ..Limits::new()
-            }
-            .resolved();
-            let compiled = compile(wat.as_bytes(), &limits).expect("compiles");
-            let mut store = Store::new(compiled.engine.clone());
-            let instance =
-                Instance::new(&mut store, &compiled.module, &imports! {}).expect("instantiates");
+            let mut compiler = Cranelift::new();
+            compiler.push_middleware(Arc::new(Budget::new(points)));
+            let engine: Engine = EngineBuilder::new(compiler).into();
+            let module = Module::new(&engine, wat.as_bytes()).expect("compiles");
+            let mut store = Store::new(engine);
+            let instance = Instance::new(&mut store, &module, &imports! {}).expect("instantiates");
             Metered { store, instance }
         }
 

@@ -14,8 +14,6 @@ use crate::budget::Budget;
 use crate::limits::Limits;
 use crate::shape::{Item, ItemKind, ModuleShape};
 
-pub(crate) use crate::budget::{POINTS_EXHAUSTED, POINTS_REMAINING};
-
 /// A plugin compiled for this process: shared by every worker (`Send + Sync`).
 pub(crate) struct CompiledModule {
     /// Engine holding the compiled code (one per plugin: the metering middleware belongs to

@@ -14,7 +14,8 @@ use wasmer::{
     FunctionEnv, Global, Imports, Instance, Memory, RuntimeError, Store, TypedFunction, Value,
 };
 
-use crate::compile::{CompiledModule, POINTS_EXHAUSTED, POINTS_REMAINING};
+use crate::budget::{POINTS_EXHAUSTED, POINTS_REMAINING};
+use crate::compile::CompiledModule;
 use crate::guest_exports::{GuestArgs, GuestExport, Malloc, TypedExports};
 use crate::imports;
 use crate::imports::host_state::HostState;

@@ -16,7 +16,8 @@ use super::abi::{buffer_type, AbiVersion, Action};
 use super::hostcalls;
 use super::shared::{FilterShared, QueueWaker};
 use super::state::{CallMaps, FilterState, LocalResponse, StreamEvent, StreamInfo, StreamProps};
-use crate::compile::{CompiledModule, POINTS_EXHAUSTED, POINTS_REMAINING};
+use crate::budget::{POINTS_EXHAUSTED, POINTS_REMAINING};
+use crate::compile::CompiledModule;
 use crate::imports::host_state::HostState;
 
 /// What an instance is made from (the plugin's parts; see `FilterPlugin::new_instance`).
