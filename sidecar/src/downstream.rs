@@ -220,7 +220,7 @@ async fn read_frames(
                     conn.wait_in_flight_at_most(max_in_flight / 4 * 3).await;
                 }
                 let room = max_in_flight - conn.in_flight();
-                framed.read_frames(|frame| dispatch(worker, conn, frame), room).await
+                framed.read_frames(|frame, read_at| dispatch(worker, conn, frame, read_at), room).await
             } => r,
             _ = &mut idle => {
                 let deadline = last_active(framed) + idle_timeout;
@@ -288,7 +288,12 @@ async fn read_frames(
     }
 }
 
-fn dispatch(worker: &Rc<WorkerContext>, conn: &Rc<DownstreamConn>, mut frame: Frame) {
+fn dispatch(
+    worker: &Rc<WorkerContext>,
+    conn: &Rc<DownstreamConn>,
+    mut frame: Frame,
+    read_at: Instant,
+) {
     let stats = worker.downstream_stats(conn.listener);
     if frame.is_goaway() {
         // xprotocol spec §2.2: a client's GoAway is logged and ignored.
@@ -302,7 +307,7 @@ fn dispatch(worker: &Rc<WorkerContext>, conn: &Rc<DownstreamConn>, mut frame: Fr
             Err(e) => warn!(cause = %e, "cannot answer heartbeat"),
         },
         FrameKind::Request | FrameKind::Oneway => {
-            proxy::spawn_request(worker.clone(), conn.clone(), frame);
+            proxy::spawn_request(worker.clone(), conn.clone(), frame, read_at);
         }
         FrameKind::Response | FrameKind::HeartbeatResponse => {
             debug!(id = frame.id(), "dropping a response sent by a client");

@@ -410,14 +410,16 @@ impl FramedConn {
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         let mut next = None;
         while next.is_none() {
-            if !self.read_frames(|f| next = Some(f), 1).await? {
+            if !self.read_frames(|f, _| next = Some(f), 1).await? {
                 return Ok(None);
             }
         }
         Ok(next)
     }
 
-    /// Hands every frame the next read completes to `on_frame` (at most `max` of them, and
+    /// Hands every frame the next read completes to `on_frame`, with the time that read
+    /// returned (the frame's arrival: one clock read per read, not per frame; at most `max`
+    /// frames, and
     /// for a Wasm codec at most [`DECODE_BATCH`], before returning; the rest stay buffered
     /// for the next call),
     /// so a handler pays for one `select!` per read, not per frame. Returns `Ok(false)` when
@@ -435,7 +437,7 @@ impl FramedConn {
     /// [`ReadError`] when the socket fails or the codec rejects the bytes.
     pub async fn read_frames(
         &mut self,
-        mut on_frame: impl FnMut(Frame),
+        mut on_frame: impl FnMut(Frame, Instant),
         max: usize,
     ) -> Result<bool, ReadError> {
         if self.batch_full {
@@ -501,7 +503,7 @@ impl FramedConn {
     /// Decodes up to `max` frames into `on_frame`; how many it delivered.
     fn decode_into(
         &mut self,
-        on_frame: &mut impl FnMut(Frame),
+        on_frame: &mut impl FnMut(Frame, Instant),
         max: usize,
     ) -> Result<usize, ReadError> {
         let mut delivered = 0;
@@ -510,7 +512,7 @@ impl FramedConn {
             let decoded = self.sink.codec.borrow_mut().decode(&mut self.buf)?;
             match decoded {
                 Some(frame) => {
-                    on_frame(frame);
+                    on_frame(frame, self.last_read);
                     delivered += 1;
                     self.retry = Retry::NextRead;
                 }

@@ -35,8 +35,14 @@ enum Outcome {
     Failed(Failure),
 }
 
-/// Starts handling `frame` (a request or oneway request) from `conn`.
-pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame: Frame) {
+/// Starts handling `frame` (a request or oneway request) from `conn`, which arrived with
+/// the read that returned at `read_at` (the request's start).
+pub fn spawn_request(
+    worker: Rc<WorkerContext>,
+    conn: Rc<DownstreamConn>,
+    frame: Frame,
+    read_at: Instant,
+) {
     let stats = worker.downstream_stats(conn.listener);
     stats.request_total.inc();
     stats.request_active.inc();
@@ -44,8 +50,8 @@ pub fn spawn_request(worker: Rc<WorkerContext>, conn: Rc<DownstreamConn>, frame:
         stats.request_oneway_total.inc();
     }
     conn.request_started();
-    // One clock read for the request's duration and its access log record.
-    let started = Instant::now();
+    // The read's clock, for the request's duration and its access log record.
+    let started = read_at;
     let log = worker.plan.access_logs.begin(
         conn.listener,
         conn.local,

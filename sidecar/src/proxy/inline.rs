@@ -124,7 +124,7 @@ struct Waiting {
 }
 
 impl ResponseHandler for Waiting {
-    fn answer(self: Box<Self>, result: ResponseResult) {
+    fn answer(self: Box<Self>, result: ResponseResult, now: Instant) {
         let Waiting {
             held,
             mut ledger,
@@ -132,8 +132,8 @@ impl ResponseHandler for Waiting {
             down_id,
             sent,
         } = *self;
-        // One clock read for the upstream's and the request's durations.
-        let now = Instant::now();
+        // `now`: when the response's read returned (or the failure was seen), for the
+        // upstream's and the request's durations.
         {
             let cluster = &ledger.worker.clusters[held.cluster];
             let health = cluster.shared.host_set.health();

@@ -215,7 +215,7 @@ impl UpstreamConn {
         while !self.closed.get() {
             let read = tokio::select! {
                 biased;
-                read = framed.read_frames(|frame| self.on_frame(frame), usize::MAX) => read,
+                read = framed.read_frames(|frame, read_at| self.on_frame(frame, read_at), usize::MAX) => read,
                 _ = &mut timer, if keepalive.is_on() => {
                     self.on_keepalive_timer(&mut keepalive, framed.last_read());
                     timer.as_mut().reset(keepalive.wake(framed.last_read()));
@@ -251,14 +251,14 @@ impl UpstreamConn {
         framed.close().await;
     }
 
-    fn on_frame(&self, mut frame: Frame) {
+    fn on_frame(&self, mut frame: Frame, read_at: Instant) {
         if frame.is_goaway() {
             self.on_goaway();
             return;
         }
         match frame.kind() {
             FrameKind::Response | FrameKind::HeartbeatResponse => {
-                match self.waiters.complete(frame) {
+                match self.waiters.complete(frame, read_at) {
                     Matched::Request => {
                         self.stats.response_received.inc();
                         self.close_if_drained();

@@ -30,8 +30,9 @@ pub type ResponseResult = Result<Frame, Failure>;
 /// A request waiting for its response without a task of its own: called exactly once with
 /// the response or the failure that ended the wait, or dropped unanswered when forgotten.
 pub trait ResponseHandler {
-    /// The wait is over: `result` is the response, or why there is none.
-    fn answer(self: Box<Self>, result: ResponseResult);
+    /// The wait is over: `result` is the response, or why there is none; `at` is when the
+    /// response's read returned, or when the failure was seen.
+    fn answer(self: Box<Self>, result: ResponseResult, at: Instant);
 }
 
 enum Waiter {
@@ -127,15 +128,15 @@ impl Waiters {
         self.table.borrow_mut().ids.remove(id)
     }
 
-    /// Hands `response` to whoever waits for its id.
-    pub fn complete(&self, response: Frame) -> Matched {
+    /// Hands `response`, read at `read_at`, to whoever waits for its id.
+    pub fn complete(&self, response: Frame, read_at: Instant) -> Matched {
         match self.take(response.id()) {
             Some(Waiter::Request(tx)) => {
                 let _ = tx.send(Ok(response));
                 Matched::Request
             }
             Some(Waiter::Inline { handler, .. }) => {
-                handler.answer(Ok(response));
+                handler.answer(Ok(response), read_at);
                 Matched::Request
             }
             Some(Waiter::Heartbeat) => Matched::Heartbeat,
@@ -151,6 +152,7 @@ impl Waiters {
             table.ids.drain()
         };
         let mut failed = 0;
+        let now = Instant::now();
         for waiter in drained {
             match waiter {
                 Waiter::Request(tx) => {
@@ -158,7 +160,7 @@ impl Waiters {
                     failed += 1;
                 }
                 Waiter::Inline { handler, .. } => {
-                    handler.answer(Err(failure));
+                    handler.answer(Err(failure), now);
                     failed += 1;
                 }
                 Waiter::Sending | Waiter::Heartbeat => {}
@@ -180,7 +182,7 @@ impl Waiters {
                 table.ids.remove(id as u64)
             };
             if let Some(Waiter::Inline { handler, .. }) = waiter {
-                handler.answer(Err(Failure::Timeout));
+                handler.answer(Err(Failure::Timeout), Instant::now());
                 return Poll::Ready(());
             }
         }
@@ -290,7 +292,7 @@ mod tests {
     }
 
     impl ResponseHandler for Recorder {
-        fn answer(mut self: Box<Self>, result: ResponseResult) {
+        fn answer(mut self: Box<Self>, result: ResponseResult, _at: Instant) {
             self.answered = true;
             self.heard.borrow_mut().push(match result {
                 Ok(frame) => format!("ok {}", frame.id()),
@@ -340,8 +342,14 @@ mod tests {
         let waiters = Waiters::default();
         let heard = Heard::default();
         let id = park(&waiters, &heard, later());
-        assert!(matches!(waiters.complete(response(id)), Matched::Request));
-        assert!(matches!(waiters.complete(response(id)), Matched::Late(_)));
+        assert!(matches!(
+            waiters.complete(response(id), Instant::now()),
+            Matched::Request
+        ));
+        assert!(matches!(
+            waiters.complete(response(id), Instant::now()),
+            Matched::Late(_)
+        ));
         assert_eq!(*heard.borrow(), [format!("ok {id}")]);
         assert!(waiters.is_empty());
     }
@@ -353,7 +361,10 @@ mod tests {
         let id = reserved.id();
         assert_eq!(waiters.len(), 1);
         assert!(
-            matches!(waiters.complete(response(id)), Matched::Late(_)),
+            matches!(
+                waiters.complete(response(id), Instant::now()),
+                Matched::Late(_)
+            ),
             "a response before the park finds no one"
         );
         drop(reserved);
@@ -366,7 +377,10 @@ mod tests {
         let heard = Heard::default();
         let id = park(&waiters, &heard, later());
         assert!(waiters.forget(id));
-        assert!(matches!(waiters.complete(response(id)), Matched::Late(_)));
+        assert!(matches!(
+            waiters.complete(response(id), Instant::now()),
+            Matched::Late(_)
+        ));
         assert_eq!(*heard.borrow(), ["dropped"]);
     }
 
@@ -391,7 +405,7 @@ mod tests {
         let late = park(&waiters, &heard, now + Duration::from_millis(300));
         let answered = park(&waiters, &heard, now + Duration::from_millis(200));
         assert!(matches!(
-            waiters.complete(response(answered)),
+            waiters.complete(response(answered), Instant::now()),
             Matched::Request
         ));
         // The first expiry: only the earliest deadline.
