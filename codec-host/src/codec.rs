@@ -187,6 +187,7 @@ pub struct Frame {
     payload: Bytes,
     state: FrameState,
     goaway: bool,
+    id_field: Option<codec_abi::IdField>,
 }
 
 /// Codec-private state that travels with a frame (a plugin context, a native command).
@@ -227,7 +228,20 @@ impl Frame {
             payload: parts.payload,
             state: parts.state,
             goaway: false,
+            id_field: None,
         }
+    }
+
+    /// Records where the frame's id sits in its raw bytes, when the codec knows the frame
+    /// can be forwarded with only those bytes replaced ([`Frame::write_raw_with_id`]).
+    pub fn with_id_field(mut self, field: Option<codec_abi::IdField>) -> Frame {
+        self.id_field = field;
+        self
+    }
+
+    /// Where the frame's id sits in its raw bytes, if its codec said so at decode.
+    pub fn id_field(&self) -> Option<codec_abi::IdField> {
+        self.id_field
     }
 
     /// Marks the frame as the protocol's GoAway (a codec that recognises one).
@@ -352,6 +366,11 @@ impl Frame {
     /// Codec-private state, mutable.
     pub fn state_mut(&mut self) -> &mut dyn Any {
         self.state.as_mut()
+    }
+
+    /// Replaces the codec-private state (a codec that rebuilt what it dropped at decode).
+    pub fn set_state(&mut self, state: FrameState) {
+        self.state = state;
     }
 }
 

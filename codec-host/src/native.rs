@@ -2,7 +2,7 @@
 //! `codec_sdk::Protocol` a plugin is built from), for comparison with the Wasm plugin and
 //! for deployments that need no sandbox.
 
-use std::any::Any;
+use std::marker::PhantomData;
 
 use bytes::{Bytes, BytesMut};
 use codec_sdk::{apply_header_edits, Command, Decoded, Detect, Protocol};
@@ -25,6 +25,13 @@ pub struct NativeCodec<P: Protocol> {
 struct NativeFrameState<C> {
     command: C,
 }
+
+/// The state of a frame whose command was dropped at decode because its bytes can be
+/// forwarded with only the id patched (`Command::id_field`): the common case keeps no
+/// command alive and allocates no state (a zero-sized box). The rare operations that need
+/// the command (encode with edited headers, a heartbeat reply, a hijack) decode it again from
+/// the frame's raw bytes.
+struct Redecodable<C>(PhantomData<C>);
 
 impl<P: Protocol> NativeCodec<P> {
     /// A codec over `protocol` as it is configured, refusing incomplete frames longer than
@@ -72,14 +79,32 @@ impl<P: Protocol> NativeCodec<P> {
     }
 }
 
-/// The command inside a frame this codec decoded.
-fn command_mut<C: 'static>(state: &mut dyn Any) -> Result<&mut C, CodecError> {
-    state
-        .downcast_mut::<NativeFrameState<C>>()
-        .map(|s| &mut s.command)
-        .ok_or(CodecError::WrongFrame(
-            "the frame was not decoded by this native codec",
-        ))
+const FOREIGN: CodecError =
+    CodecError::WrongFrame("the frame was not decoded by this native codec");
+
+impl<P: Protocol> NativeCodec<P> {
+    /// `raw` decoded again: the command of a frame that kept none ([`Redecodable`]).
+    fn redecode(&mut self, raw: &[u8]) -> Result<P::Command, CodecError> {
+        match self.protocol.decode(raw) {
+            Ok(Some(Decoded { command, consumed })) if consumed == raw.len() => Ok(command),
+            Ok(_) => Err(CodecError::ContextLost),
+            Err(e) => Err(CodecError::Protocol(e.to_string())),
+        }
+    }
+
+    /// The command inside a frame this codec decoded, decoded again (and kept) if the frame
+    /// dropped it.
+    fn command_mut<'f>(&mut self, frame: &'f mut Frame) -> Result<&'f mut P::Command, CodecError> {
+        if frame.state().is::<Redecodable<P::Command>>() {
+            let command = self.redecode(frame.raw())?;
+            frame.set_state(Box::new(NativeFrameState { command }));
+        }
+        frame
+            .state_mut()
+            .downcast_mut::<NativeFrameState<P::Command>>()
+            .map(|s| &mut s.command)
+            .ok_or(FOREIGN)
+    }
 }
 
 impl<P: Protocol> Codec for NativeCodec<P> {
@@ -134,19 +159,28 @@ impl<P: Protocol> Codec for NativeCodec<P> {
             }
         };
         let (payload, header_section) = payload_and_headers(&raw, command.body(), section);
+        let (kind, id, timeout_or_status) =
+            (command.kind(), command.id(), command.timeout_or_status());
         let goaway = command.is_goaway();
+        let id_field = command.id_field();
+        let state: crate::FrameState = if id_field.is_some() {
+            Box::new(Redecodable::<P::Command>(PhantomData))
+        } else {
+            Box::new(NativeFrameState { command })
+        };
         Ok(Some(
             Frame::new(FrameParts {
-                kind: command.kind(),
-                id: command.id(),
-                timeout_or_status: command.timeout_or_status(),
+                kind,
+                id,
+                timeout_or_status,
                 headers,
                 header_section,
                 raw,
                 payload,
-                state: Box::new(NativeFrameState { command }),
+                state,
             })
-            .with_goaway(goaway),
+            .with_goaway(goaway)
+            .with_id_field(id_field),
         ))
     }
 
@@ -162,18 +196,25 @@ impl<P: Protocol> Codec for NativeCodec<P> {
         // Unchanged, and the protocol says where its id sits: the frame's own bytes with the
         // id patched (as the Wasm codec does with `rpc_sidecar_id_field`), no encode.
         if !frame.headers_changed() {
-            let field = frame
-                .state()
-                .downcast_ref::<NativeFrameState<P::Command>>()
-                .and_then(|s| s.command.id_field());
+            let field = frame.id_field().or_else(|| {
+                frame
+                    .state()
+                    .downcast_ref::<NativeFrameState<P::Command>>()
+                    .and_then(|s| s.command.id_field())
+            });
             if field.is_some_and(|field| frame.write_raw_with_id(field, id, out)) {
-                // The command keeps the id it was sent with, as after an encode.
-                command_mut::<P::Command>(frame.state_mut())?.set_id(id);
+                // A kept command keeps the id it was sent with, as after an encode.
+                if let Some(s) = frame
+                    .state_mut()
+                    .downcast_mut::<NativeFrameState<P::Command>>()
+                {
+                    s.command.set_id(id);
+                }
                 return Ok(());
             }
         }
         let edited = frame.headers_changed().then(|| frame.headers().clone());
-        let command = command_mut::<P::Command>(frame.state_mut())?;
+        let command = self.command_mut(frame)?;
         if let Some(edited) = &edited {
             apply_header_edits(command, edited);
         }
@@ -212,7 +253,7 @@ impl<P: Protocol> Codec for NativeCodec<P> {
                 "reply_keepalive needs a heartbeat request",
             ));
         }
-        let command = command_mut::<P::Command>(request.state_mut())?;
+        let command = self.command_mut(request)?;
         let reply = self
             .protocol
             .reply_keepalive(command)
@@ -231,13 +272,17 @@ impl<P: Protocol> Codec for NativeCodec<P> {
         id: u64,
         out: &mut BytesMut,
     ) -> Result<(), CodecError> {
-        let command = request
-            .state()
-            .downcast_ref::<NativeFrameState<P::Command>>()
-            .map(|s| &s.command)
-            .ok_or(CodecError::WrongFrame(
-                "the frame was not decoded by this native codec",
-            ))?;
+        let state = request.state();
+        let redecoded;
+        let command = if state.is::<Redecodable<P::Command>>() {
+            redecoded = self.redecode(request.raw())?;
+            &redecoded
+        } else {
+            state
+                .downcast_ref::<NativeFrameState<P::Command>>()
+                .map(|s| &s.command)
+                .ok_or(FOREIGN)?
+        };
         let mapped = self.protocol.map_status(status);
         let mut response = self
             .protocol
@@ -253,5 +298,68 @@ impl<P: Protocol> Codec for NativeCodec<P> {
 impl<P: Protocol + Default> Default for NativeCodec<P> {
     fn default() -> Self {
         NativeCodec::new(P::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Bolt v1 request (no CRC: forwardable with the id patched) with one header.
+    fn v1_request(id: u32) -> Vec<u8> {
+        let (k, v) = (b"service", b"s");
+        let mut section = Vec::new();
+        section.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        section.extend_from_slice(k);
+        section.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        section.extend_from_slice(v);
+        let mut f = vec![0x01, 0x01, 0x00, 0x01, 0x01];
+        f.extend_from_slice(&id.to_be_bytes());
+        f.push(0x01);
+        f.extend_from_slice(&1000u32.to_be_bytes());
+        f.extend_from_slice(&0u16.to_be_bytes());
+        f.extend_from_slice(&(section.len() as u16).to_be_bytes());
+        f.extend_from_slice(&2u32.to_be_bytes());
+        f.extend_from_slice(&section);
+        f.extend_from_slice(b"hi");
+        f
+    }
+
+    fn decode_one(codec: &mut NativeCodec<bolt::Bolt>, bytes: &[u8]) -> Frame {
+        let mut buf = BytesMut::from(bytes);
+        let frame = codec.decode(&mut buf).unwrap().expect("a whole frame");
+        assert!(buf.is_empty());
+        frame
+    }
+
+    #[test]
+    fn a_forwardable_frame_keeps_no_command_and_rebuilds_it_when_edited() {
+        let mut codec = NativeCodec::<bolt::Bolt>::default();
+        let mut frame = decode_one(&mut codec, &v1_request(5));
+        assert!(frame.state().is::<Redecodable<bolt::BoltCommand>>());
+        assert!(frame.id_field().is_some());
+
+        // Unchanged: the raw bytes with the id patched.
+        let mut out = BytesMut::new();
+        codec.encode(&mut frame, 9, &mut out).unwrap();
+        assert_eq!(&out[..], &v1_request(9)[..]);
+
+        // Edited: decoded again from the raw bytes, edited and encoded.
+        frame.headers_mut().insert("x-added", "1");
+        let mut out = BytesMut::new();
+        codec.encode(&mut frame, 11, &mut out).unwrap();
+        assert!(frame.state().is::<NativeFrameState<bolt::BoltCommand>>());
+        let again = decode_one(&mut codec, &out);
+        assert_eq!(again.id(), 11);
+        assert_eq!(again.headers().get_str("x-added"), Some("1"));
+        assert_eq!(again.headers().get_str("service"), Some("s"));
+        assert_eq!(&again.payload()[..], b"hi");
+
+        // A hijack answers from the re-decoded request.
+        let frame = decode_one(&mut codec, &v1_request(6));
+        let mut out = BytesMut::new();
+        codec.hijack(&frame, 503, 6, &mut out).unwrap();
+        let answer = decode_one(&mut codec, &out);
+        assert_eq!((answer.kind(), answer.id()), (FrameKind::Response, 6));
     }
 }
