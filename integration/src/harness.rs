@@ -39,13 +39,41 @@ pub fn log_tail(path: &Path) -> String {
     child::tail(path, 40)
 }
 
-/// A loopback port that was free a moment ago (bound to port 0, then released). Another process
-/// could take it before it is used; tests accept that small race.
+/// First and one-past-last port [`free_port`] hands out: below the kernel's ephemeral range
+/// (32768-60999 by default), so no outgoing connection of a peer, a service or another test
+/// can be given the same port as a local address between the check and the bind, and below
+/// the 20000-60000 `tools/services.sh` draws from.
+const TEST_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// A loopback port free right now and never handed out before by this process: drawn in turn
+/// from [`TEST_PORTS`] (from an offset taken from the process id, so two test processes start
+/// apart), skipping any port something listens on. A port taken from the ephemeral range
+/// instead (bind to port 0, then release) could be reused as the local port of another
+/// test's outgoing connection before the sidecar binds it ("Address already in use").
 ///
 /// # Errors
-/// When no socket can be bound.
+/// When every port of the range is taken.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + n as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port in 10000-19999",
+    ))
 }
 
 /// `127.0.0.1:<free port>`.
@@ -117,6 +145,14 @@ mod tests {
         assert_ne!(port, 0);
         TcpListener::bind(("127.0.0.1", port)).expect("port was free");
         assert!(free_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice_and_stay_out_of_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..500).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|p| TEST_PORTS.contains(p)));
     }
 
     #[test]
