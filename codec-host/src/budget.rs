@@ -71,7 +71,6 @@ impl ModuleMiddleware for Budget {
             exhausted,
             pending: 0,
             labels: vec![Label::Function],
-            try_depth: 0,
         })
     }
 
@@ -123,8 +122,6 @@ struct FunctionBudget {
     pending: u64,
     /// The open control frames, outermost (the function) first.
     labels: Vec<Label>,
-    /// Open `try` / `try_table` frames.
-    try_depth: usize,
 }
 
 impl FunctionBudget {
@@ -152,7 +149,7 @@ impl FunctionBudget {
             | Operator::Rethrow { .. }
             | Operator::Delegate { .. } => true,
             Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
-                self.try_depth > 0
+                self.labels.contains(&Label::Try)
             }
             // The function's final `end`.
             Operator::End => self.labels.len() == 1,
@@ -177,13 +174,9 @@ impl FunctionBudget {
         match op {
             Operator::Block { .. } | Operator::If { .. } => self.labels.push(Label::Forward),
             Operator::Loop { .. } => self.labels.push(Label::Loop),
-            Operator::Try { .. } | Operator::TryTable { .. } => {
-                self.labels.push(Label::Try);
-                self.try_depth += 1;
-            }
+            Operator::Try { .. } | Operator::TryTable { .. } => self.labels.push(Label::Try),
             Operator::End | Operator::Delegate { .. } => {
-                let closed = self.labels.pop();
-                self.try_depth -= usize::from(closed == Some(Label::Try));
+                self.labels.pop();
             }
             _ => {}
         }

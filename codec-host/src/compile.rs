@@ -43,10 +43,6 @@ pub(crate) fn compile(
         // its name section).
         compiler.enable_perfmap();
     }
-    if std::env::var_os(PERFMAP_ENV).is_some() {
-        // `perf` resolves guest functions by name through /tmp/perf-<pid>.map.
-        compiler.enable_perfmap();
-    }
     compiler.push_middleware(Arc::new(Budget::new(limits.cpu_points_per_call)));
     compiler.push_middleware(Arc::new(MemoryCap {
         max_pages: limits.memory_pages(),

@@ -196,20 +196,9 @@ impl<P: Protocol> Codec for NativeCodec<P> {
         // Unchanged, and the protocol says where its id sits: the frame's own bytes with the
         // id patched (as the Wasm codec does with `rpc_sidecar_id_field`), no encode.
         if !frame.headers_changed() {
-            let field = frame.id_field().or_else(|| {
-                frame
-                    .state()
-                    .downcast_ref::<NativeFrameState<P::Command>>()
-                    .and_then(|s| s.command.id_field())
-            });
+            // Set at decode exactly for the frames that keep no command ([`Redecodable`]).
+            let field = frame.id_field();
             if field.is_some_and(|field| frame.write_raw_with_id(field, id, out)) {
-                // A kept command keeps the id it was sent with, as after an encode.
-                if let Some(s) = frame
-                    .state_mut()
-                    .downcast_mut::<NativeFrameState<P::Command>>()
-                {
-                    s.command.set_id(id);
-                }
                 return Ok(());
             }
         }

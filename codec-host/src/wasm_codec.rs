@@ -47,9 +47,9 @@ struct WasmFrameState {
     /// walks all of them on every collection, so contexts must not live for a round trip. A
     /// later encode (a retry) re-decodes the frame's raw bytes on a fresh context.
     released: bool,
-    /// What the decode extras said of the id's place (`Some(None)`: the frame must be
-    /// encoded); `None` when the plugin sent no extras (the guest is asked at encode).
-    id_field: Option<Option<codec_abi::IdField>>,
+    /// The guest sent decode extras, so `Frame::id_field` is its answer to where the id sits
+    /// (`None`: the frame must be encoded); without them the guest is asked at encode.
+    told: bool,
 }
 
 impl WasmFrameState {
@@ -456,7 +456,7 @@ impl WasmCodec {
             cached_id: id,
             owner: Rc::clone(inst.dropped_queue()),
             released: false,
-            id_field: state.id_field,
+            told: state.told,
         };
         Ok((At::Current, ctx, id))
     }
@@ -707,7 +707,7 @@ impl WasmCodec {
             cached_id: decoded.id,
             owner: Rc::clone(inst.dropped_queue()),
             released: false,
-            id_field: decoded.extras.map(|e| e.id_field),
+            told: decoded.extras.is_some(),
         };
         let kind = FrameKind::from_flag(decoded.flag);
         // The optional extension: only requests can be a GoAway (on an error, dropping
@@ -729,7 +729,8 @@ impl WasmCodec {
                 payload: decoded.payload,
                 state: Box::new(state),
             })
-            .with_goaway(goaway),
+            .with_goaway(goaway)
+            .with_id_field(decoded.extras.and_then(|e| e.id_field)),
         ))
     }
 
@@ -745,8 +746,8 @@ impl WasmCodec {
         let told = frame
             .state()
             .downcast_ref::<WasmFrameState>()
-            .and_then(|s| s.id_field);
-        if let (false, Some(Some(field))) = (frame.headers_changed(), told) {
+            .is_some_and(|s| s.told);
+        if let (false, true, Some(field)) = (frame.headers_changed(), told, frame.id_field()) {
             if forward_with_id(frame, field, id, out) {
                 return Ok(());
             }
@@ -754,7 +755,7 @@ impl WasmCodec {
         let (at, ctx, cached_id) = self.frame_ctx(frame)?;
         // Unchanged headers and a guest that says where the id is: the original bytes with
         // only the id replaced, no encode call (`optional_exports::ID_FIELD`).
-        if !frame.headers_changed() && told.is_none() {
+        if !frame.headers_changed() && !told {
             if let Some(field) = self.instance_at(at)?.id_field(ctx)? {
                 if forward_with_id(frame, field, id, out) {
                     return Ok(());
@@ -926,7 +927,6 @@ impl WasmCodec {
     }
 }
 
-/// A decoded frame's parts, taken off the connection buffer.
 /// Forwards an unchanged Wasm-decoded `frame` as its own bytes with the id at `field` set to
 /// `id`; on success its context goes back now, as after an encode (the guest's cached command
 /// keeps its id, which `cached_id` still names).
@@ -945,6 +945,7 @@ fn forward_with_id(
     true
 }
 
+/// A decoded frame's parts, taken off the connection buffer.
 struct Decoded {
     extras: Option<codec_abi::DecodeExtras>,
     headers: HeaderMap,

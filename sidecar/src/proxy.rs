@@ -35,13 +35,13 @@ enum Outcome {
     Failed(Failure),
 }
 
-/// Starts handling `frame` (a request or oneway request) from `conn`, which arrived with
-/// the read that returned at `read_at` (the request's start).
+/// Starts handling `frame` (a request or oneway request) from `conn`; `started` is when the
+/// read that carried it returned, the start of the request's duration and access log record.
 pub fn spawn_request(
     worker: Rc<WorkerContext>,
     conn: Rc<DownstreamConn>,
     frame: Frame,
-    read_at: Instant,
+    started: Instant,
 ) {
     let stats = worker.downstream_stats(conn.listener);
     stats.request_total.inc();
@@ -50,8 +50,6 @@ pub fn spawn_request(
         stats.request_oneway_total.inc();
     }
     conn.request_started();
-    // The read's clock, for the request's duration and its access log record.
-    let started = read_at;
     let log = worker.plan.access_logs.begin(
         conn.listener,
         conn.local,
