@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use integration::client::{BoltClient, ClientOptions};
 use integration::echo::{EchoServer, HOLD_HEADER};
-use integration::harness::{admin_get, free_addr, MosnConfig, Sidecar};
+use integration::harness::{admin_get, free_addr, patch, MosnConfig, Sidecar};
 use integration::wire::Request;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const SERVICE: &str = "com.alipay.test.TestService:1.0";
 const IN_FLIGHT: usize = 128;
@@ -93,4 +93,99 @@ async fn live_plugin_contexts_stay_bounded_with_128_calls_in_flight() {
         let frame = r.unwrap().expect("answered");
         assert_eq!(frame.status(), Some(0));
     }
+}
+
+/// The per-instance context counters of the one worker's x-bolt codec.
+async fn per_instance(admin: std::net::SocketAddr) -> Vec<Value> {
+    let v = admin_get(admin, "/api/v1/stats").await.unwrap();
+    v["codec"]["codec.x-bolt"]["workers"][0]["per_instance"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) until the published counters satisfy `done`.
+async fn published(admin: std::net::SocketAddr, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let v = per_instance(admin).await;
+        if done(&v) || start.elapsed() > Duration::from_secs(20) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn created(instance: &Value) -> u64 {
+    instance["contexts_created"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_num_gives_each_connection_one_of_a_workers_instances() {
+    let app = EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let listen = free_addr().unwrap();
+    let admin = free_addr().unwrap();
+    let mut cfg = MosnConfig::single_hop(listen, vec![app.local_addr()])
+        .admin(admin)
+        .build();
+    // One worker running three instances of the plugin.
+    assert!(patch(&mut cfg, "/servers/0/processor", json!(1)));
+    assert!(patch(
+        &mut cfg,
+        "/wasm_global_plugins/0/instance_num",
+        json!(3)
+    ));
+    let _sidecar = Sidecar::spawn(cfg).expect("sidecar starts");
+    let plugins = admin_get(admin, "/api/v1/plugins").await.unwrap();
+    assert_eq!(
+        plugins["plugins"][0]["instances_per_worker"], 3,
+        "{plugins}"
+    );
+
+    // Round robin, one instance per connection for its life: a downstream connection and
+    // the upstream connection its first request opens use two instances; the third decodes
+    // nothing. (The harness's readiness probe is a connection too: it takes a turn and
+    // decodes nothing, so which two are used depends on it; how many does not.)
+    let used = |v: &[Value]| v.iter().filter(|i| created(i) > 0).count();
+    let first = BoltClient::connect(listen).await.unwrap();
+    for i in 0..20 {
+        let r = first
+            .call(&Request::rpc(
+                first.next_id(),
+                Some(SERVICE),
+                format!("a-{i}"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), Some(0));
+    }
+    let counts = published(admin, |v| v.len() == 3 && used(v) >= 2).await;
+    eprintln!("one connection: {counts:?}");
+    assert_eq!(counts.len(), 3, "three instances on the worker");
+    assert_eq!(used(&counts), 2, "one instance downstream, one upstream");
+
+    // The next downstream connection gets the unused one.
+    let second = BoltClient::connect(listen).await.unwrap();
+    for i in 0..20 {
+        let r = second
+            .call(&Request::rpc(
+                second.next_id(),
+                Some(SERVICE),
+                format!("b-{i}"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), Some(0));
+    }
+    let counts = published(admin, |v| used(v) == 3).await;
+    eprintln!("two connections: {counts:?}");
+    assert_eq!(
+        used(&counts),
+        3,
+        "the second connection decoded on the third instance"
+    );
+    let stats = admin_get(admin, "/api/v1/stats").await.unwrap();
+    assert_eq!(stats["codec"]["codec.x-bolt"]["instances"], 3);
 }

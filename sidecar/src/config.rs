@@ -218,18 +218,36 @@ impl Config {
         root.accept("inherit_old_mosnconfig");
         root.finish(&mut warnings);
 
-        // MOSN's `instance_num` sizes a plugin's instance pool; here each worker runs one
-        // instance, so the count that runs is the worker count.
+        // MOSN's `instance_num` sizes a plugin's instance pool for the whole process; here
+        // each worker runs its share of a codec plugin's (rounded up), and one instance of
+        // a plugin used only by stream filters.
         let workers = parsed.settings.processor.max(1);
-        for p in plugins.iter().filter(|p| p.instance_num != workers) {
-            warnings.push(
-                format!("{}.instance_num", p.json_path),
-                format!(
-                    "instance_num {} is not used: each of the {workers} worker threads runs one \
-                     instance of the plugin",
-                    p.instance_num
-                ),
-            );
+        for (i, p) in plugins.iter().enumerate() {
+            let codec_plugin = codecs
+                .iter()
+                .any(|c| matches!(&c.kind, CodecKind::Wasm(w) if w.plugin == i));
+            let per_worker = p.instances_per_worker(workers);
+            let why = if !codec_plugin {
+                (p.instance_num != workers).then(|| {
+                    format!(
+                        "instance_num {} is not used: each of the {workers} worker threads runs \
+                         one instance of a filter plugin",
+                        p.instance_num
+                    )
+                })
+            } else if per_worker * workers != p.instance_num {
+                Some(format!(
+                    "instance_num {} runs as {per_worker} per worker thread, {} in all over \
+                     {workers} workers",
+                    p.instance_num,
+                    per_worker * workers
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                warnings.push(format!("{}.instance_num", p.json_path), why);
+            }
         }
 
         Ok(Config {
@@ -1554,7 +1572,7 @@ mod tests {
             warning_paths(&c),
             [
                 "third_part_codec.codecs[0].config.plugin_generate_id",
-                // 2 instances asked for; one per worker runs.
+                // 2 instances asked for; one per worker runs, 3 in all.
                 "wasm_global_plugins[0].instance_num",
             ]
         );
@@ -1584,6 +1602,43 @@ mod tests {
         assert_eq!(c.plugins[0].name, "codec:x-bolt");
         assert_eq!(c.plugins[0].instance_num, 3);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn instance_num_is_shared_out_among_the_workers() {
+        let dir = Scratch::new("instance-num");
+        dir.file(PLUGIN, b"plugin");
+        let mut v = wasm_base();
+        // Three workers (the test machine's CPU count): six instances are two per worker.
+        set(&mut v, "/wasm_global_plugins/0/instance_num", json!(6));
+        let c = parse_in(&v, &dir).expect("valid");
+        assert_eq!(c.plugins[0].instances_per_worker(3), 2);
+        assert!(
+            !warning_paths(&c).contains(&"wasm_global_plugins[0].instance_num"),
+            "{:?}",
+            c.warnings
+        );
+        // Seven round up to three per worker, nine in all: said in a warning.
+        set(&mut v, "/wasm_global_plugins/0/instance_num", json!(7));
+        let c = parse_in(&v, &dir).expect("valid");
+        assert_eq!(c.plugins[0].instances_per_worker(3), 3);
+        let w = c
+            .warnings
+            .iter()
+            .find(|w| w.path == "wasm_global_plugins[0].instance_num")
+            .expect("a warning");
+        assert!(w.message.contains("3 per worker thread, 9 in all"), "{w:?}");
+        // A typo cannot start thousands.
+        set(
+            &mut v,
+            "/wasm_global_plugins/0/instance_num",
+            json!(100_000),
+        );
+        let c = parse_in(&v, &dir).expect("valid");
+        assert_eq!(
+            c.plugins[0].instances_per_worker(3),
+            plugin::MAX_INSTANCES_PER_WORKER
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::LoadBalancer;
+use crate::codec_set::CodecSet;
 use crate::framed::{CodecRef, FrameSink};
 use crate::overload::{Admission, WorkerLoad};
 use crate::plan::{Plan, SharedCluster};
@@ -50,8 +51,9 @@ pub struct WorkerCluster {
     pub pools: Vec<HostPool>,
     /// The cluster's index in the plan.
     pub index: usize,
-    /// This worker's codec for the cluster's protocol (what decoded its responses: asked
-    /// for a response's proxy code when a retry may depend on it).
+    /// One of this worker's instances of the cluster's protocol's codec (asked for a
+    /// response's proxy code when a retry may depend on it: the plugin's mapping, the same
+    /// on every instance).
     pub codec: CodecRef,
 }
 
@@ -61,8 +63,8 @@ pub struct WorkerContext {
     pub index: usize,
     /// The resolved configuration.
     pub plan: Arc<Plan>,
-    /// Codecs by protocol name.
-    pub codecs: HashMap<String, CodecRef>,
+    /// Codecs by protocol name: this worker's instances of each.
+    pub codecs: HashMap<String, Rc<CodecSet>>,
     /// Clusters, index-aligned with `plan.clusters`.
     pub clusters: Vec<WorkerCluster>,
     /// Cancelled when the process begins a graceful stop.
@@ -90,16 +92,20 @@ impl WorkerContext {
     ) -> Result<WorkerContext, String> {
         let mut codecs = HashMap::new();
         for c in &plan.codecs {
-            let codec = c
-                .new_codec()
-                .map_err(|e| format!("codec {}: {e}", c.protocol()))?;
-            codecs.insert(c.protocol().to_string(), Rc::new(RefCell::new(codec)));
+            let members = (0..c.per_worker())
+                .map(|_| {
+                    c.new_codec()
+                        .map(|codec| Rc::new(RefCell::new(codec)))
+                        .map_err(|e| format!("codec {}: {e}", c.protocol()))
+                })
+                .collect::<Result<Vec<CodecRef>, String>>()?;
+            codecs.insert(c.protocol().to_string(), Rc::new(CodecSet::new(members)));
         }
         let stats = plan.stats.worker(index);
         let mut clusters = Vec::new();
         for (c, shared) in plan.clusters.iter().enumerate() {
             let shard = stats.clusters[c].clone();
-            let codec = codecs.get(&shared.protocol).cloned().ok_or_else(|| {
+            let set = codecs.get(&shared.protocol).cloned().ok_or_else(|| {
                 format!(
                     "cluster {}: no codec for protocol {}",
                     shared.name, shared.protocol
@@ -113,7 +119,7 @@ impl WorkerContext {
                         slots.clone(),
                         i,
                         shared.pool.clone(),
-                        codec.clone(),
+                        set.clone(),
                         host_stats,
                     )
                 })
@@ -124,7 +130,7 @@ impl WorkerContext {
                 balancer: shared.host_set.balancer(),
                 pools,
                 index: c,
-                codec,
+                codec: set.first().clone(),
             });
         }
         let wasm_filters = plan

@@ -74,10 +74,11 @@ async fn serve(
     listener: usize,
 ) {
     let plan = &worker.plan.listeners[listener];
+    // The connection's instance of each candidate protocol's codec, for its whole life.
     let Some(codecs) = plan
         .protocols
         .iter()
-        .map(|p| worker.codecs.get(p).cloned())
+        .map(|p| worker.codecs.get(p).map(|set| set.assign()))
         .collect::<Option<Vec<CodecRef>>>()
     else {
         warn!("no codec for the listener's protocol");

@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod cluster;
+pub mod codec_set;
 pub mod config;
 pub mod context;
 pub mod control;

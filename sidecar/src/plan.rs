@@ -88,6 +88,8 @@ pub enum CodecPlan {
         protocol: String,
         /// The current plugin, its generation and the workers' counters.
         slot: Arc<PluginSlot>,
+        /// Instances each worker runs (`instance_num` shared out among the workers).
+        per_worker: usize,
     },
     /// A codec compiled into the sidecar (the same protocol code as a plugin), from the
     /// codec host's registry.
@@ -109,7 +111,17 @@ impl CodecPlan {
         }
     }
 
-    /// A codec for one worker.
+    /// How many instances of this codec each worker runs: its plugin's `instance_num`
+    /// shared out among the workers for a Wasm codec; one for a native codec, which keeps
+    /// no state of its own.
+    pub fn per_worker(&self) -> usize {
+        match self {
+            CodecPlan::Wasm { per_worker, .. } => *per_worker,
+            CodecPlan::Native { .. } => 1,
+        }
+    }
+
+    /// A codec for one worker (one of its [`CodecPlan::per_worker`] instances).
     ///
     /// # Errors
     /// [`CodecError`] when the plugin instance cannot be created or initialised.
@@ -292,8 +304,12 @@ impl Plan {
                 .chain(access_logs.stats_sources()),
         );
         for c in &config.codecs {
-            if matches!(c.kind, CodecKind::Wasm(_)) {
-                stats = stats.with_codec(&c.protocol, Arc::new(CodecContexts::new(workers)));
+            if let CodecKind::Wasm(w) = &c.kind {
+                let per_worker = config.plugins[w.plugin].instances_per_worker(workers);
+                stats = stats.with_codec(
+                    &c.protocol,
+                    Arc::new(CodecContexts::new(workers, per_worker)),
+                );
             }
         }
         let stats = Arc::new(stats);
@@ -326,6 +342,7 @@ impl Plan {
                     CodecPlan::Wasm {
                         protocol: c.protocol.clone(),
                         slot: Arc::new(PluginSlot::new(&c.protocol, plugin, workers)),
+                        per_worker: p.instances_per_worker(workers),
                     }
                 }
                 CodecKind::Native(native) => CodecPlan::Native {

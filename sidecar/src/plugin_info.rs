@@ -34,8 +34,11 @@ pub enum PluginInfo {
         abi_version: &'static str,
         /// Successful reloads so far.
         generation: u64,
+        /// Codec instances each worker runs (`instance_num` shared out among the workers;
+        /// each has a started spare, counted in `instances`).
+        instances_per_worker: usize,
         /// The sum over the workers.
-        totals: Counts,
+        totals: Box<Counts>,
         /// Each worker, by index.
         workers: Vec<Counts>,
     },
@@ -87,7 +90,11 @@ pub fn plugins_json(plan: &Plan) -> Value {
 
 fn info(codec: &CodecPlan) -> PluginInfo {
     match codec {
-        CodecPlan::Wasm { protocol, slot } => wasm_info(protocol, slot),
+        CodecPlan::Wasm {
+            protocol,
+            slot,
+            per_worker,
+        } => wasm_info(protocol, slot, *per_worker),
         CodecPlan::Native { protocol, name, .. } => PluginInfo::Native {
             protocol: protocol.clone(),
             codec: (*name).to_owned(),
@@ -96,27 +103,16 @@ fn info(codec: &CodecPlan) -> PluginInfo {
     }
 }
 
-fn wasm_info(protocol: &str, slot: &PluginSlot) -> PluginInfo {
+fn wasm_info(protocol: &str, slot: &PluginSlot, per_worker: usize) -> PluginInfo {
     let plugin = slot.current();
     let workers: Vec<WorkerPluginCounts> = slot.workers().iter().map(|g| g.read()).collect();
-    let mut sum = WorkerPluginCounts {
-        generation: slot.generation(),
-        ..WorkerPluginCounts::default()
-    };
-    for w in &workers {
-        sum.instances += w.instances;
-        sum.retired_instances += w.retired_instances;
-        sum.memory_bytes += w.memory_bytes;
-        sum.decode_calls += w.decode_calls;
-        sum.encode_calls += w.encode_calls;
-        sum.other_calls += w.other_calls;
-        sum.errors += w.errors;
-        sum.traps += w.traps;
-        sum.cpu_exhausted += w.cpu_exhausted;
-        sum.replaced_instances += w.replaced_instances;
-        sum.timed_calls += w.timed_calls;
-        sum.timed_ns += w.timed_ns;
-    }
+    let sum = workers.iter().fold(
+        WorkerPluginCounts {
+            generation: slot.generation(),
+            ..WorkerPluginCounts::default()
+        },
+        |sum, w| sum.plus(w),
+    );
     PluginInfo::Wasm {
         protocol: protocol.to_owned(),
         plugin: plugin.name().to_owned(),
@@ -124,7 +120,8 @@ fn wasm_info(protocol: &str, slot: &PluginSlot) -> PluginInfo {
         md5: plugin.md5().to_owned(),
         abi_version: plugin.abi_version(),
         generation: slot.generation(),
-        totals: Counts::of(sum),
+        instances_per_worker: per_worker,
+        totals: Box::new(Counts::of(sum)),
         workers: workers.into_iter().map(Counts::of).collect(),
     }
 }

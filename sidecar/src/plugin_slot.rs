@@ -136,6 +136,24 @@ impl WorkerPluginCounts {
         }
     }
 
+    /// The counts of a worker's instances of one codec, all running `generation`: each
+    /// count summed over them.
+    pub fn of_all<'a>(
+        generation: u64,
+        instances: impl IntoIterator<Item = &'a PluginStats>,
+    ) -> WorkerPluginCounts {
+        instances
+            .into_iter()
+            .map(|s| WorkerPluginCounts::of(generation, s))
+            .fold(
+                WorkerPluginCounts {
+                    generation,
+                    ..WorkerPluginCounts::default()
+                },
+                |sum, one| sum.plus(&one),
+            )
+    }
+
     /// Mean time of one guest call (ns) from the sampled calls; `None` before any.
     pub fn mean_call_ns(&self) -> Option<u64> {
         self.timed_ns.checked_div(self.timed_calls)
@@ -161,6 +179,19 @@ macro_rules! each_field {
             timed_ns
         )
     };
+}
+
+impl WorkerPluginCounts {
+    /// Each count of `self` and `other` added, but the generation (`self`'s).
+    pub(crate) fn plus(self, other: &WorkerPluginCounts) -> WorkerPluginCounts {
+        macro_rules! add {
+            ($($f:ident),*) => { WorkerPluginCounts { $($f: self.$f + other.$f,)* } };
+        }
+        WorkerPluginCounts {
+            generation: self.generation,
+            ..each_field!(add)
+        }
+    }
 }
 
 impl WorkerGauge {
@@ -206,6 +237,17 @@ mod tests {
         };
         g.publish(c);
         assert_eq!(g.read(), c);
+        let stats = codec_host::PluginStats {
+            instances: 2,
+            memory_bytes: 100,
+            errors: 1,
+            ..codec_host::PluginStats::default()
+        };
+        let all = WorkerPluginCounts::of_all(7, [&stats, &stats, &stats]);
+        assert_eq!(
+            (all.generation, all.instances, all.memory_bytes, all.errors),
+            (7, 6, 300, 3)
+        );
         assert_eq!(c.mean_call_ns(), Some(1));
         assert_eq!(WorkerPluginCounts::default().mean_call_ns(), None);
     }

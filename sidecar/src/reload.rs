@@ -401,7 +401,8 @@ pub async fn serve_plugin_control(
 
 /// One worker's plugin state: what reloads staged, the generation each codec runs.
 struct WorkerPlugins {
-    staged: HashMap<u64, (String, WasmCodec)>,
+    /// What each reload staged: its protocol and one codec per instance of it.
+    staged: HashMap<u64, (String, Vec<WasmCodec>)>,
     generation: HashMap<String, u64>,
 }
 
@@ -412,7 +413,9 @@ impl WorkerPlugins {
             .codecs
             .iter()
             .filter_map(|c| match c {
-                CodecPlan::Wasm { protocol, slot } => Some((protocol.clone(), slot.generation())),
+                CodecPlan::Wasm { protocol, slot, .. } => {
+                    Some((protocol.clone(), slot.generation()))
+                }
                 CodecPlan::Native { .. } => None,
             })
             .collect();
@@ -431,13 +434,15 @@ impl WorkerPlugins {
                 plugin,
                 reply,
             } => {
-                let outcome = if worker.codecs.contains_key(&protocol) {
-                    plugin.new_codec().map_err(|e| e.to_string())
-                } else {
-                    Err(format!("no codec for protocol {protocol}"))
+                // One new codec per instance the worker runs of this protocol.
+                let outcome = match worker.codecs.get(&protocol) {
+                    Some(set) => (0..set.members().len())
+                        .map(|_| plugin.new_codec().map_err(|e| e.to_string()))
+                        .collect::<Result<Vec<WasmCodec>, String>>(),
+                    None => Err(format!("no codec for protocol {protocol}")),
                 };
-                let answer = outcome.map(|codec| {
-                    self.staged.insert(reload, (protocol, codec));
+                let answer = outcome.map(|codecs| {
+                    self.staged.insert(reload, (protocol, codecs));
                 });
                 if let Err(why) = &answer {
                     warn!(plugin = plugin.name(), md5 = plugin.md5(), %why, "new plugin instance did not start");
@@ -470,16 +475,34 @@ impl WorkerPlugins {
             .staged
             .remove(&reload)
             .ok_or_else(|| format!("reload {reload} staged nothing here"))?;
-        let codec = worker
+        let set = worker
             .codecs
             .get(&protocol)
             .ok_or_else(|| format!("no codec for protocol {protocol}"))?;
-        let mut codec = codec
-            .try_borrow_mut()
+        // Every instance or none: all of them are checked before any switches.
+        let mut codecs = set
+            .members()
+            .iter()
+            .map(|c| c.try_borrow_mut())
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|_| "the codec is in use".to_owned())?;
-        let wasm = WasmCodec::of_mut(codec.as_mut())
-            .ok_or_else(|| format!("the codec of {protocol} is not a Wasm codec"))?;
-        wasm.switch_to(next);
+        if codecs.len() != next.len() {
+            return Err(format!(
+                "{} instances staged for {} running",
+                next.len(),
+                codecs.len()
+            ));
+        }
+        let mut wasms = Vec::with_capacity(codecs.len());
+        for codec in &mut codecs {
+            wasms.push(
+                WasmCodec::of_mut(codec.as_mut())
+                    .ok_or_else(|| format!("the codec of {protocol} is not a Wasm codec"))?,
+            );
+        }
+        for (wasm, next) in wasms.into_iter().zip(next) {
+            wasm.switch_to(next);
+        }
         self.generation.insert(protocol, generation);
         Ok(())
     }
@@ -487,27 +510,30 @@ impl WorkerPlugins {
     /// Publishes every Wasm codec's counters.
     fn publish(&self, worker: &WorkerContext) {
         for c in &worker.plan.codecs {
-            let CodecPlan::Wasm { protocol, slot } = c else {
+            let CodecPlan::Wasm { protocol, slot, .. } = c else {
                 continue;
             };
-            let (Some(codec), Some(gauge)) =
-                (worker.codecs.get(protocol), slot.worker(worker.index))
+            let (Some(set), Some(gauge)) = (worker.codecs.get(protocol), slot.worker(worker.index))
             else {
                 continue;
             };
-            let Ok(mut codec) = codec.try_borrow_mut() else {
-                continue;
-            };
-            let Some(wasm) = WasmCodec::of_mut(codec.as_mut()) else {
-                continue;
-            };
-            if wasm.plugin_stats().retired_instances > 0 {
-                // An idle codec deletes finished retired instances here, not at its next
-                // request.
-                let _ = wasm.release_dropped_contexts();
+            let mut stats = Vec::with_capacity(set.members().len());
+            for codec in set.members() {
+                let Ok(mut codec) = codec.try_borrow_mut() else {
+                    continue;
+                };
+                let Some(wasm) = WasmCodec::of_mut(codec.as_mut()) else {
+                    continue;
+                };
+                if wasm.plugin_stats().retired_instances > 0 {
+                    // An idle codec deletes finished retired instances here, not at its
+                    // next request.
+                    let _ = wasm.release_dropped_contexts();
+                }
+                stats.push(wasm.plugin_stats());
             }
             let generation = self.generation.get(protocol).copied().unwrap_or(0);
-            gauge.publish(WorkerPluginCounts::of(generation, &wasm.plugin_stats()));
+            gauge.publish(WorkerPluginCounts::of_all(generation, &stats));
         }
     }
 }
@@ -565,8 +591,13 @@ mod tests {
     }
 
     fn wasm_plan(path: &Path) -> Arc<Plan> {
+        wasm_plan_of(path, 2)
+    }
+
+    /// [`wasm_plan`] with `instance_num` instances over its two workers.
+    fn wasm_plan_of(path: &Path, instance_num: usize) -> Arc<Plan> {
         plan(json!({
-            "wasm_global_plugins": [{"plugin_name": "wasm-bolt",
+            "wasm_global_plugins": [{"plugin_name": "wasm-bolt", "instance_num": instance_num,
                 "vm_config": {"engine": "wasmer", "path": path.display().to_string()}}],
             "third_part_codec": {"codecs": [{"type": "wasm", "enable": true,
                 "config": {"from_wasm_plugin": "wasm-bolt", "protocol": "x-bolt", "root_id": 1}}]}
@@ -575,7 +606,8 @@ mod tests {
 
     /// A worker as `worker::spawn` runs it, reduced to its plugin side: its context (codecs
     /// included) and [`serve_plugin_control`] on a current-thread runtime, until `stop`.
-    fn worker(plan: &Arc<Plan>, index: usize, stop: &CancellationToken) -> JoinHandle<()> {
+    /// Ends with the md5 of the plugin each of its codec instances runs.
+    fn worker(plan: &Arc<Plan>, index: usize, stop: &CancellationToken) -> JoinHandle<Vec<String>> {
         let commands = plan.control.register(index);
         let (plan, stop) = (plan.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -585,9 +617,18 @@ mod tests {
                 .unwrap();
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
-                let ctx = WorkerContext::build(index, plan, CancellationToken::new()).unwrap();
-                serve_plugin_control(Rc::new(ctx), commands, stop).await;
-            });
+                let ctx =
+                    Rc::new(WorkerContext::build(index, plan, CancellationToken::new()).unwrap());
+                serve_plugin_control(ctx.clone(), commands, stop).await;
+                ctx.codecs
+                    .values()
+                    .flat_map(|set| set.members())
+                    .filter_map(|c| {
+                        let codec = c.borrow();
+                        WasmCodec::of(codec.as_ref()).map(|w| w.plugin().md5().to_owned())
+                    })
+                    .collect()
+            })
         })
     }
 
@@ -603,13 +644,18 @@ mod tests {
 
     /// Waits (bounded) until every worker published generation `g`.
     fn wait_published(slot: &PluginSlot, g: u64) -> bool {
+        wait_published_with(slot, g, 2)
+    }
+
+    /// Waits (bounded) until every worker published generation `g` with exactly
+    /// `instances` instances live (no retired one left).
+    fn wait_published_with(slot: &PluginSlot, g: u64, instances: u64) -> bool {
         let until = Instant::now() + Duration::from_secs(20);
         while Instant::now() < until {
-            if slot
-                .workers()
-                .iter()
-                .all(|w| w.read().generation == g && w.read().instances >= 2)
-            {
+            if slot.workers().iter().all(|w| {
+                let c = w.read();
+                c.generation == g && c.instances == instances && c.retired_instances == 0
+            }) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -658,7 +704,41 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["plugins"][0]["outcome"], "reloaded");
         stop.cancel();
-        workers.into_iter().for_each(|w| w.join().unwrap());
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn every_instance_of_a_worker_switches() {
+        let path = plugin_file("instances");
+        // Two instances per worker, each with its started spare.
+        let plan = wasm_plan_of(&path, 4);
+        let stop = CancellationToken::new();
+        let workers: Vec<_> = (0..2).map(|i| worker(&plan, i, &stop)).collect();
+        let slot = wasm_slot(&plan);
+        assert!(
+            wait_published_with(slot, 0, 4),
+            "two instances and spares per worker"
+        );
+        let mut other = built("bolt");
+        other.extend_from_slice(&[0, 4, 3, b'x', b'y', b'z']); // a custom section
+        std::fs::write(&path, &other).unwrap();
+        reload_plugins(&plan).expect("reloads");
+        // The old instances retired and, holding no frames, were deleted.
+        assert!(
+            wait_published_with(slot, 1, 4),
+            "every worker on generation 1"
+        );
+        let info = plugins_json(&plan);
+        assert_eq!(info["plugins"][0]["instances_per_worker"], 2);
+        assert_eq!(info["plugins"][0]["totals"]["instances"], 8);
+        let new_md5 = slot.current().md5().to_owned();
+        stop.cancel();
+        for w in workers {
+            // Both instances of each worker run the new plugin.
+            assert_eq!(w.join().unwrap(), [new_md5.clone(), new_md5.clone()]);
+        }
     }
 
     #[test]

@@ -323,12 +323,14 @@ pub trait StatsSource: Send + Sync + std::fmt::Debug {
     fn to_json(&self) -> Value;
 }
 
-/// Plugin context counters of one codec, per worker: what each worker's codec reported when
-/// it last published them ([`CodecContexts::publish`], a few times a second), so the admin
-/// API reads them without touching a worker.
+/// Plugin context counters of one codec, per instance: what each of a worker's instances
+/// reported when the worker last published them ([`CodecContexts::publish`], a few times a
+/// second), so the admin API reads them without touching a worker.
 #[derive(Debug)]
 pub struct CodecContexts {
-    workers: Vec<ContextGauge>,
+    per_worker: usize,
+    /// Worker `w`'s instance `i` at `w * per_worker + i`.
+    instances: Vec<ContextGauge>,
 }
 
 #[derive(Debug, Default)]
@@ -341,7 +343,7 @@ struct ContextGauge {
     refused_calls: AtomicU64,
 }
 
-/// One worker's codec context counters, as published.
+/// One codec instance's context counters, as published.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ContextCounts {
     /// Contexts alive in the guest now.
@@ -359,16 +361,23 @@ pub struct ContextCounts {
 }
 
 impl CodecContexts {
-    /// Counters for `workers` workers, all zero.
-    pub fn new(workers: usize) -> CodecContexts {
+    /// Counters for `workers` workers of `per_worker` instances each, all zero.
+    pub fn new(workers: usize, per_worker: usize) -> CodecContexts {
+        let per_worker = per_worker.max(1);
         CodecContexts {
-            workers: (0..workers).map(|_| ContextGauge::default()).collect(),
+            per_worker,
+            instances: (0..workers * per_worker)
+                .map(|_| ContextGauge::default())
+                .collect(),
         }
     }
 
-    /// Worker `index` publishes its codec's counters.
-    pub fn publish(&self, index: usize, c: ContextCounts) {
-        let Some(g) = self.workers.get(index) else {
+    /// Worker `worker` publishes the counters of its instance `instance`.
+    pub fn publish(&self, worker: usize, instance: usize, c: ContextCounts) {
+        if instance >= self.per_worker {
+            return;
+        }
+        let Some(g) = self.instances.get(worker * self.per_worker + instance) else {
             return;
         };
         g.live.store(c.live, Ordering::Relaxed);
@@ -381,38 +390,51 @@ impl CodecContexts {
     }
 }
 
+/// Counters summed over `gauges`, except `contexts_live_max`: the most on any one instance
+/// (the bound a test asserts is per instance).
+fn context_totals(gauges: &[ContextGauge]) -> serde_json::Map<String, Value> {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let sum =
+        |f: fn(&ContextGauge) -> &AtomicU64| -> u64 { gauges.iter().map(|g| get(f(g))).sum() };
+    let max = |f: fn(&ContextGauge) -> &AtomicU64| -> u64 {
+        gauges.iter().map(|g| get(f(g))).max().unwrap_or(0)
+    };
+    let Value::Object(map) = json!({
+        "contexts_live": sum(|g| &g.live),
+        "contexts_live_max": max(|g| &g.live_max),
+        "contexts_created": sum(|g| &g.created),
+        "contexts_deleted": sum(|g| &g.deleted),
+        "replaced_instances": sum(|g| &g.replaced_instances),
+        "refused_calls": sum(|g| &g.refused_calls),
+        "instances": gauges.len(),
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
+}
+
 impl StatsSource for CodecContexts {
     fn to_json(&self) -> Value {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let workers: Vec<Value> = self
-            .workers
-            .iter()
-            .map(|g| {
-                json!({
-                    "contexts_live": get(&g.live),
-                    "contexts_live_max": get(&g.live_max),
-                    "contexts_created": get(&g.created),
-                    "contexts_deleted": get(&g.deleted),
-                    "replaced_instances": get(&g.replaced_instances),
-                    "refused_calls": get(&g.refused_calls),
-                })
+            .instances
+            .chunks(self.per_worker)
+            .map(|own| {
+                let mut worker = context_totals(own);
+                let each: Vec<Value> = own
+                    .chunks(1)
+                    .map(|one| {
+                        let mut m = context_totals(one);
+                        m.remove("instances");
+                        Value::Object(m)
+                    })
+                    .collect();
+                worker.insert("per_instance".into(), Value::Array(each));
+                Value::Object(worker)
             })
             .collect();
-        let sum = |f: fn(&ContextGauge) -> &AtomicU64| -> u64 {
-            self.workers.iter().map(|g| get(f(g))).sum()
-        };
-        let max = |f: fn(&ContextGauge) -> &AtomicU64| -> u64 {
-            self.workers.iter().map(|g| get(f(g))).max().unwrap_or(0)
-        };
-        json!({
-            "contexts_live": sum(|g| &g.live),
-            "contexts_live_max": max(|g| &g.live_max),
-            "contexts_created": sum(|g| &g.created),
-            "contexts_deleted": sum(|g| &g.deleted),
-            "replaced_instances": sum(|g| &g.replaced_instances),
-            "refused_calls": sum(|g| &g.refused_calls),
-            "workers": workers,
-        })
+        let mut all = context_totals(&self.instances);
+        all.insert("workers".into(), Value::Array(workers));
+        Value::Object(all)
     }
 }
 

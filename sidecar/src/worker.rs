@@ -95,7 +95,7 @@ async fn publish_codec_contexts(worker: Rc<WorkerContext>, stop: CancellationTok
     let published: Vec<_> = worker
         .codecs
         .iter()
-        .filter_map(|(protocol, codec)| Some((codec, worker.plan.stats.codec(protocol)?)))
+        .filter_map(|(protocol, set)| Some((set, worker.plan.stats.codec(protocol)?)))
         .collect();
     if published.is_empty() {
         return;
@@ -107,21 +107,24 @@ async fn publish_codec_contexts(worker: Rc<WorkerContext>, stop: CancellationTok
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        for (codec, gauges) in &published {
-            let Some(c) = codec.borrow().context_stats() else {
-                continue;
-            };
-            gauges.publish(
-                worker.index,
-                ContextCounts {
-                    live: c.live as u64,
-                    live_max: c.live_max as u64,
-                    created: c.created,
-                    deleted: c.deleted,
-                    replaced_instances: c.replaced_instances,
-                    refused_calls: c.refused_calls,
-                },
-            );
+        for (set, gauges) in &published {
+            for (instance, codec) in set.members().iter().enumerate() {
+                let Some(c) = codec.borrow().context_stats() else {
+                    continue;
+                };
+                gauges.publish(
+                    worker.index,
+                    instance,
+                    ContextCounts {
+                        live: c.live as u64,
+                        live_max: c.live_max as u64,
+                        created: c.created,
+                        deleted: c.deleted,
+                        replaced_instances: c.replaced_instances,
+                        refused_calls: c.refused_calls,
+                    },
+                );
+            }
         }
     }
 }

@@ -20,6 +20,21 @@ pub struct PluginConfig {
     pub json_path: String,
 }
 
+/// Most instances of one codec plugin per worker (a typo in `instance_num` must not start
+/// thousands of plugin instances).
+pub const MAX_INSTANCES_PER_WORKER: usize = 64;
+
+impl PluginConfig {
+    /// How many instances of this plugin, as a codec, each of `workers` workers runs:
+    /// `instance_num` (MOSN's count for the whole process) divided by the workers, rounded
+    /// up, between 1 and [`MAX_INSTANCES_PER_WORKER`].
+    pub fn instances_per_worker(&self, workers: usize) -> usize {
+        self.instance_num
+            .div_ceil(workers.max(1))
+            .clamp(1, MAX_INSTANCES_PER_WORKER)
+    }
+}
+
 /// `vm_config`.
 #[derive(Debug, Clone)]
 pub struct VmConfig {

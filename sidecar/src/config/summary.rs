@@ -240,9 +240,16 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
 
     writeln!(out, "codecs ({}):", c.codecs.len())?;
     for codec in &c.codecs {
+        let instances = match &codec.kind {
+            CodecKind::Wasm(w) => format!(
+                ", {} instance(s) per worker",
+                c.plugins[w.plugin].instances_per_worker(c.server.processor.max(1))
+            ),
+            CodecKind::Native(_) => String::new(),
+        };
         writeln!(
             out,
-            "  {} {}, pool {}",
+            "  {} {}, pool {}{instances}",
             codec.protocol,
             codec_kind(c, &codec.kind),
             codec.pool_mode

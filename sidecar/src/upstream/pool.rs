@@ -22,9 +22,10 @@ use tokio::time::Instant;
 
 use super::connection::UpstreamConn;
 use crate::cluster::{CircuitBreaker, HostSlots, Slot};
+use crate::codec_set::CodecSet;
 use crate::config::{ClusterConfig, KeepaliveConfig, PoolMode};
 use crate::failure::Failure;
-use crate::framed::{CodecRef, ReadLimits};
+use crate::framed::ReadLimits;
 use crate::stats::HostStats;
 
 /// What a pool needs to open connections.
@@ -136,7 +137,8 @@ struct PoolInner {
     addr: Cell<Option<SocketAddr>>,
     generation: Cell<u32>,
     settings: PoolSettings,
-    codec: CodecRef,
+    /// The worker's instances of the cluster's codec: each new connection gets one.
+    codecs: Rc<CodecSet>,
     stats: HostStats,
     // Multiplex state.
     slots: Vec<RefCell<ConnectCell>>,
@@ -154,7 +156,7 @@ impl HostPool {
         host: Arc<HostSlots>,
         index: usize,
         settings: PoolSettings,
-        codec: CodecRef,
+        codecs: Rc<CodecSet>,
         stats: HostStats,
     ) -> HostPool {
         let slots = if settings.shares_connections() {
@@ -168,7 +170,7 @@ impl HostPool {
                 generation: Cell::new(host.generation(index)),
                 host,
                 index,
-                codec,
+                codecs,
                 stats,
                 slots: (0..slots)
                     .map(|_| RefCell::new(Rc::new(OnceCell::new())))
@@ -312,7 +314,7 @@ impl PoolInner {
         let result = UpstreamConn::connect(
             addr,
             self.settings.connect_timeout,
-            self.codec.clone(),
+            self.codecs.assign(),
             self.settings.keepalive,
             self.settings.read_limits.never_pause(),
             self.stats.clone(),
