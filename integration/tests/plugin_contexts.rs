@@ -127,16 +127,12 @@ async fn instance_num_gives_each_connection_one_of_a_workers_instances() {
         .unwrap();
     let listen = free_addr().unwrap();
     let admin = free_addr().unwrap();
+    // One worker running three instances of the plugin.
     let mut cfg = MosnConfig::single_hop(listen, vec![app.local_addr()])
         .admin(admin)
+        .instance_num(3)
         .build();
-    // One worker running three instances of the plugin.
     assert!(patch(&mut cfg, "/servers/0/processor", json!(1)));
-    assert!(patch(
-        &mut cfg,
-        "/wasm_global_plugins/0/instance_num",
-        json!(3)
-    ));
     let _sidecar = Sidecar::spawn(cfg).expect("sidecar starts");
     let plugins = admin_get(admin, "/api/v1/plugins").await.unwrap();
     assert_eq!(

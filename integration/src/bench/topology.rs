@@ -20,6 +20,8 @@ pub struct TopologySetup {
     pub plugin_path: String,
     /// `default_log_level` (keep it quiet for benchmarks).
     pub log_level: String,
+    /// The Wasm plugin's `instance_num` (`None`: the sidecar's default, the CPU count).
+    pub instance_num: Option<usize>,
 }
 
 /// A running variant: where the load generator connects, and the sidecars on the path.
@@ -70,7 +72,10 @@ impl Topology {
             })
         };
         let with_codec = |config: MosnConfig| match codec {
-            CodecKind::Wasm => config.wasm_plugin(&setup.plugin_path),
+            CodecKind::Wasm => match setup.instance_num {
+                Some(n) => config.wasm_plugin(&setup.plugin_path).instance_num(n),
+                None => config.wasm_plugin(&setup.plugin_path),
+            },
             CodecKind::Native | CodecKind::Relay => config.native(),
         };
         if variant.hops == 2 {

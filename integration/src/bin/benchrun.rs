@@ -65,6 +65,10 @@ struct Args {
     /// Wasm plugin path, relative to the repository root.
     #[arg(long, default_value = DEFAULT_PLUGIN_PATH)]
     plugin: String,
+    /// The Wasm plugin's `instance_num` (instances in all, shared out among the workers;
+    /// default: the CPU count, one per worker).
+    #[arg(long)]
+    instance_num: Option<usize>,
     /// Sidecar log level during the benchmark.
     #[arg(long, default_value = "WARN")]
     log_level: String,
@@ -247,6 +251,7 @@ fn main() -> anyhow::Result<()> {
         },
         plugin_path: args.plugin.clone(),
         log_level: args.log_level.clone(),
+        instance_num: args.instance_num,
     };
     let mut topologies = Vec::new();
     for v in &wanted {

@@ -223,6 +223,8 @@ pub struct MosnConfig {
     pub clusters: Vec<ClusterSpec>,
     /// Admin API address.
     pub admin: Option<SocketAddr>,
+    /// The Wasm plugin's `instance_num` (`None`: not set, the CPU count).
+    pub instance_num: Option<usize>,
 }
 
 /// An empty config: Wasm codec from [`DEFAULT_PLUGIN_PATH`], log to stdout at INFO, no
@@ -235,6 +237,7 @@ pub fn mosn_config() -> MosnConfig {
         listeners: Vec::new(),
         clusters: Vec::new(),
         admin: None,
+        instance_num: None,
     }
 }
 
@@ -288,6 +291,13 @@ impl MosnConfig {
         self.codec(CodecChoice::Wasm {
             plugin_path: path.to_owned(),
         })
+    }
+
+    /// Sets the Wasm plugin's `instance_num` (instances in all, shared out among the
+    /// workers).
+    pub fn instance_num(mut self, n: usize) -> Self {
+        self.instance_num = Some(n);
+        self
     }
 
     /// Uses the native codec.
@@ -370,13 +380,14 @@ impl MosnConfig {
         }
         match &self.codec {
             CodecChoice::Wasm { plugin_path } => {
-                doc.insert(
-                    "wasm_global_plugins".into(),
-                    json!([{
-                        "plugin_name": PLUGIN_NAME,
-                        "vm_config": {"engine": "wasmer", "path": plugin_path, "cpu": 100, "mem": 100},
-                    }]),
-                );
+                let mut plugin = json!({
+                    "plugin_name": PLUGIN_NAME,
+                    "vm_config": {"engine": "wasmer", "path": plugin_path, "cpu": 100, "mem": 100},
+                });
+                if let Some(n) = self.instance_num {
+                    plugin["instance_num"] = json!(n);
+                }
+                doc.insert("wasm_global_plugins".into(), json!([plugin]));
                 doc.insert(
                     "third_part_codec".into(),
                     json!({"codecs": [{
