@@ -843,6 +843,40 @@ fn merge(into: &mut Value, names: &[&str], values: Vec<u64>) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn codec_contexts_sum_over_instances_and_keep_the_largest_instance_max() {
+        let c = CodecContexts::new(2, 2);
+        let counts = |live, live_max, created| ContextCounts {
+            live,
+            live_max,
+            created,
+            ..ContextCounts::default()
+        };
+        c.publish(0, 0, counts(1, 10, 100));
+        c.publish(0, 1, counts(2, 30, 200));
+        c.publish(1, 0, counts(3, 20, 300));
+        c.publish(1, 1, counts(4, 5, 400));
+        // Out of range: ignored, not written over another instance.
+        c.publish(0, 2, counts(99, 99, 99));
+        c.publish(2, 0, counts(99, 99, 99));
+        let v = c.to_json();
+        assert_eq!(v["contexts_live"], 10);
+        assert_eq!(v["contexts_live_max"], 30);
+        assert_eq!(v["contexts_created"], 1000);
+        assert_eq!(v["instances"], 4);
+        let w0 = &v["workers"][0];
+        assert_eq!(
+            (w0["contexts_live"].as_u64(), w0["instances"].as_u64()),
+            (Some(3), Some(2))
+        );
+        assert_eq!(w0["contexts_live_max"], 30);
+        assert_eq!(v["workers"][1]["contexts_live_max"], 20);
+        let each = w0["per_instance"].as_array().unwrap();
+        assert_eq!(each.len(), 2);
+        assert_eq!(each[1]["contexts_created"], 200);
+        assert!(each[1].get("instances").is_none());
+    }
+
     fn layout() -> StatsLayout {
         StatsLayout {
             listeners: vec!["in".into(), "out".into()],
