@@ -116,6 +116,17 @@ async fn published(admin: std::net::SocketAddr, done: impl Fn(&[Value]) -> bool)
     }
 }
 
+/// A new client connection to `listen` after 20 successful calls on it (kept open by the
+/// caller, so its instance stays taken).
+async fn calls_on_a_new_connection(listen: std::net::SocketAddr, tag: &str) -> BoltClient {
+    let client = BoltClient::connect(listen).await.unwrap();
+    for i in 0..20 {
+        let req = Request::rpc(client.next_id(), Some(SERVICE), format!("{tag}-{i}"));
+        assert_eq!(client.call(&req).await.unwrap().status(), Some(0));
+    }
+    client
+}
+
 fn created(instance: &Value) -> u64 {
     instance["contexts_created"].as_u64().unwrap()
 }
@@ -145,36 +156,14 @@ async fn instance_num_gives_each_connection_one_of_a_workers_instances() {
     // nothing. (The harness's readiness probe is a connection too: it takes a turn and
     // decodes nothing, so which two are used depends on it; how many does not.)
     let used = |v: &[Value]| v.iter().filter(|i| created(i) > 0).count();
-    let first = BoltClient::connect(listen).await.unwrap();
-    for i in 0..20 {
-        let r = first
-            .call(&Request::rpc(
-                first.next_id(),
-                Some(SERVICE),
-                format!("a-{i}"),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), Some(0));
-    }
+    let _first = calls_on_a_new_connection(listen, "a").await;
     let counts = published(admin, |v| v.len() == 3 && used(v) >= 2).await;
     eprintln!("one connection: {counts:?}");
     assert_eq!(counts.len(), 3, "three instances on the worker");
     assert_eq!(used(&counts), 2, "one instance downstream, one upstream");
 
     // The next downstream connection gets the unused one.
-    let second = BoltClient::connect(listen).await.unwrap();
-    for i in 0..20 {
-        let r = second
-            .call(&Request::rpc(
-                second.next_id(),
-                Some(SERVICE),
-                format!("b-{i}"),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), Some(0));
-    }
+    let _second = calls_on_a_new_connection(listen, "b").await;
     let counts = published(admin, |v| used(v) == 3).await;
     eprintln!("two connections: {counts:?}");
     assert_eq!(

@@ -221,7 +221,7 @@ impl Config {
         // MOSN's `instance_num` sizes a plugin's instance pool for the whole process; here
         // each worker runs its share of a codec plugin's (rounded up), and one instance of
         // a plugin used only by stream filters.
-        let workers = parsed.settings.processor.max(1);
+        let workers = parsed.settings.workers();
         for (i, p) in plugins.iter().enumerate() {
             let codec_plugin = codecs
                 .iter()

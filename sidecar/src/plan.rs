@@ -244,7 +244,7 @@ impl Plan {
             }
             wasm_filters.push(loaded);
         }
-        let workers = config.server.processor.max(1);
+        let workers = config.server.workers();
         let read_limits = ReadLimits {
             frame_timeout: config.limits.frame_read_timeout,
             write_high_water: config.limits.write_high_water,

@@ -106,13 +106,7 @@ fn info(codec: &CodecPlan) -> PluginInfo {
 fn wasm_info(protocol: &str, slot: &PluginSlot, per_worker: usize) -> PluginInfo {
     let plugin = slot.current();
     let workers: Vec<WorkerPluginCounts> = slot.workers().iter().map(|g| g.read()).collect();
-    let sum = workers.iter().fold(
-        WorkerPluginCounts {
-            generation: slot.generation(),
-            ..WorkerPluginCounts::default()
-        },
-        |sum, w| sum.plus(w),
-    );
+    let sum = WorkerPluginCounts::total(slot.generation(), workers.iter().copied());
     PluginInfo::Wasm {
         protocol: protocol.to_owned(),
         plugin: plugin.name().to_owned(),

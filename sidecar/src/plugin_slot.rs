@@ -116,6 +116,27 @@ pub struct WorkerPluginCounts {
     pub timed_ns: u64,
 }
 
+/// Applies `$m` to every field name of [`WorkerGauge`] / [`WorkerPluginCounts`].
+macro_rules! each_field {
+    ($m:ident) => {
+        $m!(
+            generation,
+            instances,
+            retired_instances,
+            memory_bytes,
+            decode_calls,
+            encode_calls,
+            other_calls,
+            errors,
+            traps,
+            cpu_exhausted,
+            replaced_instances,
+            timed_calls,
+            timed_ns
+        )
+    };
+}
+
 impl WorkerPluginCounts {
     /// The counts of a codec running `generation`.
     pub fn of(generation: u64, s: &PluginStats) -> WorkerPluginCounts {
@@ -142,55 +163,30 @@ impl WorkerPluginCounts {
         generation: u64,
         instances: impl IntoIterator<Item = &'a PluginStats>,
     ) -> WorkerPluginCounts {
-        instances
-            .into_iter()
-            .map(|s| WorkerPluginCounts::of(generation, s))
-            .fold(
-                WorkerPluginCounts {
-                    generation,
-                    ..WorkerPluginCounts::default()
-                },
-                |sum, one| sum.plus(&one),
-            )
+        WorkerPluginCounts::total(
+            generation,
+            instances
+                .into_iter()
+                .map(|s| WorkerPluginCounts::of(generation, s)),
+        )
+    }
+
+    /// Every count of `parts` summed, under `generation` (not a sum).
+    pub fn total(
+        generation: u64,
+        parts: impl IntoIterator<Item = WorkerPluginCounts>,
+    ) -> WorkerPluginCounts {
+        macro_rules! add {
+            ($($f:ident),*) => { |sum: WorkerPluginCounts, one: WorkerPluginCounts| WorkerPluginCounts { $($f: sum.$f + one.$f,)* } };
+        }
+        let plus = each_field!(add);
+        let sum = parts.into_iter().fold(WorkerPluginCounts::default(), plus);
+        WorkerPluginCounts { generation, ..sum }
     }
 
     /// Mean time of one guest call (ns) from the sampled calls; `None` before any.
     pub fn mean_call_ns(&self) -> Option<u64> {
         self.timed_ns.checked_div(self.timed_calls)
-    }
-}
-
-/// Applies `$m` to every field name of [`WorkerGauge`] / [`WorkerPluginCounts`].
-macro_rules! each_field {
-    ($m:ident) => {
-        $m!(
-            generation,
-            instances,
-            retired_instances,
-            memory_bytes,
-            decode_calls,
-            encode_calls,
-            other_calls,
-            errors,
-            traps,
-            cpu_exhausted,
-            replaced_instances,
-            timed_calls,
-            timed_ns
-        )
-    };
-}
-
-impl WorkerPluginCounts {
-    /// Each count of `self` and `other` added, but the generation (`self`'s).
-    pub(crate) fn plus(self, other: &WorkerPluginCounts) -> WorkerPluginCounts {
-        macro_rules! add {
-            ($($f:ident),*) => { WorkerPluginCounts { $($f: self.$f + other.$f,)* } };
-        }
-        WorkerPluginCounts {
-            generation: self.generation,
-            ..each_field!(add)
-        }
     }
 }
 

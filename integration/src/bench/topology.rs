@@ -72,9 +72,9 @@ impl Topology {
             })
         };
         let with_codec = |config: MosnConfig| match codec {
-            CodecKind::Wasm => match setup.instance_num {
-                Some(n) => config.wasm_plugin(&setup.plugin_path).instance_num(n),
-                None => config.wasm_plugin(&setup.plugin_path),
+            CodecKind::Wasm => MosnConfig {
+                instance_num: setup.instance_num,
+                ..config.wasm_plugin(&setup.plugin_path)
             },
             CodecKind::Native | CodecKind::Relay => config.native(),
         };

@@ -30,6 +30,13 @@ pub struct ServerSettings {
     pub processor: usize,
 }
 
+impl ServerSettings {
+    /// The worker threads that run: `processor`, at least one.
+    pub fn workers(&self) -> usize {
+        self.processor.max(1)
+    }
+}
+
 /// `default_log_path` and `default_log_level`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {

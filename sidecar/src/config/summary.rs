@@ -224,12 +224,13 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
     for p in &c.plugins {
         writeln!(
             out,
-            "  {} engine {} file {} ({}), one instance per worker ({}){}",
+            "  {} engine {} file {} ({}), instance_num {} over {} worker(s){}",
             p.name,
             p.vm.engine.as_str(),
             p.vm.path,
             p.vm.resolved_path.display(),
-            c.server.processor.max(1),
+            p.instance_num,
+            c.server.workers(),
             if p.vm.md5.is_empty() {
                 ""
             } else {
@@ -243,7 +244,7 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         let instances = match &codec.kind {
             CodecKind::Wasm(w) => format!(
                 ", {} instance(s) per worker",
-                c.plugins[w.plugin].instances_per_worker(c.server.processor.max(1))
+                c.plugins[w.plugin].instances_per_worker(c.server.workers())
             ),
             CodecKind::Native(_) => String::new(),
         };
